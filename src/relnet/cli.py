@@ -1,0 +1,165 @@
+"""The `relnet` command line: make data, train a preset, evaluate a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from relnet import __version__
+from relnet.errors import ConfigError, RelnetError
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def cmd_data_sort_of_clevr(args) -> int:
+    from relnet.tasks.sort_of_clevr.data import write_dataset
+
+    out = Path(args.out)
+    existing = [out / name for name in ("train.npz", "test.npz") if (out / name).exists()]
+    if existing and not args.overwrite:
+        raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it or choose another --out")
+    paths = write_dataset(out, train_images=args.train_images, test_images=args.test_images, seed=args.seed,
+                          progress=not args.no_progress)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from relnet.tasks import get_preset, get_task
+    from relnet.train import train
+
+    preset = get_preset(args.preset)
+    task = get_task(preset.task)
+    metrics = train(task, preset, Path(args.data), Path(args.out), epochs=args.epochs, max_minutes=args.max_minutes,
+                    seed=args.seed, device=args.device, precision=args.precision, resume=args.resume,
+                    progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes)
+    print(task.format_metrics(metrics))
+    print(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
+          f"({metrics['train_samples_per_second']} samples/s); wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from relnet.tasks import get_task
+    from relnet.train.checkpoint import load_checkpoint, write_json
+    from relnet.train.loop import evaluate, resolve_device, resolve_precision
+    from relnet.train.preset import Preset
+
+    run = Path(args.run)
+    state = load_checkpoint(run / "checkpoint.pt")
+    preset = Preset(**state["preset"])
+    task = get_task(preset.task)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    split = task.load(Path(args.data), args.split, preset).to(device)
+    model = task.build_model(preset, state["info"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
+                          f"{str(error).splitlines()[0]}") from None
+    metrics = evaluate(task, model.to(device), split, preset.eval_batch_size, device, precision,
+                       progress=not args.no_progress)
+    metrics["preset"] = preset.name
+    out = run / f"eval_{args.split}.json"
+    write_json(out, metrics)
+    print(json.dumps(metrics, indent=2) if args.json else task.format_metrics(metrics))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from relnet.tasks import PRESETS
+
+    for name, preset in sorted(PRESETS.items()):
+        print(f"{name:<26}{preset.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relnet", description="Relation Networks: data, training and evaluation.")
+    parser.add_argument("--version", action="version", version=f"relnet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="generate or prepare a benchmark's data",
+                               description="Generate or prepare a benchmark's data.")
+    datasets = data.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    soc = datasets.add_parser("sort-of-clevr", help="generate Sort-of-CLEVR (train.npz, test.npz)",
+                              description="Generate Sort-of-CLEVR into DIR/train.npz and DIR/test.npz "
+                                          "(30 questions per image; see docs/sort-of-clevr.md).")
+    soc.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    soc.add_argument("--train-images", type=positive_int, default=10_000, metavar="N", help="training images (default 10000)")
+    soc.add_argument("--test-images", type=positive_int, default=2_000, metavar="N", help="test images (default 2000)")
+    soc.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives byte-identical files (default 0)")
+    soc.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
+    soc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    soc.set_defaults(run=cmd_data_sort_of_clevr)
+
+    train = commands.add_parser("train", help="train a preset", description="Train a preset; the run lives in --out.")
+    train.add_argument("--preset", required=True, metavar="NAME", help="experiment preset (see `relnet presets`)")
+    train.add_argument("--data", required=True, metavar="DIR", help="data directory of the preset's benchmark")
+    train.add_argument("--out", required=True, metavar="RUN", help="run directory (checkpoint, metrics, curves)")
+    train.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (default: the preset's)")
+    train.add_argument("--max-minutes", type=positive_float, metavar="M",
+                       help="training time budget; the learning-rate schedule completes within it")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
+    train.add_argument("--precision", default="auto",
+                       help="fp32, bf16 (autocast) or auto (default: bf16 on CUDA, fp32 on CPU)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, metavar="M",
+                       help="also checkpoint every M minutes within an epoch (default 5)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run",
+                                   description="Evaluate the checkpoint of RUN on a split; writes RUN/eval_SPLIT.json.")
+    evaluate.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
+    evaluate.add_argument("--data", required=True, metavar="DIR", help="data directory")
+    evaluate.add_argument("--split", default="test", help="split to evaluate (default test)")
+    evaluate.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    evaluate.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(run=cmd_eval)
+
+    presets = commands.add_parser("presets", help="list the experiment presets", description="List the experiment presets.")
+    presets.set_defaults(run=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except RelnetError as error:
+        print(f"relnet: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"relnet: interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Image encoders whose feature-map cells become the RN's objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def conv_stack(in_channels: int, channels: Sequence[int], stride: int = 2) -> nn.Sequential:
+    """3x3 convolutions with stride, batch norm and ReLU (the paper's visual front end)."""
+    layers: list[nn.Module] = []
+    for width in channels:
+        layers += [
+            nn.Conv2d(in_channels, width, kernel_size=3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        ]
+        in_channels = width
+    return nn.Sequential(*layers)
+
+
+def cell_coordinates(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
+    """(x, y) of every cell of a height x width map, scaled to [-1, 1], row-major: [H*W, 2]."""
+    ys = torch.linspace(-1, 1, height, device=device, dtype=dtype) if height > 1 else torch.zeros(1, device=device, dtype=dtype)
+    xs = torch.linspace(-1, 1, width, device=device, dtype=dtype) if width > 1 else torch.zeros(1, device=device, dtype=dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1).reshape(height * width, 2)
+
+
+def image_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, C] images (as stored) to float [B, C, H, W] in [0, 1]."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"expected uint8 images [B, H, W, C], got {images.dtype} {tuple(images.shape)}")
+    return images.permute(0, 3, 1, 2).float().div_(255)
+
+
+class ConvObjects(nn.Module):
+    """A CNN whose output cells, each tagged with its (x, y) coordinates, are objects.
+
+    Input float images [B, C, H, W]; output objects [B, H'*W', channels[-1] + 2].
+    """
+
+    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (24, 24, 24, 24), stride: int = 2):
+        super().__init__()
+        self.convs = conv_stack(in_channels, channels, stride)
+        self.object_dim = channels[-1] + 2
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.convs(images)
+        batch, channels, height, width = features.shape
+        cells = features.flatten(2).transpose(1, 2)  # [B, H'*W', C]
+        coords = cell_coordinates(height, width, features.device, cells.dtype)
+        return torch.cat([cells, coords.expand(batch, -1, -1)], dim=-1)

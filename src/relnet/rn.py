@@ -1,0 +1,146 @@
+"""The Relation Network module (Santoro et al., 2017).
+
+    RN(O, q) = f( aggregate_{i,j} g(o_i, o_j, q) )
+
+Seen as a graph network on the complete graph over the objects, the RN has three
+parts, kept separate here:
+
+* the *relation function* g, applied to every ordered pair of objects (the edges),
+* the *aggregation* over pairs (sum in the paper, or mean),
+* the *output function* f, applied once to the aggregate (the global update).
+
+g's first layer acts on the concatenation [o_i; o_j; q]. It is linear, so it is
+computed as A o_i + B o_j + C q: each object is projected once, and the
+B x N^2 x (2D + Q) pair tensor is never built. The remaining layers of g run on
+all pairs at once as dense matmuls; ``pair_chunk_size`` bounds memory by handling
+a few rows of the pair grid at a time (recomputing them in the backward pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from relnet.nn.mlp import mlp
+
+AGGREGATIONS = ("sum", "mean")
+
+
+class RelationFunction(nn.Module):
+    """g: maps every ordered pair (o_i, o_j), conditioned on q, to a relation vector.
+
+    Args:
+        object_dim: size D of each object vector.
+        question_dim: size Q of the conditioning vector (0 for none).
+        widths: output size of each layer of g; every layer is followed by ReLU.
+    """
+
+    def __init__(self, object_dim: int, question_dim: int, widths: Sequence[int]):
+        super().__init__()
+        if not widths:
+            raise ValueError("g needs at least one layer")
+        hidden = widths[0]
+        self.left = nn.Linear(object_dim, hidden)  # A o_i + bias
+        self.right = nn.Linear(object_dim, hidden, bias=False)  # B o_j
+        self.question = nn.Linear(question_dim, hidden, bias=False) if question_dim else None  # C q
+        self.rest = mlp(hidden, widths[1:]) if len(widths) > 1 else nn.Identity()
+        self.out_dim = widths[-1]
+
+    def project(self, objects: torch.Tensor, question: torch.Tensor | None):
+        """First layer, per object: returns (A o_i + C q + bias, B o_j), each [B, N, H]."""
+        left = self.left(objects)
+        if self.question is not None:
+            if question is None:
+                raise ValueError("this RN was built with question_dim > 0 but got no question")
+            left = left + self.question(question).unsqueeze(1)
+        return left, self.right(objects)
+
+    def pairs(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Relation vectors of the pairs (rows of left) x (all of right): [B, n, N, out]."""
+        first_layer = torch.relu(left.unsqueeze(2) + right.unsqueeze(1))
+        return self.rest(first_layer)
+
+
+class RelationNetwork(nn.Module):
+    """A Relation Network over a set of objects, optionally conditioned on a question.
+
+    Args:
+        object_dim: size D of each object vector.
+        out_dim: size of the output (e.g. the number of answers).
+        question_dim: size Q of the conditioning vector, 0 for an unconditioned RN.
+        g_widths: widths of the layers of g (paper: four layers of 256).
+        f_widths: widths of the hidden layers of f before its output layer.
+        dropout: dropout rate before f's output layer (paper: 0.5 on CLEVR).
+        aggregation: "sum" (paper) or "mean" over the valid pairs.
+        pair_chunk_size: if set, rows of the pair grid are processed this many at a
+            time with activation recomputation, bounding memory to
+            O(B * chunk * N * width) instead of O(B * N^2 * width).
+
+    Shapes:
+        objects [B, N, D], question [B, Q] or None, mask [B, N] (True = real object)
+        or None; returns [B, out_dim]. Padded objects (mask False) take part in no pair.
+    """
+
+    def __init__(
+        self,
+        object_dim: int,
+        out_dim: int,
+        question_dim: int = 0,
+        g_widths: Sequence[int] = (256, 256, 256, 256),
+        f_widths: Sequence[int] = (256, 256),
+        dropout: float = 0.0,
+        aggregation: str = "sum",
+        pair_chunk_size: int | None = None,
+    ):
+        super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if pair_chunk_size is not None and pair_chunk_size < 1:
+            raise ValueError(f"pair_chunk_size must be a positive integer, got {pair_chunk_size}")
+        self.g = RelationFunction(object_dim, question_dim, g_widths)
+        self.f = mlp(self.g.out_dim, f_widths, out_dim=out_dim, dropout=dropout)
+        self.aggregation = aggregation
+        self.pair_chunk_size = pair_chunk_size
+
+    def relations(self, objects: torch.Tensor, question: torch.Tensor | None = None,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The aggregated relation vector, before f: [B, g_widths[-1]]."""
+        if objects.dim() != 3:
+            raise ValueError(f"objects must be [batch, objects, features], got shape {tuple(objects.shape)}")
+        left, right = self.g.project(objects, question)
+        weights = None if mask is None else mask.to(left.dtype)
+        num_objects = objects.shape[1]
+        chunk = self.pair_chunk_size or num_objects
+        total = None
+        for start in range(0, num_objects, chunk):
+            rows = slice(start, start + chunk)
+            row_weights = None if weights is None else weights[:, rows]
+            args = (left[:, rows], right, row_weights, weights)
+            if chunk < num_objects and torch.is_grad_enabled():
+                part = checkpoint(self._sum_pairs, *args, use_reentrant=False)
+            else:
+                part = self._sum_pairs(*args)
+            total = part if total is None else total + part
+        if self.aggregation == "mean":
+            if weights is None:
+                total = total / (num_objects * num_objects)
+            else:
+                valid = weights.sum(1, keepdim=True)
+                total = total / (valid * valid).clamp(min=1)
+        return total
+
+    def _sum_pairs(self, left, right, row_weights, col_weights):
+        pair_features = self.g.pairs(left, right)  # [B, n, N, H]
+        if row_weights is None:
+            return pair_features.sum(dim=(1, 2))
+        # Sum over j weighted by mask_j, then over i weighted by mask_i: a padded
+        # object removes every pair it is in without building a [B, n, N] mask.
+        per_row = torch.einsum("bijh,bj->bih", pair_features, col_weights.to(pair_features.dtype))
+        return torch.einsum("bih,bi->bh", per_row, row_weights.to(per_row.dtype))
+
+    def forward(self, objects: torch.Tensor, question: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.f(self.relations(objects, question, mask))

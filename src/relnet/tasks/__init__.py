@@ -1,0 +1,24 @@
+"""The benchmarks. Each adds its data, its model wiring and its metrics to the shared trainer."""
+
+from relnet.errors import ConfigError
+from relnet.tasks.base import Split, Task
+from relnet.tasks.sort_of_clevr import SortOfClevr
+from relnet.train.preset import Preset
+
+TASKS: dict[str, Task] = {task.name: task for task in (SortOfClevr(),)}
+PRESETS: dict[str, Preset] = {name: preset for task in TASKS.values() for name, preset in task.presets.items()}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}: expected one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+__all__ = ["PRESETS", "TASKS", "Preset", "Split", "Task", "get_preset", "get_task"]

@@ -1,0 +1,65 @@
+"""What a benchmark provides to the shared trainer: data, a model wiring, and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from relnet.train.preset import Preset
+
+
+class Split:
+    """One split of a benchmark, held as tensors in memory.
+
+    Subclasses fill ``tensors`` (all moved together by ``to``) and implement ``batch``,
+    which builds a batch by indexing: no per-sample Python.
+    """
+
+    tensors: dict[str, torch.Tensor]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Model inputs (keyword arguments) and targets for the examples ``index``."""
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        """Sizes the model builder needs (vocabularies, feature sizes): plain data."""
+        return {}
+
+    def to(self, device: torch.device) -> "Split":
+        self.tensors = {name: tensor.to(device) for name, tensor in self.tensors.items()}
+        return self
+
+
+class Task:
+    """A benchmark. Subclasses set ``name`` and ``presets`` and implement the methods."""
+
+    name: str = ""
+    presets: dict[str, Preset] = {}
+    # The metrics group (a dict of accuracies) drawn in the learning-curve plot.
+    curve_group: str = ""
+
+    def load(self, data_dir: Path, split: str, preset: Preset) -> Split:
+        raise NotImplementedError
+
+    def build_model(self, preset: Preset, info: dict) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs.float(), targets)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.argmax(-1)
+
+    def metrics(self, split: Split, predictions: torch.Tensor) -> dict:
+        """Accuracy overall and by group; ``predictions`` covers the whole split in order."""
+        raise NotImplementedError
+
+    def format_metrics(self, metrics: dict) -> str:
+        """The results table printed at the end of training and by ``relnet eval``."""
+        raise NotImplementedError

@@ -1,0 +1,153 @@
+"""Sort-of-CLEVR as a benchmark of the shared trainer: splits as tensors, models, metrics, presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from relnet.errors import ConfigError
+from relnet.tasks.base import Split, Task
+from relnet.tasks.sort_of_clevr.data import load_split
+from relnet.tasks.sort_of_clevr.generate import COLORS, IMAGE_SIZE, KINDS, SHAPES, SUBTYPES
+from relnet.tasks.sort_of_clevr.models import CNNMLP, PixelRN, StateRN
+from relnet.train.preset import Preset
+
+NUM_COLORS = len(COLORS)
+# Question vector: one-hot color of X, of Y (zeros when unused), kind, subtype.
+QUESTION_DIM = 2 * NUM_COLORS + len(KINDS) + 3
+# State object vector: one-hot color, one-hot shape, (x, y) scaled to [-1, 1].
+OBJECT_DIM = NUM_COLORS + len(SHAPES) + 2
+INPUTS = ("pixels", "state")
+
+
+def encode_questions(q_color: torch.Tensor, q_kind: torch.Tensor, q_subtype: torch.Tensor) -> torch.Tensor:
+    """[Q, QUESTION_DIM] float question vectors from the stored question table."""
+    color_x = F.one_hot(q_color[:, 0].long(), NUM_COLORS)
+    # -1 (no second color) becomes an all-zero row.
+    color_y = F.one_hot((q_color[:, 1].long() + 1), NUM_COLORS + 1)[:, 1:]
+    kind = F.one_hot(q_kind.long(), len(KINDS))
+    subtype = F.one_hot(q_subtype.long(), 3)
+    return torch.cat([color_x, color_y, kind, subtype], dim=1).float()
+
+
+def encode_objects(object_color: torch.Tensor, object_shape: torch.Tensor, object_xy: torch.Tensor) -> torch.Tensor:
+    """[N, 6, OBJECT_DIM] float object tables (state descriptions)."""
+    center = (IMAGE_SIZE - 1) / 2
+    position = (object_xy.float() - center) / center
+    return torch.cat([F.one_hot(object_color.long(), NUM_COLORS).float(),
+                      F.one_hot(object_shape.long(), len(SHAPES)).float(), position], dim=-1)
+
+
+class SortOfClevrSplit(Split):
+    """All questions of one split; a batch gathers each question's image or object table."""
+
+    def __init__(self, arrays: dict, use_pixels: bool, name: str):
+        self.name = name
+        self.use_pixels = use_pixels
+        scene = torch.from_numpy(arrays["images"]) if use_pixels else encode_objects(
+            torch.from_numpy(arrays["object_color"]), torch.from_numpy(arrays["object_shape"]),
+            torch.from_numpy(arrays["object_xy"]))
+        self.tensors = {
+            "scene": scene,
+            "question": encode_questions(*(torch.from_numpy(arrays[key]) for key in ("q_color", "q_kind", "q_subtype"))),
+            "image": torch.from_numpy(arrays["q_image"]).long(),
+            "answer": torch.from_numpy(arrays["answer"]).long(),
+            "kind": torch.from_numpy(arrays["q_kind"]).long(),
+            "subtype": torch.from_numpy(arrays["q_subtype"]).long(),
+        }
+        self.num_answers = len(arrays["answers"])
+
+    def __len__(self) -> int:
+        return len(self.tensors["answer"])
+
+    def batch(self, index):
+        t = self.tensors
+        scene = t["scene"][t["image"][index]]
+        inputs = {"images" if self.use_pixels else "objects": scene, "question": t["question"][index]}
+        return inputs, t["answer"][index]
+
+    def info(self) -> dict:
+        return {"num_answers": self.num_answers, "question_dim": QUESTION_DIM, "object_dim": OBJECT_DIM,
+                "image_size": IMAGE_SIZE}
+
+
+def _accuracy_by(correct: torch.Tensor, groups: torch.Tensor, count: int) -> list[float]:
+    hits = torch.bincount(groups, weights=correct.double(), minlength=count)
+    totals = torch.bincount(groups, minlength=count).clamp(min=1)
+    return (hits / totals).tolist()
+
+
+class SortOfClevr(Task):
+    name = "sort-of-clevr"
+    curve_group = "by_kind"
+    presets = {
+        preset.name: preset for preset in (
+            Preset(
+                name="sort-of-clevr-state",
+                task="sort-of-clevr",
+                description="RN over state descriptions (the object table)",
+                model={"input": "state", "architecture": "rn", "g_widths": [256] * 4, "f_widths": [256, 256],
+                       "dropout": 0.0},
+                batch_size=64, epochs=3, lr=1e-3, warmup_steps=500, min_lr_ratio=0.0),
+            Preset(
+                name="sort-of-clevr-pixels",
+                task="sort-of-clevr",
+                description="RN over CNN cells tagged with coordinates (the public reference's size)",
+                model={"input": "pixels", "architecture": "rn", "conv_channels": [24] * 4, "g_widths": [256] * 4,
+                       "f_widths": [256, 256], "dropout": 0.5},
+                batch_size=64, epochs=10, lr=1e-3, warmup_steps=1000, min_lr_ratio=0.0),
+            Preset(
+                name="sort-of-clevr-cnn-mlp",
+                task="sort-of-clevr",
+                description="baseline: the same CNN, flattened, with the question into a 4x256 MLP",
+                model={"input": "pixels", "architecture": "cnn-mlp", "conv_channels": [24] * 4,
+                       "widths": [256] * 4, "dropout": 0.5},
+                batch_size=64, epochs=10, lr=1e-3, warmup_steps=1000, min_lr_ratio=0.0),
+        )
+    }
+
+    def load(self, data_dir: Path, split: str, preset: Preset) -> SortOfClevrSplit:
+        return SortOfClevrSplit(load_split(Path(data_dir) / f"{split}.npz"), preset.model["input"] == "pixels", split)
+
+    def build_model(self, preset: Preset, info: dict):
+        config = dict(preset.model)
+        inputs, architecture = config.pop("input"), config.pop("architecture")
+        common = {"num_answers": info["num_answers"], "question_dim": info["question_dim"]}
+        if architecture == "rn" and inputs == "pixels":
+            return PixelRN(**common, **config)
+        if architecture == "rn" and inputs == "state":
+            return StateRN(**common, object_dim=info["object_dim"], **config)
+        if architecture == "cnn-mlp" and inputs == "pixels":
+            return CNNMLP(**common, image_size=info["image_size"], **config)
+        raise ConfigError(f"preset {preset.name!r}: no Sort-of-CLEVR model for architecture {architecture!r} on {inputs!r}")
+
+    def metrics(self, split: SortOfClevrSplit, predictions: torch.Tensor) -> dict:
+        t = {name: tensor.cpu() for name, tensor in split.tensors.items() if name != "scene"}
+        correct = predictions.cpu() == t["answer"]
+        by_kind = _accuracy_by(correct, t["kind"], len(KINDS))
+        by_subtype = _accuracy_by(correct, t["kind"] * 3 + t["subtype"], 3 * len(KINDS))
+        counts = torch.bincount(t["kind"] * 3 + t["subtype"], minlength=3 * len(KINDS)).tolist()
+        return {
+            "split": split.name,
+            "questions": len(correct),
+            "overall": correct.double().mean().item(),
+            "by_kind": dict(zip(KINDS, by_kind)),
+            "by_subtype": {f"{kind}/{subtype}": by_subtype[k * 3 + s]
+                           for k, kind in enumerate(KINDS) for s, subtype in enumerate(SUBTYPES[kind])},
+            "subtype_counts": {f"{kind}/{subtype}": counts[k * 3 + s]
+                               for k, kind in enumerate(KINDS) for s, subtype in enumerate(SUBTYPES[kind])},
+        }
+
+    def format_metrics(self, metrics: dict) -> str:
+        lines = [f"Sort-of-CLEVR, {metrics['split']} split: {metrics['questions']:,} questions",
+                 f"{'question':<34}{'accuracy':>9}{'count':>9}"]
+        for kind in KINDS:
+            lines.append(f"{kind:<34}{100 * metrics['by_kind'][kind]:>8.2f}%")
+            for subtype in SUBTYPES[kind]:
+                key = f"{kind}/{subtype}"
+                lines.append(f"  {subtype:<32}{100 * metrics['by_subtype'][key]:>8.2f}%"
+                             f"{metrics['subtype_counts'][key]:>9,}")
+        lines.append(f"{'overall':<34}{100 * metrics['overall']:>8.2f}%")
+        return "\n".join(lines)

@@ -1,0 +1,268 @@
+"""The training loop shared by every benchmark.
+
+One explicit loop: shuffle by epoch, build each batch by indexing tensors, step the
+optimizer, evaluate after each epoch, checkpoint atomically. A run lives in one
+directory: ``checkpoint.pt`` (full state), ``history.json`` (per-evaluation
+metrics), ``metrics.json`` (final), ``curves.png``, ``config.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+
+from relnet.errors import ConfigError
+from relnet.train.checkpoint import load_checkpoint, save_checkpoint, write_json
+from relnet.train.plots import plot_curves
+from relnet.train.preset import Preset
+
+if TYPE_CHECKING:
+    from relnet.tasks.base import Split, Task
+
+PRECISIONS = ("auto", "fp32", "bf16")
+LOG_EVERY_STEPS = 50
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was requested but no CUDA GPU is available (torch.cuda.is_available() is False)")
+        return torch.device("cuda")
+    raise ConfigError(f"unknown device {name!r}: expected cpu, cuda or auto")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' is bf16 on CUDA and fp32 on CPU: CPUs without native bf16 matmul run bf16 slower."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r}: expected one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return name
+
+
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: float, budget_seconds: float | None) -> float:
+    """Linear warm-up, then cosine decay over the run's steps or time budget, whichever ends first."""
+    warmup = min(1.0, (step + 1) / preset.warmup_steps) if preset.warmup_steps else 1.0
+    progress = step / max(total_steps, 1)
+    if budget_seconds:
+        progress = max(progress, train_seconds / budget_seconds)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return preset.lr * warmup * (preset.min_lr_ratio + (1 - preset.min_lr_ratio) * cosine)
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled example order of one epoch; recomputable, so a resumed run continues it exactly."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=generator)
+
+
+@torch.no_grad()
+def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
+             device: torch.device, precision: str = "fp32", progress: bool = True) -> dict:
+    """Metrics of ``model`` on every example of ``split`` (the last partial batch included)."""
+    was_training = model.training
+    model.eval()
+    predictions = []
+    for start in tqdm(range(0, len(split), batch_size), desc="eval", leave=False, disable=not progress):
+        index = torch.arange(start, min(start + batch_size, len(split)), device=device)
+        inputs, _ = split.batch(index)
+        with autocast(device, precision):
+            predictions.append(task.predict(model(**inputs)))
+    model.train(was_training)
+    return task.metrics(split, torch.cat(predictions).cpu())
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so the run stops at a clean point."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        with contextlib.suppress(ValueError):  # signals can only be set from the main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class _Progress:
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    train_seconds: float = 0.0
+
+
+def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
+          max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
+          resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0) -> dict:
+    """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics."""
+    out_dir = Path(out_dir)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    state = None
+    if checkpoint_path.exists():
+        if not resume:
+            raise ConfigError(f"{out_dir}: already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
+        state = load_checkpoint(checkpoint_path)
+        stored = state["preset"]["name"]
+        if stored != preset.name:
+            raise ConfigError(f"{checkpoint_path}: checkpoint is of preset {stored!r}, not {preset.name!r}")
+        seed = state["options"]["seed"]
+        epochs = epochs or state["options"]["epochs"]
+        max_minutes = max_minutes if max_minutes is not None else state["options"]["max_minutes"]
+    epochs = epochs or preset.epochs
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    if max_minutes is not None and max_minutes <= 0:
+        raise ConfigError(f"--max-minutes must be positive, got {max_minutes}")
+    torch_device = resolve_device(device)
+    precision = resolve_precision(precision, torch_device)
+    if torch_device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+
+    train_split = task.load(Path(data_dir), "train", preset).to(torch_device)
+    eval_split = task.load(Path(data_dir), "test", preset).to(torch_device)
+    info = state["info"] if state else train_split.info()
+
+    torch.manual_seed(seed)
+    model = task.build_model(preset, info).to(torch_device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+    run = _Progress()
+    history: list[dict] = []
+    loss_log: list[list[float]] = []
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        run = _Progress(**state["progress"])
+        history, loss_log = state["history"], state["loss_log"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch_device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+
+    options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
+               "device": str(torch_device), "data": str(data_dir)}
+    write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
+    num_examples = len(train_split)
+    batch_size = min(preset.batch_size, num_examples)
+    steps_per_epoch = num_examples // batch_size
+    total_steps = epochs * steps_per_epoch
+    budget = max_minutes * 60 if max_minutes else None
+
+    def save():
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state() if torch_device.type == "cuda" else None}
+        save_checkpoint(checkpoint_path, {
+            "preset": preset.to_dict(), "info": info, "options": options, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "progress": vars(run).copy(), "rng": rng,
+            "history": history, "loss_log": loss_log})
+
+    def record_evaluation(train_loss: float, train_accuracy: float):
+        metrics = evaluate(task, model, eval_split, preset.eval_batch_size, torch_device, precision, progress)
+        history.append({"epoch": run.epoch + run.batch_in_epoch / steps_per_epoch, "step": run.step,
+                        "train_seconds": run.train_seconds, "train_loss": train_loss,
+                        "train_accuracy": train_accuracy, "eval": metrics})
+        write_json(out_dir / "history.json", history)
+        plot_curves(history, loss_log, out_dir / "curves.png", task.curve_group, title=preset.name)
+        tqdm.write(f"epoch {history[-1]['epoch']:.2f}  step {run.step}  train loss {train_loss:.4f}  "
+                   f"train acc {train_accuracy:.4f}  {eval_split_name} acc {metrics['overall']:.4f}")
+        return metrics
+
+    eval_split_name = "test"
+    model.train()
+    stopped_early = False
+    with _StopRequest() as stop:
+        while run.epoch < epochs and not stopped_early:
+            order = epoch_order(num_examples, seed, run.epoch)
+            bar = tqdm(total=steps_per_epoch, initial=run.batch_in_epoch, desc=f"epoch {run.epoch + 1}/{epochs}",
+                       disable=not progress, dynamic_ncols=True)
+            loss_sum = torch.zeros((), device=torch_device)
+            correct = torch.zeros((), device=torch_device)
+            seen = 0
+            last_checkpoint = time.perf_counter()
+            step_start = time.perf_counter()
+            while run.batch_in_epoch < steps_per_epoch:
+                start = run.batch_in_epoch * batch_size
+                index = order[start:start + batch_size].to(torch_device, non_blocking=True)
+                inputs, targets = train_split.batch(index)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(preset, run.step, total_steps, run.train_seconds, budget)
+                with autocast(torch_device, precision):
+                    outputs = model(**inputs)
+                    loss = task.loss(outputs, targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if preset.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip)
+                optimizer.step()
+                loss_sum += loss.detach() * len(index)
+                correct += (task.predict(outputs.detach()) == targets).sum()
+                seen += len(index)
+                run.step += 1
+                run.batch_in_epoch += 1
+                bar.update(1)
+                if run.step % LOG_EVERY_STEPS == 0 or run.batch_in_epoch == steps_per_epoch:
+                    now = time.perf_counter()  # .item() below synchronizes, so the time is real
+                    mean_loss, accuracy = loss_sum.item() / seen, correct.item() / seen
+                    run.train_seconds += now - step_start
+                    step_start = now
+                    loss_log.append([run.epoch + run.batch_in_epoch / steps_per_epoch, mean_loss])
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.4f}",
+                                    lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                    if budget and run.train_seconds >= budget:
+                        stopped_early = True
+                        tqdm.write(f"time budget of {max_minutes:g} min reached at step {run.step}")
+                        break
+                    if now - last_checkpoint >= checkpoint_minutes * 60:
+                        save()
+                        last_checkpoint = time.perf_counter()
+                        step_start = last_checkpoint
+                if stop.requested:
+                    break
+            bar.close()
+            if stop.requested:
+                save()
+                raise KeyboardInterrupt(f"stopped at step {run.step}; continue with --resume")
+            epoch_loss = loss_sum.item() / max(seen, 1)
+            epoch_accuracy = correct.item() / max(seen, 1)
+            if run.batch_in_epoch == steps_per_epoch:
+                run.epoch += 1
+                run.batch_in_epoch = 0
+            metrics = record_evaluation(epoch_loss, epoch_accuracy)
+            save()
+
+    if not history:  # resumed a run that had already finished
+        metrics = evaluate(task, model, eval_split, preset.eval_batch_size, torch_device, precision, progress)
+    else:
+        metrics = history[-1]["eval"]
+    samples = run.step * batch_size
+    final = {**metrics, "preset": preset.name, "epochs": history[-1]["epoch"] if history else 0, "steps": run.step,
+             "train_seconds": round(run.train_seconds, 1),
+             "train_samples_per_second": round(samples / run.train_seconds, 1) if run.train_seconds else None}
+    write_json(out_dir / "metrics.json", final)
+    return final

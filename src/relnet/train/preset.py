@@ -1,0 +1,33 @@
+"""Presets: an experiment's hyperparameters as plain data."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything needed to reproduce an experiment except the data and the seed.
+
+    ``model`` is passed as-is to the task's model builder; the rest drives the trainer.
+    The learning rate warms up linearly over ``warmup_steps`` and then follows a cosine
+    from ``lr`` down to ``lr * min_lr_ratio`` over the run (its epochs, or its time
+    budget when ``--max-minutes`` is given).
+    """
+
+    name: str
+    task: str
+    description: str
+    model: dict = field(default_factory=dict)
+    batch_size: int = 64
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+    eval_batch_size: int = 1024
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,131 @@
+import pytest
+import torch
+
+from relnet import RelationNetwork
+
+torch.manual_seed(0)
+
+
+def naive_rn(rn: RelationNetwork, objects, question=None, mask=None):
+    """The definition, literally: concatenate each pair with q, apply g, aggregate, apply f."""
+    g = rn.g
+    weight = torch.cat([g.left.weight, g.right.weight] + ([g.question.weight] if g.question is not None else []), dim=1)
+    outputs = []
+    for b in range(objects.shape[0]):
+        total, pairs = 0, 0
+        for i in range(objects.shape[1]):
+            for j in range(objects.shape[1]):
+                if mask is not None and not (mask[b, i] and mask[b, j]):
+                    continue
+                parts = [objects[b, i], objects[b, j]] + ([question[b]] if question is not None else [])
+                pair = torch.cat(parts)
+                hidden = torch.relu(pair @ weight.T + g.left.bias)
+                total = total + g.rest(hidden)
+                pairs += 1
+        if rn.aggregation == "mean":
+            total = total / max(pairs, 1)
+        outputs.append(total)
+    return rn.f(torch.stack(outputs))
+
+
+def make_rn(**kwargs):
+    defaults = dict(object_dim=5, out_dim=7, question_dim=3, g_widths=(16, 16, 12), f_widths=(16,), dropout=0.0)
+    defaults.update(kwargs)
+    return RelationNetwork(**defaults).double().eval()
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("question_dim", [0, 3])
+def test_matches_naive_pair_loop(aggregation, question_dim):
+    rn = make_rn(question_dim=question_dim, aggregation=aggregation)
+    objects = torch.randn(3, 4, 5, dtype=torch.double)
+    question = torch.randn(3, 3, dtype=torch.double) if question_dim else None
+    torch.testing.assert_close(rn(objects, question), naive_rn(rn, objects, question))
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+def test_mask_matches_naive_and_ignores_padding(aggregation):
+    rn = make_rn(aggregation=aggregation)
+    objects = torch.randn(2, 6, 5, dtype=torch.double)
+    question = torch.randn(2, 3, dtype=torch.double)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    out = rn(objects, question, mask)
+    torch.testing.assert_close(out, naive_rn(rn, objects, question, mask))
+    # Changing padded objects changes nothing; the first example equals an RN over its 3 real objects.
+    scrambled = objects.clone()
+    scrambled[~mask] = torch.randn(int((~mask).sum()), 5, dtype=torch.double) * 100
+    torch.testing.assert_close(rn(scrambled, question, mask), out)
+    torch.testing.assert_close(rn(objects[:1, :3], question[:1]), out[:1])
+
+
+def test_permutation_invariant():
+    rn = make_rn()
+    objects = torch.randn(4, 7, 5, dtype=torch.double)
+    question = torch.randn(4, 3, dtype=torch.double)
+    permuted = objects[:, torch.randperm(7)]
+    torch.testing.assert_close(rn(permuted, question), rn(objects, question))
+
+
+def test_order_of_objects_in_a_pair_matters_but_sum_is_symmetric():
+    # g(o_i, o_j) != g(o_j, o_i) in general, yet the sum covers both orders.
+    rn = make_rn(question_dim=0)
+    a, b = torch.randn(2, 1, 5, dtype=torch.double)
+    left, right = rn.g.project(torch.stack([a, b], 1), None)
+    ab = rn.g.pairs(left[:, :1], right[:, 1:])
+    ba = rn.g.pairs(left[:, 1:], right[:, :1])
+    assert not torch.allclose(ab, ba)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_chunked_pairs_match_unchunked_values_and_gradients(chunk):
+    torch.manual_seed(1)
+    full = RelationNetwork(6, 4, question_dim=2, g_widths=(32, 32), f_widths=(32,)).double()
+    chunked = RelationNetwork(6, 4, question_dim=2, g_widths=(32, 32), f_widths=(32,), pair_chunk_size=chunk).double()
+    chunked.load_state_dict(full.state_dict())
+    objects = torch.randn(3, 10, 6, dtype=torch.double)
+    question = torch.randn(3, 2, dtype=torch.double)
+    mask = torch.rand(3, 10) > 0.3
+    out_full, out_chunked = full(objects, question, mask), chunked(objects, question, mask)
+    torch.testing.assert_close(out_chunked, out_full)
+    out_full.square().sum().backward()
+    out_chunked.square().sum().backward()
+    for (name, p_full), p_chunked in zip(full.named_parameters(), chunked.parameters()):
+        torch.testing.assert_close(p_chunked.grad, p_full.grad, msg=name)
+
+
+def test_gradients_reach_every_parameter():
+    rn = RelationNetwork(5, 3, question_dim=4, dropout=0.5, g_widths=(16, 16), f_widths=(16, 16))
+    rn(torch.randn(8, 5, 5), torch.randn(8, 4)).logsumexp(-1).sum().backward()
+    for name, parameter in rn.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_bf16_autocast_close_to_fp32():
+    rn = RelationNetwork(8, 5, question_dim=4, g_widths=(64, 64, 64), f_widths=(64,))
+    objects, question = torch.randn(16, 9, 8), torch.randn(16, 4)
+    reference = rn(objects, question)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = rn(objects, question)
+    assert low.dtype == torch.bfloat16
+    relative = (low.float() - reference).norm() / reference.norm()
+    assert relative < 0.05
+
+
+def test_errors_are_clear():
+    with pytest.raises(ValueError, match="aggregation"):
+        RelationNetwork(3, 2, aggregation="max")
+    with pytest.raises(ValueError, match="pair_chunk_size"):
+        RelationNetwork(3, 2, pair_chunk_size=0)
+    rn = RelationNetwork(3, 2, question_dim=2, g_widths=(8,), f_widths=())
+    with pytest.raises(ValueError, match="no question"):
+        rn(torch.randn(2, 4, 3))
+    with pytest.raises(ValueError, match=r"\[batch, objects, features\]"):
+        rn(torch.randn(4, 3), torch.randn(4, 2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu():
+    rn = make_rn().float()
+    objects, question = torch.randn(4, 6, 5), torch.randn(4, 3)
+    torch.testing.assert_close(rn.cuda()(objects.cuda(), question.cuda()).cpu(), rn.cpu()(objects, question),
+                               rtol=1e-4, atol=1e-4)
