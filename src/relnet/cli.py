@@ -62,7 +62,8 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from relnet.tasks import get_task
-    from relnet.train.checkpoint import load_checkpoint, write_json
+    from relnet.io import write_json
+    from relnet.train.checkpoint import load_checkpoint
     from relnet.train.loop import evaluate, resolve_device, resolve_precision
     from relnet.train.preset import Preset
 
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     soc.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives byte-identical files (default 0)")
     soc.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
     soc.add_argument("--no-progress", action="store_true", help="no progress bar")
-    soc.set_defaults(run=cmd_data_sort_of_clevr)
+    soc.set_defaults(handler=cmd_data_sort_of_clevr)
 
     train = commands.add_parser("train", help="train a preset", description="Train a preset; the run lives in --out.")
     train.add_argument("--preset", required=True, metavar="NAME", help="experiment preset (see `relnet presets`)")
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, metavar="M",
                        help="also checkpoint every M minutes within an epoch (default 5)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
-    train.set_defaults(run=cmd_train)
+    train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run",
                                    description="Evaluate the checkpoint of RUN on a split; writes RUN/eval_SPLIT.json.")
@@ -142,17 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
-    evaluate.set_defaults(run=cmd_eval)
+    evaluate.set_defaults(handler=cmd_eval)
 
     presets = commands.add_parser("presets", help="list the experiment presets", description="List the experiment presets.")
-    presets.set_defaults(run=cmd_presets)
+    presets.set_defaults(handler=cmd_presets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except RelnetError as error:
         print(f"relnet: error: {error}", file=sys.stderr)
         return 2

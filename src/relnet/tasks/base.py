@@ -18,6 +18,7 @@ class Split:
     which builds a batch by indexing: no per-sample Python.
     """
 
+    name: str  # "train", "test", ...
     tensors: dict[str, torch.Tensor]
 
     def __len__(self) -> int:

@@ -20,7 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from relnet.errors import ConfigError
-from relnet.train.checkpoint import load_checkpoint, save_checkpoint, write_json
+from relnet.io import write_json
+from relnet.train.checkpoint import load_checkpoint, save_checkpoint
 from relnet.train.plots import plot_curves
 from relnet.train.preset import Preset
 
@@ -123,6 +124,7 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics."""
+    wall_start = time.perf_counter()
     out_dir = Path(out_dir)
     checkpoint_path = out_dir / "checkpoint.pt"
     state = None
@@ -190,10 +192,9 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
         write_json(out_dir / "history.json", history)
         plot_curves(history, loss_log, out_dir / "curves.png", task.curve_group, title=preset.name)
         tqdm.write(f"epoch {history[-1]['epoch']:.2f}  step {run.step}  train loss {train_loss:.4f}  "
-                   f"train acc {train_accuracy:.4f}  {eval_split_name} acc {metrics['overall']:.4f}")
+                   f"train acc {train_accuracy:.4f}  {eval_split.name} acc {metrics['overall']:.4f}")
         return metrics
 
-    eval_split_name = "test"
     model.train()
     stopped_early = False
     with _StopRequest() as stop:
@@ -263,6 +264,7 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     samples = run.step * batch_size
     final = {**metrics, "preset": preset.name, "epochs": history[-1]["epoch"] if history else 0, "steps": run.step,
              "train_seconds": round(run.train_seconds, 1),
+             "wall_seconds_this_session": round(time.perf_counter() - wall_start, 1),
              "train_samples_per_second": round(samples / run.train_seconds, 1) if run.train_seconds else None}
     write_json(out_dir / "metrics.json", final)
     return final

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 class Preset:
     """Everything needed to reproduce an experiment except the data and the seed.
 
-    ``model`` is passed as-is to the task's model builder; the rest drives the trainer.
+    ``model`` is passed as-is to the task's model builder and ``data`` to its loader
+    (e.g. which question kinds to train on); the rest drives the trainer.
     The learning rate warms up linearly over ``warmup_steps`` and then follows a cosine
     from ``lr`` down to ``lr * min_lr_ratio`` over the run (its epochs, or its time
     budget when ``--max-minutes`` is given).
@@ -20,6 +21,7 @@ class Preset:
     task: str
     description: str
     model: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
     batch_size: int = 64
     epochs: int = 10
     lr: float = 1e-3

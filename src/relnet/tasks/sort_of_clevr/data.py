@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from relnet.errors import DataError
+from relnet.io import atomic_write
 from relnet.tasks.sort_of_clevr.generate import (
     ANSWERS,
     FORMAT_VERSION,
@@ -31,23 +32,16 @@ _TERNARY = KINDS.index("ternary")
 
 def save_split(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Write `arrays` to a deflated .npz at `path`, atomically and byte-identically for identical arrays."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            with zipfile.ZipFile(file, "w") as archive:
-                for name in sorted(arrays):
-                    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    # Streamed into the archive member, so large image arrays are never copied in memory.
-                    with archive.open(info, "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.asarray(arrays[name]), allow_pickle=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    def write(file):
+        with zipfile.ZipFile(file, "w") as archive:
+            for name in sorted(arrays):
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                # Streamed into the archive member, so large image arrays are never copied in memory.
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asarray(arrays[name]), allow_pickle=False)
+
+    atomic_write(path, write)
 
 
 def load_split(path: str | os.PathLike) -> dict[str, np.ndarray]:

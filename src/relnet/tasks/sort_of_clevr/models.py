@@ -51,3 +51,15 @@ class CNNMLP(nn.Module):
     def forward(self, images: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
         features = self.convs(image_to_float(images)).flatten(1)
         return self.mlp(torch.cat([features, question], dim=1))
+
+
+class StateMLP(nn.Module):
+    """A baseline on state descriptions: the flattened object table and the question into an MLP."""
+
+    def __init__(self, num_answers: int, question_dim: int, object_dim: int, num_objects: int,
+                 widths: Sequence[int] = (256,) * 4, dropout: float = 0.0):
+        super().__init__()
+        self.mlp = mlp(num_objects * object_dim + question_dim, widths, out_dim=num_answers, dropout=dropout)
+
+    def forward(self, objects: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([objects.flatten(1), question], dim=1))

@@ -1,0 +1,88 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relnet.cli import main
+
+COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["train"], ["eval"], ["presets"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "relnet")
+def test_help_on_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(command + ["--help"])
+    assert exit_info.value.code == 0
+    assert "usage: relnet" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "relnet.cli", "presets"], capture_output=True, text=True, check=True)
+    assert "sort-of-clevr-pixels" in result.stdout
+
+
+def test_data_train_eval_end_to_end(tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["data", "sort-of-clevr", "--out", str(data), "--train-images", "8", "--test-images", "4",
+                 "--no-progress"]) == 0
+    assert np.load(data / "train.npz")["images"].shape == (8, 75, 75, 3)
+    assert main(["train", "--preset", "sort-of-clevr-cnn-mlp", "--data", str(data), "--out", str(run),
+                 "--epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "overall" in out and "closest_shape" in out
+    assert main(["eval", str(run), "--data", str(data), "--json", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["split"] == "test" and printed["questions"] == 4 * 20  # the paper's two question kinds
+    assert json.loads((run / "eval_test.json").read_text())["overall"] == printed["overall"]
+    # The same split evaluated by training and by eval agrees.
+    assert json.loads((run / "metrics.json").read_text())["overall"] == pytest.approx(printed["overall"])
+
+
+def test_data_refuses_to_overwrite(tmp_path, capsys):
+    args = ["data", "sort-of-clevr", "--out", str(tmp_path), "--train-images", "2", "--test-images", "2", "--no-progress"]
+    assert main(args) == 0
+    before = (tmp_path / "train.npz").read_bytes()
+    assert main(args[:-5] + ["--train-images", "3", "--test-images", "2", "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "train.npz").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--preset", "no-such-preset", "--data", "D", "--out", "R"], "unknown preset 'no-such-preset'"),
+    (["train", "--preset", "sort-of-clevr-state", "--data", "{missing}", "--out", "{run}"], "train.npz: no such file"),
+    (["eval", "{run}", "--data", "D"], "no checkpoint"),
+    (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--precision", "fp8"], "unknown precision"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
+    args = [a.format(missing=tmp_path / "missing", run=tmp_path / "run") for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("relnet: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_corrupt_data_file_is_named(tmp_path, capsys):
+    (tmp_path / "train.npz").write_bytes(b"not a zip file")
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert str(tmp_path / "train.npz") in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_nonzero(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "sort-of-clevr", "--out", "x", "--train-images", "0"])
+    assert exit_info.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
+
+
+def test_benchmark_script_smoke(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sort_of_clevr.py"
+    result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--smoke",
+                             "--presets", "sort-of-clevr-state", "sort-of-clevr-cnn-mlp"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"sort-of-clevr-state", "sort-of-clevr-cnn-mlp"}
+    assert "binary" in result.stdout

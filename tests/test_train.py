@@ -1,0 +1,110 @@
+import dataclasses
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from relnet.errors import ConfigError
+from relnet.tasks import get_preset, get_task
+from relnet.train import train
+from relnet.train.loop import learning_rate
+
+
+def small(name, **overrides):
+    preset = get_preset(name)
+    model = {**preset.model, **overrides.pop("model", {})}
+    return dataclasses.replace(preset, model=model, **overrides)
+
+
+def run(preset, data, out, **kwargs):
+    kwargs.setdefault("progress", False)
+    return train(get_task(preset.task), preset, data, out, **kwargs)
+
+
+def test_learning_rate_warms_up_then_decays():
+    preset = small("sort-of-clevr-state", lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    rates = [learning_rate(preset, step, 100, 0.0, None) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1 * (0.1 + 0.9 * 1.0), rel=0.01)
+    assert max(rates) == pytest.approx(rates[9], rel=0.01)
+    assert rates[99] == pytest.approx(0.1, abs=0.01)
+    # A time budget ends the schedule when the time is spent, even if steps remain.
+    assert learning_rate(preset, 50, 100, 60.0, 60.0) == pytest.approx(0.1)
+
+
+def test_rn_learns_relational_questions_that_an_mlp_does_not(learning_sort_of_clevr, tmp_path):
+    torch.set_num_threads(2)
+    common = dict(epochs=2, batch_size=64, lr=2e-3, warmup_steps=100)
+    rn = run(small("sort-of-clevr-state", model={"g_widths": [64] * 3, "f_widths": [64]}, **common),
+             learning_sort_of_clevr, tmp_path / "rn")
+    mlp = run(small("sort-of-clevr-state-mlp", model={"widths": [128] * 3}, **common),
+              learning_sort_of_clevr, tmp_path / "mlp")
+    assert rn["by_kind"]["non_relational"] > 0.95 and mlp["by_kind"]["non_relational"] > 0.95
+    assert rn["by_kind"]["binary"] > 0.75
+    assert rn["by_kind"]["binary"] > mlp["by_kind"]["binary"] + 0.08
+
+
+def test_run_directory_contents(tiny_sort_of_clevr, tmp_path):
+    out = tmp_path / "run"
+    metrics = run(small("sort-of-clevr-state", epochs=2), tiny_sort_of_clevr, out)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["split"] == "test" and saved["questions"] == 6 * 30
+    assert set(saved["by_kind"]) == {"non_relational", "binary", "ternary"}
+    assert len(saved["by_subtype"]) == 9
+    assert all(0 <= value <= 1 for value in [saved["overall"], *saved["by_kind"].values(), *saved["by_subtype"].values()])
+    assert saved["overall"] == metrics["overall"]
+    assert len(json.loads((out / "history.json").read_text())) == 2
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "progress", "rng", "preset", "info"} <= set(state)
+    assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_sort_of_clevr, tmp_path, monkeypatch):
+    preset = small("sort-of-clevr-pixels", epochs=2, batch_size=16, model={"g_widths": [32, 32], "f_widths": [32]})
+    run(preset, tiny_sort_of_clevr, tmp_path / "straight")
+
+    task = get_task(preset.task)
+    original_loss = type(task).loss
+    calls = {"n": 0}
+
+    def loss_then_interrupt(self, outputs, targets):
+        calls["n"] += 1
+        if calls["n"] == 30:  # in the second epoch: Ctrl-C arrives mid-run
+            os.kill(os.getpid(), signal.SIGINT)
+        return original_loss(self, outputs, targets)
+
+    monkeypatch.setattr(type(task), "loss", loss_then_interrupt)
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        run(preset, tiny_sort_of_clevr, tmp_path / "interrupted")
+    monkeypatch.setattr(type(task), "loss", original_loss)
+    interrupted = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)
+    assert interrupted["progress"]["step"] == 30
+
+    run(preset, tiny_sort_of_clevr, tmp_path / "interrupted", resume=True)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)
+    assert resumed["progress"] == straight["progress"] | {"train_seconds": resumed["progress"]["train_seconds"]}
+    for name, tensor in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_existing_run_is_not_overwritten(tiny_sort_of_clevr, tmp_path):
+    out = tmp_path / "run"
+    run(small("sort-of-clevr-state", epochs=1), tiny_sort_of_clevr, out)
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError, match="--resume"):
+        run(small("sort-of-clevr-state", epochs=1), tiny_sort_of_clevr, out)
+    with pytest.raises(ConfigError, match="sort-of-clevr-state"):
+        run(small("sort-of-clevr-cnn-mlp", epochs=1), tiny_sort_of_clevr, out, resume=True)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("device, message", [("tpu", "unknown device"),
+                                             pytest.param("cuda", "no CUDA GPU", marks=pytest.mark.skipif(
+                                                 torch.cuda.is_available(), reason="a GPU is present"))])
+def test_bad_device(tiny_sort_of_clevr, tmp_path, device, message):
+    with pytest.raises(ConfigError, match=message):
+        run(small("sort-of-clevr-state"), tiny_sort_of_clevr, tmp_path / "run", device=device)
+    assert not (tmp_path / "run").exists()
