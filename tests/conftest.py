@@ -4,20 +4,10 @@ import pytest
 
 from relnet.tasks.sort_of_clevr.data import write_dataset
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
 
 @pytest.fixture(scope="session")
 def tiny_sort_of_clevr(tmp_path_factory) -> Path:
     """A small Sort-of-CLEVR dataset shared by the training and CLI tests."""
     out = tmp_path_factory.mktemp("sort-of-clevr")
     write_dataset(out, train_images=12, test_images=6, seed=3, progress=False)
-    return out
-
-
-@pytest.fixture(scope="session")
-def learning_sort_of_clevr(tmp_path_factory) -> Path:
-    """Enough questions for a small model to learn from in seconds."""
-    out = tmp_path_factory.mktemp("sort-of-clevr-learning")
-    write_dataset(out, train_images=2000, test_images=300, seed=11, progress=False)
     return out

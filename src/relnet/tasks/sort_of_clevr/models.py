@@ -16,10 +16,12 @@ class PixelRN(nn.Module):
     """CNN feature-map cells tagged with coordinates are the objects; the question conditions every pair."""
 
     def __init__(self, num_answers: int, question_dim: int, conv_channels: Sequence[int] = (24, 24, 24, 24),
-                 g_widths: Sequence[int] = (256,) * 4, f_widths: Sequence[int] = (256, 256), dropout: float = 0.5):
+                 g_widths: Sequence[int] = (256,) * 4, f_widths: Sequence[int] = (256, 256), dropout: float = 0.5,
+                 aggregation: str = "sum"):
         super().__init__()
         self.encoder = ConvObjects(3, conv_channels)
-        self.rn = RelationNetwork(self.encoder.object_dim, num_answers, question_dim, g_widths, f_widths, dropout)
+        self.rn = RelationNetwork(self.encoder.object_dim, num_answers, question_dim, g_widths, f_widths, dropout,
+                                  aggregation)
 
     def forward(self, images: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
         return self.rn(self.encoder(image_to_float(images)), question)
@@ -29,9 +31,9 @@ class StateRN(nn.Module):
     """The object table (color, shape, position per object) is the set of objects."""
 
     def __init__(self, num_answers: int, question_dim: int, object_dim: int, g_widths: Sequence[int] = (256,) * 4,
-                 f_widths: Sequence[int] = (256, 256), dropout: float = 0.0):
+                 f_widths: Sequence[int] = (256, 256), dropout: float = 0.0, aggregation: str = "sum"):
         super().__init__()
-        self.rn = RelationNetwork(object_dim, num_answers, question_dim, g_widths, f_widths, dropout)
+        self.rn = RelationNetwork(object_dim, num_answers, question_dim, g_widths, f_widths, dropout, aggregation)
 
     def forward(self, objects: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
         return self.rn(objects, question)
