@@ -257,12 +257,10 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
             metrics = record_evaluation(epoch_loss, epoch_accuracy)
             save()
 
-    if not history:  # resumed a run that had already finished
-        metrics = evaluate(task, model, eval_split, preset.eval_batch_size, torch_device, precision, progress)
-    else:
-        metrics = history[-1]["eval"]
+    # The loop always records an evaluation: a checkpoint is either mid-run or holds one.
+    metrics = history[-1]["eval"]
     samples = run.step * batch_size
-    final = {**metrics, "preset": preset.name, "epochs": history[-1]["epoch"] if history else 0, "steps": run.step,
+    final = {**metrics, "preset": preset.name, "epochs": history[-1]["epoch"], "steps": run.step,
              "train_seconds": round(run.train_seconds, 1),
              "wall_seconds_this_session": round(time.perf_counter() - wall_start, 1),
              "train_samples_per_second": round(samples / run.train_seconds, 1) if run.train_seconds else None}
