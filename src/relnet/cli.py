@@ -45,6 +45,39 @@ def cmd_data_sort_of_clevr(args) -> int:
     return 0
 
 
+def cmd_data_babi(args) -> int:
+    from relnet.tasks.babi import summarize
+    from relnet.tasks.babi.data import build_vocabularies, read_file, task_file
+
+    if args.download:
+        from relnet.tasks.babi.download import OFFICIAL_URL, download
+
+        root = download(Path(args.download), url=args.url or OFFICIAL_URL, progress=not args.no_progress)
+        print(f"wrote {root}; train with e.g. --data {root / 'en-valid-10k'}")
+        return 0
+    if not args.data:
+        raise ConfigError("pass --data DIR to check a bAbI directory, or --download DIR to fetch the official archive")
+    data = Path(args.data)
+    rows = summarize(data)
+    present = [row["task"] for row in rows if row["train"] is not None]
+    examples = [example for task in present for example in read_file(task_file(data, task, "train"), task)]
+    vocabularies = build_vocabularies(examples) if examples else {"words": [], "answers": []}
+    if args.json:
+        print(json.dumps({"tasks": rows, "words": len(vocabularies["words"]), "answers": len(vocabularies["answers"])},
+                         indent=2))
+        return 0
+    print(f"{'task':<30}{'train':>8}{'valid':>8}{'test':>8}")
+    for row in rows:
+        cells = "".join(f"{'-' if row[split] is None else row[split]:>8}" for split in ("train", "valid", "test"))
+        print(f"{row['task']:>2} {row['name']:<27}{cells}")
+    print(f"vocabulary of the train files: {len(vocabularies['words'])} words (with <pad>, <unk>), "
+          f"{len(vocabularies['answers'])} answers")
+    missing = [row["task"] for row in rows if row["train"] is None]
+    if missing:
+        print(f"warning: no train file for tasks {missing}", file=sys.stderr)
+    return 0
+
+
 def cmd_train(args) -> int:
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
@@ -73,7 +106,7 @@ def cmd_eval(args) -> int:
     task = get_task(preset.task)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    split = task.load(Path(args.data), args.split, preset).to(device)
+    split = task.load(Path(args.data), args.split, preset, state["info"]).to(device)
     model = task.build_model(preset, state["info"])
     try:
         model.load_state_dict(state["model"])
@@ -116,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     soc.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
     soc.add_argument("--no-progress", action="store_true", help="no progress bar")
     soc.set_defaults(handler=cmd_data_sort_of_clevr)
+
+    babi = datasets.add_parser("babi", help="check a bAbI directory, or download the official archive",
+                               description="Print per-task question counts and the vocabulary size of a bAbI "
+                                           "directory (en/, en-10k/, en-valid/ or en-valid-10k/ of bAbI v1.2), "
+                                           "or download and unpack the official archive.")
+    babi.add_argument("--data", metavar="DIR", help="bAbI directory to check")
+    babi.add_argument("--download", metavar="DIR", help="download the official v1.2 archive and unpack it into DIR")
+    babi.add_argument("--url", default=None, help="archive URL for --download (default: the official one)")
+    babi.add_argument("--json", action="store_true", help="print the counts as JSON")
+    babi.add_argument("--no-progress", action="store_true", help="no progress bar")
+    babi.set_defaults(handler=cmd_data_babi)
 
     train = commands.add_parser("train", help="train a preset", description="Train a preset; the run lives in --out.")
     train.add_argument("--preset", required=True, metavar="NAME", help="experiment preset (see `relnet presets`)")

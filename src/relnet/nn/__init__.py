@@ -1,6 +1,7 @@
-"""Neural building blocks shared by the benchmarks: MLPs and image encoders."""
+"""Neural building blocks shared by the benchmarks: MLPs, image encoders and text encoders."""
 
 from relnet.nn.conv import ConvObjects, cell_coordinates, conv_stack, image_to_float
 from relnet.nn.mlp import mlp
+from relnet.nn.text import SequenceEncoder
 
-__all__ = ["ConvObjects", "cell_coordinates", "conv_stack", "image_to_float", "mlp"]
+__all__ = ["ConvObjects", "SequenceEncoder", "cell_coordinates", "conv_stack", "image_to_float", "mlp"]

@@ -1,11 +1,12 @@
 """The benchmarks. Each adds its data, its model wiring and its metrics to the shared trainer."""
 
 from relnet.errors import ConfigError
+from relnet.tasks.babi import Babi
 from relnet.tasks.base import Split, Task
 from relnet.tasks.sort_of_clevr import SortOfClevr
 from relnet.train.preset import Preset
 
-TASKS: dict[str, Task] = {task.name: task for task in (SortOfClevr(),)}
+TASKS: dict[str, Task] = {task.name: task for task in (SortOfClevr(), Babi())}
 PRESETS: dict[str, Preset] = {name: preset for task in TASKS.values() for name, preset in task.presets.items()}
 
 

@@ -28,6 +28,17 @@ class Split:
         """Model inputs (keyword arguments) and targets for the examples ``index``."""
         raise NotImplementedError
 
+    def epoch_order(self, seed: int, epoch: int, batch_size: int) -> torch.Tensor:
+        """The example order of one epoch, read in consecutive batches of ``batch_size``.
+
+        A function of (seed, epoch) only, so a resumed run continues it exactly.
+        """
+        return torch.randperm(len(self), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+    def eval_order(self) -> torch.Tensor:
+        """The order in which evaluation visits the examples (any order gives the same metrics)."""
+        return torch.arange(len(self))
+
     def info(self) -> dict:
         """Sizes the model builder needs (vocabularies, feature sizes): plain data."""
         return {}
@@ -44,8 +55,12 @@ class Task:
     presets: dict[str, Preset] = {}
     # The metrics group (a dict of accuracies) drawn in the learning-curve plot.
     curve_group: str = ""
+    # The split evaluated after every epoch of training.
+    eval_split: str = "test"
 
-    def load(self, data_dir: Path, split: str, preset: Preset) -> Split:
+    def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> Split:
+        """One split as tensors. ``info`` (from the train split or a checkpoint) fixes the
+        vocabularies, so that every split of a run is encoded the same way."""
         raise NotImplementedError
 
     def build_model(self, preset: Preset, info: dict) -> nn.Module:

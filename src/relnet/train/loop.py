@@ -67,26 +67,23 @@ def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: fl
     return preset.lr * warmup * (preset.min_lr_ratio + (1 - preset.min_lr_ratio) * cosine)
 
 
-def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled example order of one epoch; recomputable, so a resumed run continues it exactly."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(size, generator=generator)
-
-
 @torch.no_grad()
 def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
              device: torch.device, precision: str = "fp32", progress: bool = True) -> dict:
     """Metrics of ``model`` on every example of ``split`` (the last partial batch included)."""
     was_training = model.training
     model.eval()
-    predictions = []
+    order = split.eval_order().to(device)
+    chunks = []
     for start in tqdm(range(0, len(split), batch_size), desc="eval", leave=False, disable=not progress):
-        index = torch.arange(start, min(start + batch_size, len(split)), device=device)
-        inputs, _ = split.batch(index)
+        inputs, _ = split.batch(order[start:start + batch_size])
         with autocast(device, precision):
-            predictions.append(task.predict(model(**inputs)))
+            chunks.append(task.predict(model(**inputs)))
     model.train(was_training)
-    return task.metrics(split, torch.cat(predictions).cpu())
+    in_order = torch.cat(chunks)
+    predictions = torch.empty_like(in_order)
+    predictions[order] = in_order
+    return task.metrics(split, predictions.cpu())
 
 
 class _StopRequest:
@@ -148,9 +145,10 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     if torch_device.type == "cuda":
         torch.set_float32_matmul_precision("high")
 
-    train_split = task.load(Path(data_dir), "train", preset).to(torch_device)
-    eval_split = task.load(Path(data_dir), "test", preset).to(torch_device)
-    info = state["info"] if state else train_split.info()
+    # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
+    train_split = task.load(Path(data_dir), "train", preset, state["info"] if state else None).to(torch_device)
+    info = train_split.info()
+    eval_split = task.load(Path(data_dir), task.eval_split, preset, info).to(torch_device)
 
     torch.manual_seed(seed)
     model = task.build_model(preset, info).to(torch_device)
@@ -199,7 +197,7 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     stopped_early = False
     with _StopRequest() as stop:
         while run.epoch < epochs and not stopped_early:
-            order = epoch_order(num_examples, seed, run.epoch)
+            order = train_split.epoch_order(seed, run.epoch, batch_size)
             bar = tqdm(total=steps_per_epoch, initial=run.batch_in_epoch, desc=f"epoch {run.epoch + 1}/{epochs}",
                        disable=not progress, dynamic_ncols=True)
             loss_sum = torch.zeros((), device=torch_device)

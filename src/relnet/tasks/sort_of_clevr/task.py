@@ -103,7 +103,7 @@ class SortOfClevr(Task):
                 model={"input": "pixels", "architecture": "rn", "conv_channels": [24] * 4, "g_widths": [128] * 4,
                        "f_widths": [128, 128], "dropout": 0.0},
                 data={"kinds": PAPER_KINDS},
-                batch_size=32, epochs=7, lr=1.5e-3, warmup_steps=1000),
+                batch_size=32, epochs=10, lr=3e-4, warmup_steps=500),
             Preset(
                 name="sort-of-clevr-cnn-mlp",
                 task="sort-of-clevr",
@@ -115,7 +115,7 @@ class SortOfClevr(Task):
         )
     }
 
-    def load(self, data_dir: Path, split: str, preset: Preset) -> SortOfClevrSplit:
+    def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> SortOfClevrSplit:
         kinds = tuple(preset.data.get("kinds", KINDS))
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:

@@ -1,0 +1,50 @@
+"""Fetching and unpacking the official bAbI v1.2 archive, for users with internet."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from relnet.errors import DataError
+
+OFFICIAL_URL = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz"
+ARCHIVE_ROOT = "tasks_1-20_v1-2"
+
+
+def download(out_dir: Path, url: str = OFFICIAL_URL, progress: bool = True) -> Path:
+    """Download the archive at ``url`` and unpack it into ``out_dir``; returns ``out_dir/tasks_1-20_v1-2``.
+
+    The archive is unpacked in a temporary directory beside the destination and moved into place
+    only when complete, so an interrupted download leaves nothing half-written.
+    """
+    out_dir = Path(out_dir)
+    target = out_dir / ARCHIVE_ROOT
+    if target.exists():
+        raise DataError(f"{target} already exists; remove it or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".babi-download-") as scratch:
+        archive = Path(scratch) / "babi.tar.gz"
+        try:
+            with urllib.request.urlopen(url) as response, open(archive, "wb") as file:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc="bAbI", disable=not progress) as bar:
+                    while chunk := response.read(1 << 20):
+                        file.write(chunk)
+                        bar.update(len(chunk))
+        except (OSError, ValueError) as error:
+            raise DataError(f"cannot download {url}: {error}") from None
+        unpacked = Path(scratch) / "unpacked"
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(unpacked, filter="data")  # refuses absolute paths, links out, devices
+        except (tarfile.TarError, OSError) as error:
+            raise DataError(f"{url}: not a readable bAbI archive: {error}") from None
+        if not (unpacked / ARCHIVE_ROOT / "en").is_dir():
+            raise DataError(f"{url}: the archive has no {ARCHIVE_ROOT}/en directory; is it the bAbI v1.2 archive?")
+        shutil.move(str(unpacked / ARCHIVE_ROOT), target)
+    return target

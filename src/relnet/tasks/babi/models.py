@@ -1,0 +1,38 @@
+"""The paper's text RN: each statement of the story, encoded by an LSTM and tagged with its
+position, is an object; the question's LSTM state conditions every pair."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from relnet.nn.text import SequenceEncoder
+from relnet.rn import RelationNetwork
+
+
+class TextRN(nn.Module):
+    def __init__(self, num_words: int, num_answers: int, max_story: int, embedding_dim: int = 32,
+                 sentence_dim: int = 32, question_dim: int = 32, g_widths: Sequence[int] = (256,) * 4,
+                 f_widths: Sequence[int] = (256, 512), dropout: float = 0.0, aggregation: str = "sum"):
+        super().__init__()
+        self.max_story = max_story
+        embedding = nn.Embedding(num_words, embedding_dim, padding_idx=0)
+        # One word embedding, two LSTMs: statements and questions are read differently.
+        self.sentence_encoder = SequenceEncoder(embedding, sentence_dim)
+        self.question_encoder = SequenceEncoder(embedding, question_dim)
+        self.rn = RelationNetwork(sentence_dim + max_story, num_answers, question_dim, g_widths, f_widths, dropout,
+                                  aggregation)
+
+    def forward(self, story: torch.Tensor, sentence_lengths: torch.Tensor, story_mask: torch.Tensor,
+                question: torch.Tensor, question_length: torch.Tensor) -> torch.Tensor:
+        """story [B, S, L] word ids, sentence_lengths [B, S], story_mask [B, S] (True for real
+        statements, oldest first, padded at the end), question [B, Lq], question_length [B]."""
+        sentences = self.sentence_encoder(story, sentence_lengths)  # [B, S, sentence_dim]
+        # Position tag: one-hot of how many statements back from the question (0 = the latest).
+        count = story_mask.sum(1, keepdim=True)
+        steps_back = (count - 1 - torch.arange(story.shape[1], device=story.device)).clamp(0, self.max_story - 1)
+        objects = torch.cat([sentences, F.one_hot(steps_back, self.max_story).to(sentences.dtype)], dim=-1)
+        return self.rn(objects, self.question_encoder(question, question_length), mask=story_mask)

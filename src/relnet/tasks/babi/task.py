@@ -1,0 +1,135 @@
+"""bAbI as a benchmark of the shared trainer: the 20 tasks jointly, a per-task table, the paper's pass mark."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from relnet.errors import ConfigError
+from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, build_vocabularies, encode, read_tasks
+from relnet.tasks.babi.models import TextRN
+from relnet.tasks.base import Split, Task
+from relnet.train.preset import Preset
+
+# A task counts as passed above 95% accuracy (Weston et al., 2015; the RN paper's criterion).
+PASS_ACCURACY = 0.95
+PAPER_TASKS_PASSED = 18
+
+
+class BabiSplit(Split):
+    """Questions of one split; a batch gathers its stories' sentences from the sentence table and
+    trims the padding that no example of the batch needs."""
+
+    def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict):
+        self.name = name
+        self.tensors = tensors
+        self._info = info
+
+    def __len__(self) -> int:
+        return len(self.tensors["answers"])
+
+    def batch(self, index):
+        t = self.tensors
+        story_lengths = t["story_lengths"][index]
+        stories = t["stories"][index, :max(1, int(story_lengths.max()))]  # [B, S] rows of the sentence table
+        sentence_lengths = t["sentence_lengths"][stories]
+        story = t["sentences"][stories, :max(1, int(sentence_lengths.max()))]
+        question_lengths = t["question_lengths"][index]
+        question = t["questions"][index, :max(1, int(question_lengths.max()))]
+        story_mask = torch.arange(stories.shape[1], device=stories.device) < story_lengths.unsqueeze(1)
+        inputs = {"story": story, "sentence_lengths": sentence_lengths, "story_mask": story_mask,
+                  "question": question, "question_length": question_lengths}
+        return inputs, t["answers"][index]
+
+    def epoch_order(self, seed: int, epoch: int, batch_size: int) -> torch.Tensor:
+        """Shuffled, then bucketed: within pools of 50 batches, examples are sorted by story length
+        so that each batch pads little (an RN's cost grows with the square of the story length);
+        the batches are then shuffled."""
+        order = super().epoch_order(seed, epoch, batch_size)
+        pool = 50 * batch_size
+        lengths = self.tensors["story_lengths"].cpu()[order]
+        for start in range(0, len(order), pool):
+            by_length = torch.argsort(lengths[start:start + pool], stable=True)
+            order[start:start + pool] = order[start:start + pool][by_length]
+        full = len(order) // batch_size
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
+        batches = order[:full * batch_size].view(full, batch_size)[torch.randperm(full, generator=generator)]
+        return torch.cat([batches.flatten(), order[full * batch_size:]])
+
+    def eval_order(self) -> torch.Tensor:
+        return torch.argsort(self.tensors["story_lengths"].cpu(), stable=True)
+
+    def info(self) -> dict:
+        return self._info
+
+
+class Babi(Task):
+    name = "babi"
+    curve_group = "by_task"
+    # The official test files are for the final table; training watches the validation split.
+    eval_split = "valid"
+    presets = {
+        preset.name: preset for preset in (
+            Preset(
+                name="babi",
+                task="babi",
+                description="text RN of the paper (LSTM 32, g 4x256, f 256-512), all 20 tasks jointly",
+                model={"embedding_dim": 32, "sentence_dim": 32, "question_dim": 32, "g_widths": [256] * 4,
+                       "f_widths": [256, 512], "dropout": 0.0},
+                data={"tasks": list(TASK_NAMES), "max_story": MAX_STORY},
+                batch_size=64, epochs=20, lr=2e-4, warmup_steps=200),
+        )
+    }
+
+    def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> BabiSplit:
+        tasks = [int(task) for task in preset.data.get("tasks", list(TASK_NAMES))]
+        unknown = sorted(set(tasks) - set(TASK_NAMES))
+        if unknown or not tasks:
+            raise ConfigError(f"preset {preset.name!r}: bAbI tasks {unknown or tasks} are not among 1 to 20")
+        max_story = int(preset.data.get("max_story", MAX_STORY))
+        examples = read_tasks(Path(data_dir), split, tasks, max_story)
+        if info is None:
+            if split != "train":
+                # Vocabularies always come from the training files.
+                info = self.vocabulary_info(read_tasks(Path(data_dir), "train", tasks, max_story), tasks, max_story)
+            else:
+                info = self.vocabulary_info(examples, tasks, max_story)
+        tensors, unknown_counts = encode(examples, info, max_story)
+        if unknown_counts["words"] or unknown_counts["answers"]:
+            print(f"warning: bAbI {split} split of {data_dir}: {unknown_counts['words']} words mapped to <unk>, "
+                  f"{unknown_counts['answers']} answers never seen in training (counted as wrong)", file=sys.stderr)
+        return BabiSplit(split, tensors, info)
+
+    @staticmethod
+    def vocabulary_info(examples, tasks: list[int], max_story: int) -> dict:
+        vocabularies = build_vocabularies(examples)
+        return {**vocabularies, "num_words": len(vocabularies["words"]), "num_answers": len(vocabularies["answers"]),
+                "tasks": tasks, "max_story": max_story}
+
+    def build_model(self, preset: Preset, info: dict):
+        return TextRN(info["num_words"], info["num_answers"], info["max_story"], **preset.model)
+
+    def metrics(self, split: BabiSplit, predictions: torch.Tensor) -> dict:
+        """Accuracy per task, tasks passed (> 95%) and mean error over the tasks present."""
+        tasks, answers = split.tensors["tasks"].cpu(), split.tensors["answers"].cpu()
+        correct = (predictions.cpu() == answers).double()
+        hits = torch.bincount(tasks, weights=correct, minlength=21)
+        counts = torch.bincount(tasks, minlength=21)
+        by_task = {str(task): hits[task].item() / counts[task].item() for task in TASK_NAMES if counts[task]}
+        return {"split": split.name, "questions": len(correct), "overall": correct.mean().item(), "by_task": by_task,
+                "task_counts": {task: counts[int(task)].item() for task in by_task},
+                "tasks_passed": sum(accuracy > PASS_ACCURACY for accuracy in by_task.values()),
+                "mean_error": 1 - sum(by_task.values()) / len(by_task)}
+
+    def format_metrics(self, metrics: dict) -> str:
+        lines = [f"bAbI, {metrics['split']} split: {metrics['questions']:,} questions",
+                 f"{'task':<30}{'accuracy':>9}{'pass':>6}{'count':>8}"]
+        for task, accuracy in metrics["by_task"].items():
+            label = f"{task:>2} {TASK_NAMES[int(task)]}"
+            lines.append(f"{label:<30}{100 * accuracy:>8.2f}%{'yes' if accuracy > PASS_ACCURACY else 'no':>6}"
+                         f"{metrics['task_counts'][task]:>8,}")
+        lines.append(f"tasks passed (> 95%): {metrics['tasks_passed']}/{len(metrics['by_task'])} "
+                     f"(paper, joint training: {PAPER_TASKS_PASSED}/20); mean error {100 * metrics['mean_error']:.2f}%")
+        return "\n".join(lines)

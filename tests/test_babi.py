@@ -1,0 +1,226 @@
+import io
+import subprocess
+import sys
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from relnet.cli import main
+from relnet.errors import DataError
+from relnet.nn.text import SequenceEncoder
+from relnet.tasks import get_preset, get_task
+from relnet.tasks.babi import summarize
+from relnet.tasks.babi.data import TASK_NAMES, read_file, task_file
+from relnet.tasks.babi.models import TextRN
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "babi"
+
+STORY_1 = """1 Mary moved to the bathroom.
+2 John went to the hallway.
+3 Where is Mary? \tbathroom\t1
+4 Daniel went back to the hallway.
+5 Where is Daniel? \thallway\t4
+1 Sandra travelled to the office.
+2 Where is Sandra? \toffice\t1
+"""
+STORY_8 = """1 Mary got the football there.
+2 Mary picked up the apple.
+3 What is Mary carrying?\tfootball,apple\t1 2
+"""
+
+
+def write_tasks(directory: Path, split: str, texts: dict[int, str], official_names: bool = False) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for task, text in texts.items():
+        name = f"qa{task}_{TASK_NAMES[task]}_{split}.txt" if official_names else f"qa{task}_{split}.txt"
+        (directory / name).write_text(text)
+    return directory
+
+
+def preset_for(tasks, **model):
+    preset = get_preset("babi")
+    return type(preset)(**{**preset.to_dict(), "data": {"tasks": tasks, "max_story": 20},
+                           "model": {**preset.model, "g_widths": [16, 16], "f_widths": [16], **model},
+                           "batch_size": 2, "eval_batch_size": 3})
+
+
+@pytest.fixture
+def tiny_babi(tmp_path) -> Path:
+    data = tmp_path / "en-valid"
+    write_tasks(data, "train", {1: STORY_1, 8: STORY_8})
+    write_tasks(data, "valid", {1: STORY_1.replace("Mary", "Bill"), 8: STORY_8.replace("apple", "milk")})
+    return data
+
+
+def test_reader_splits_stories_and_keeps_statements_only(tmp_path):
+    data = write_tasks(tmp_path, "train", {1: STORY_1, 8: STORY_8}, official_names=True)
+    examples = read_file(task_file(data, 1, "train"), 1)
+    assert [ex.answer for ex in examples] == ["bathroom", "hallway", "office"]
+    assert examples[0].story == [("mary", "moved", "to", "the", "bathroom"), ("john", "went", "to", "the", "hallway")]
+    assert examples[1].question == ("where", "is", "daniel")
+    assert len(examples[1].story) == 3  # the earlier question is not a statement
+    assert examples[2].story == [("sandra", "travelled", "to", "the", "office")]  # ID 1 starts a new story
+    assert read_file(task_file(data, 8, "train"), 8)[0].answer == "football,apple"  # one answer class
+
+
+def test_story_keeps_the_most_recent_statements(tmp_path):
+    lines = [f"{i} Mary went to room{i}." for i in range(1, 26)] + ["26 Where is Mary?\troom25\t25"]
+    path = tmp_path / "qa1_train.txt"
+    path.write_text("\n".join(lines) + "\n")
+    (example,) = read_file(path, 1, max_story=20)
+    assert len(example.story) == 20 and example.story[0][-1] == "room6" and example.story[-1][-1] == "room25"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x Mary moved.\n", ":1: expected 'ID text'"),
+    ("1 Mary moved.\n3 Where is Mary?\tkitchen\t1\n", ":2: sentence ID 3 does not follow 1"),
+    ("1 Mary moved.\n2 Where is Mary?\t\t1\n", ":2: expected 'ID question<TAB>answer"),
+    ("1 Mary moved.\n", "no questions found"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, text, message):
+    path = tmp_path / "qa1_train.txt"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as error:
+        read_file(path, 1)
+    assert str(path) in str(error.value)
+
+
+def test_missing_file_names_both_layouts(tmp_path):
+    with pytest.raises(DataError, match="qa2_two-supporting-facts_test.txt or qa2_test.txt"):
+        task_file(tmp_path, 2, "test")
+
+
+def test_splits_share_the_train_vocabulary(tiny_babi, capsys):
+    task, preset = get_task("babi"), preset_for([1, 8])
+    train = task.load(tiny_babi, "train", preset)
+    valid = task.load(tiny_babi, "valid", preset, train.info())
+    info = train.info()
+    assert info["answers"] == ["bathroom", "football,apple", "hallway", "office"]
+    assert valid.info() is info
+    warning = capsys.readouterr().err
+    assert "words mapped to <unk>" in warning  # "bill" and "milk" were never seen in training
+    assert valid.tensors["answers"].tolist() == [0, 2, 3, -1]  # an unseen answer can never be right
+    # Without info, a non-train split builds the vocabulary from the train files, not its own.
+    assert task.load(tiny_babi, "valid", preset).info()["words"] == info["words"]
+
+
+def test_batches_trim_padding_and_mask_the_rest(tiny_babi):
+    task, preset = get_task("babi"), preset_for([1, 8])
+    split = task.load(tiny_babi, "train", preset)
+    inputs, targets = split.batch(torch.tensor([2, 0]))  # stories of 1 and 2 statements
+    assert inputs["story"].shape[:2] == (2, 2) and inputs["story_mask"].tolist() == [[True, False], [True, True]]
+    words = split.info()["words"]
+    assert [words[i] for i in inputs["story"][1, 0, :inputs["sentence_lengths"][1, 0]]] == \
+        ["mary", "moved", "to", "the", "bathroom"]
+    assert [split.info()["answers"][i] for i in targets] == ["office", "bathroom"]
+
+
+def test_bucketed_epoch_order_is_a_reproducible_permutation(tiny_babi):
+    split = get_task("babi").load(tiny_babi, "train", preset_for([1, 8]))
+    order = split.epoch_order(seed=1, epoch=2, batch_size=2)
+    assert sorted(order.tolist()) == list(range(len(split)))
+    assert torch.equal(order, split.epoch_order(seed=1, epoch=2, batch_size=2))
+    lengths = split.tensors["story_lengths"].clone()
+    split.tensors["story_lengths"] = torch.arange(100) % 7  # a larger split: batches have equal lengths
+    split.tensors["answers"] = torch.zeros(100, dtype=torch.long)
+    batches = split.tensors["story_lengths"][split.epoch_order(0, 0, 10)].view(10, 10)
+    assert (batches.max(1).values - batches.min(1).values).sum() <= 6
+    split.tensors["story_lengths"] = lengths
+
+
+def test_sequence_encoder_returns_the_state_after_the_last_real_token():
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(torch.nn.Embedding(10, 4, padding_idx=0), 5)
+    tokens = torch.tensor([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+    out = encoder(tokens, torch.tensor([3, 1, 0]))
+    _, (alone, _) = encoder.lstm(encoder.embedding(tokens[:1, :3]))
+    torch.testing.assert_close(out[0], alone[0, 0])
+    assert torch.equal(out[2], torch.zeros(5))
+
+
+def test_padded_statements_change_nothing():
+    torch.manual_seed(0)
+    model = TextRN(num_words=12, num_answers=3, max_story=20, g_widths=[8, 8], f_widths=[8]).eval()
+    story = torch.randint(1, 12, (1, 2, 4))
+    padded = torch.cat([story, torch.randint(1, 12, (1, 3, 4))], dim=1)
+    lengths = torch.full((1, 2), 4)
+    question, question_length = torch.tensor([[1, 2, 3]]), torch.tensor([3])
+    short = model(story, lengths, torch.ones(1, 2, dtype=torch.bool), question, question_length)
+    long = model(padded, torch.full((1, 5), 4), torch.tensor([[True, True, False, False, False]]), question,
+                 question_length)
+    torch.testing.assert_close(short, long)
+
+
+def test_metrics_count_passed_tasks_and_mean_error(tiny_babi):
+    task = get_task("babi")
+    split = task.load(tiny_babi, "train", preset_for([1, 8]))
+    answers = split.tensors["answers"]
+    predictions = answers.clone()
+    predictions[0] = (predictions[0] + 1) % 4  # one of task 1's three questions wrong
+    metrics = task.metrics(split, predictions)
+    assert metrics["by_task"] == {"1": pytest.approx(2 / 3), "8": 1.0}
+    assert metrics["tasks_passed"] == 1 and metrics["mean_error"] == pytest.approx(1 / 6)
+    table = task.format_metrics(metrics)
+    assert "1 single-supporting-fact" in table and "tasks passed (> 95%): 1/2" in table
+
+
+def test_cli_trains_and_evaluates_on_valid(tiny_babi, tmp_path, capsys, monkeypatch):
+    import relnet.tasks
+    monkeypatch.setitem(relnet.tasks.PRESETS, "babi", preset_for([1, 8]))
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "babi", "--data", str(tiny_babi), "--out", str(run), "--epochs", "2",
+                 "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "valid" and set(metrics["by_task"]) == {"1", "8"}
+    assert {"tasks_passed", "mean_error"} <= set(metrics)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(tiny_babi), "--split", "valid", "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_task"] == metrics["by_task"]
+    assert main(["eval", str(run), "--data", str(tiny_babi), "--split", "test", "--no-progress"]) == 2
+    assert "no test file for bAbI task 1" in capsys.readouterr().err
+
+
+def test_data_command_counts_questions(tiny_babi, capsys):
+    assert main(["data", "babi", "--data", str(tiny_babi), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tasks"][0] == {"task": 1, "name": "single-supporting-fact", "train": 3, "valid": 3, "test": None}
+    assert report["answers"] == 4
+    assert main(["data", "babi"]) == 2
+
+
+def test_download_unpacks_a_local_archive(tmp_path, capsys):
+    archive = tmp_path / "babi.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = STORY_1.encode()
+        member = tarfile.TarInfo("tasks_1-20_v1-2/en/qa1_single-supporting-fact_train.txt")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    out = tmp_path / "downloads"
+    assert main(["data", "babi", "--download", str(out), "--url", archive.as_uri(), "--no-progress"]) == 0
+    assert len(read_file(task_file(out / "tasks_1-20_v1-2" / "en", 1, "train"), 1)) == 3
+    assert [p.name for p in out.iterdir()] == ["tasks_1-20_v1-2"]  # no scratch left behind
+    assert main(["data", "babi", "--download", str(out), "--url", archive.as_uri()]) == 2  # never overwrites
+    assert main(["data", "babi", "--download", str(tmp_path / "x"), "--url", (tmp_path / "none").as_uri()]) == 2
+    assert "cannot download" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="official bAbI files not present in ../shared/data/babi")
+def test_official_files_parse():
+    summary = {row["task"]: row for row in summarize(SHARED / "en-valid")}
+    assert all(summary[task]["train"] >= 890 and summary[task]["valid"] >= 90 for task in TASK_NAMES)
+    path_finding = read_file(task_file(SHARED / "en-valid", 19, "train"), 19)
+    assert all("," in example.answer for example in path_finding)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="official bAbI files not present in ../shared/data/babi")
+def test_benchmark_script_smoke(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "babi.py"
+    result = subprocess.run([sys.executable, str(script), "--babi", str(SHARED), "--out", str(tmp_path), "--smoke"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())["en-valid-10k"]
+    assert summary["borrowed_train_tasks"] == [3] and len(summary["by_task"]) == 20
+    assert (tmp_path / "en-valid-10k-data" / "qa3_train.txt").resolve() == (SHARED / "en-valid" / "qa3_train.txt").resolve()
