@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,7 +87,10 @@ def cmd_train(args) -> int:
     task = get_task(preset.task)
     metrics = train(task, preset, Path(args.data), Path(args.out), epochs=args.epochs, max_minutes=args.max_minutes,
                     seed=args.seed, device=args.device, precision=args.precision, resume=args.resume,
-                    progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes)
+                    progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
+                    accumulate=args.accumulate, compile=args.compile)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
     print(task.format_metrics(metrics))
     print(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
           f"({metrics['train_samples_per_second']} samples/s); wrote {Path(args.out) / 'metrics.json'}")
@@ -161,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     babi.add_argument("--no-progress", action="store_true", help="no progress bar")
     babi.set_defaults(handler=cmd_data_babi)
 
-    train = commands.add_parser("train", help="train a preset", description="Train a preset; the run lives in --out.")
+    train = commands.add_parser("train", help="train a preset",
+                                description="Train a preset; the run lives in --out. Under `torchrun "
+                                            "--nproc_per_node N -m relnet.cli train ...` the batch is shared by N "
+                                            "processes (gloo on CPU, NCCL on GPUs).")
     train.add_argument("--preset", required=True, metavar="NAME", help="experiment preset (see `relnet presets`)")
     train.add_argument("--data", required=True, metavar="DIR", help="data directory of the preset's benchmark")
     train.add_argument("--out", required=True, metavar="RUN", help="run directory (checkpoint, metrics, curves)")
@@ -175,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, metavar="M",
                        help="also checkpoint every M minutes within an epoch (default 5)")
+    train.add_argument("--accumulate", type=positive_int, default=1, metavar="K",
+                       help="split each batch into K micro-batches whose gradients add up (same curve, less memory)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (pays on long GPU runs)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 

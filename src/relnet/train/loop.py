@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from relnet.errors import ConfigError
 from relnet.io import write_json
+from relnet.train import distributed
 from relnet.train.checkpoint import load_checkpoint, save_checkpoint
 from relnet.train.plots import plot_curves
 from relnet.train.preset import Preset
@@ -119,9 +120,17 @@ class _Progress:
 
 def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
-          resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0) -> dict:
-    """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics."""
+          resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
+          compile: bool = False) -> dict:
+    """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
+
+    Under ``torchrun`` each process takes its share of every batch and DDP averages the gradients;
+    ``accumulate`` splits each process's share into that many micro-batches. Either way a step sees
+    ``preset.batch_size`` examples, so the run follows the same curve as one process would.
+    Rank 0 alone evaluates, writes files and checkpoints.
+    """
     wall_start = time.perf_counter()
+    world = distributed.world_from_environment()
     out_dir = Path(out_dir)
     checkpoint_path = out_dir / "checkpoint.pt"
     state = None
@@ -140,10 +149,17 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
     if max_minutes is not None and max_minutes <= 0:
         raise ConfigError(f"--max-minutes must be positive, got {max_minutes}")
+    if accumulate < 1 or preset.batch_size % (world.size * accumulate):
+        raise ConfigError(f"the batch of {preset.batch_size} (preset {preset.name!r}) does not split into "
+                          f"{world.size} process(es) x {accumulate} accumulation step(s)")
     torch_device = resolve_device(device)
+    if torch_device.type == "cuda" and world.size > 1:
+        torch_device = torch.device("cuda", world.local_rank)
     precision = resolve_precision(precision, torch_device)
     if torch_device.type == "cuda":
         torch.set_float32_matmul_precision("high")
+    distributed.start(world, torch_device)
+    progress = progress and world.is_main
 
     # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
     train_split = task.load(Path(data_dir), "train", preset, state["info"] if state else None).to(torch_device)
@@ -164,17 +180,30 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
         torch.set_rng_state(state["rng"]["torch"])
         if torch_device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"])
+    if world.size > 1:
+        # Dropout masks differ between processes; a single process keeps the seed's stream.
+        torch.manual_seed(seed * 1_000_003 + run.step * 101 + world.rank)
+    # DDP copies rank 0's weights to every process when it wraps the model.
+    step_model = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
+    if compile:
+        step_model = torch.compile(step_model)
 
     options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
-               "device": str(torch_device), "data": str(data_dir)}
-    write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
+               "device": str(torch_device), "data": str(data_dir), "processes": world.size,
+               "accumulate": accumulate, "compile": compile}
+    if world.is_main:
+        write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
     num_examples = len(train_split)
     batch_size = min(preset.batch_size, num_examples)
+    share = batch_size // world.size  # examples of each step on this process
+    micro_batch = max(share // accumulate, 1)
     steps_per_epoch = num_examples // batch_size
     total_steps = epochs * steps_per_epoch
     budget = max_minutes * 60 if max_minutes else None
 
     def save():
+        if not world.is_main:
+            return
         rng = {"torch": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state() if torch_device.type == "cuda" else None}
         save_checkpoint(checkpoint_path, {
@@ -183,15 +212,18 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
             "history": history, "loss_log": loss_log})
 
     def record_evaluation(train_loss: float, train_accuracy: float):
-        metrics = evaluate(task, model, eval_split, preset.eval_batch_size, torch_device, precision, progress)
-        history.append({"epoch": run.epoch + run.batch_in_epoch / steps_per_epoch, "step": run.step,
-                        "train_seconds": run.train_seconds, "train_loss": train_loss,
-                        "train_accuracy": train_accuracy, "eval": metrics})
-        write_json(out_dir / "history.json", history)
-        plot_curves(history, loss_log, out_dir / "curves.png", task.curve_group, title=preset.name)
-        tqdm.write(f"epoch {history[-1]['epoch']:.2f}  step {run.step}  train loss {train_loss:.4f}  "
-                   f"train acc {train_accuracy:.4f}  {eval_split.name} acc {metrics['overall']:.4f}")
-        return metrics
+        entry = None
+        if world.is_main:
+            metrics = evaluate(task, model, eval_split, preset.eval_batch_size, torch_device, precision, progress)
+            entry = {"epoch": run.epoch + run.batch_in_epoch / steps_per_epoch, "step": run.step,
+                     "train_seconds": run.train_seconds, "train_loss": train_loss,
+                     "train_accuracy": train_accuracy, "eval": metrics}
+        history.append(world.broadcast(entry))
+        if world.is_main:
+            write_json(out_dir / "history.json", history)
+            plot_curves(history, loss_log, out_dir / "curves.png", task.curve_group, title=preset.name)
+            tqdm.write(f"epoch {entry['epoch']:.2f}  step {run.step}  train loss {train_loss:.4f}  "
+                       f"train acc {train_accuracy:.4f}  {eval_split.name} acc {entry['eval']['overall']:.4f}")
 
     model.train()
     stopped_early = False
@@ -200,59 +232,69 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
             order = train_split.epoch_order(seed, run.epoch, batch_size)
             bar = tqdm(total=steps_per_epoch, initial=run.batch_in_epoch, desc=f"epoch {run.epoch + 1}/{epochs}",
                        disable=not progress, dynamic_ncols=True)
-            loss_sum = torch.zeros((), device=torch_device)
-            correct = torch.zeros((), device=torch_device)
-            seen = 0
+            # Summed loss, correct answers and examples seen on this process since the epoch began.
+            totals = torch.zeros(3, device=torch_device)
             last_checkpoint = time.perf_counter()
             step_start = time.perf_counter()
+            stop_requested = False
             while run.batch_in_epoch < steps_per_epoch:
-                start = run.batch_in_epoch * batch_size
-                index = order[start:start + batch_size].to(torch_device, non_blocking=True)
-                inputs, targets = train_split.batch(index)
+                start = run.batch_in_epoch * batch_size + world.rank * share
+                mine = order[start:start + share].to(torch_device, non_blocking=True)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(preset, run.step, total_steps, run.train_seconds, budget)
-                with autocast(torch_device, precision):
-                    outputs = model(**inputs)
-                    loss = task.loss(outputs, targets)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                for first in range(0, share, micro_batch):
+                    index = mine[first:first + micro_batch]
+                    inputs, targets = train_split.batch(index)
+                    last = first + micro_batch >= share
+                    # Gradients are averaged across processes once per step, on the last micro-batch.
+                    sync = contextlib.nullcontext() if last or world.size == 1 else step_model.no_sync()
+                    with sync:
+                        with autocast(torch_device, precision):
+                            outputs = step_model(**inputs)
+                            loss = task.loss(outputs, targets)
+                        (loss * (len(index) / share)).backward()
+                    totals += torch.stack([loss.detach().float() * len(index),
+                                           (task.predict(outputs.detach()) == targets).sum().float(),
+                                           torch.tensor(float(len(index)), device=torch_device)])
                 if preset.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip)
                 optimizer.step()
-                loss_sum += loss.detach() * len(index)
-                correct += (task.predict(outputs.detach()) == targets).sum()
-                seen += len(index)
                 run.step += 1
                 run.batch_in_epoch += 1
                 bar.update(1)
                 if run.step % LOG_EVERY_STEPS == 0 or run.batch_in_epoch == steps_per_epoch:
-                    now = time.perf_counter()  # .item() below synchronizes, so the time is real
-                    mean_loss, accuracy = loss_sum.item() / seen, correct.item() / seen
+                    loss_sum, correct, seen = world.sum(totals).tolist()  # synchronizes: the time is real
+                    now = time.perf_counter()
                     run.train_seconds += now - step_start
                     step_start = now
-                    loss_log.append([run.epoch + run.batch_in_epoch / steps_per_epoch, mean_loss])
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.4f}",
+                    loss_log.append([run.epoch + run.batch_in_epoch / steps_per_epoch, loss_sum / seen])
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                                     lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                    if budget and run.train_seconds >= budget:
+                    # Rank 0's clock decides, so that every process stops at the same step.
+                    if world.any(bool(budget) and world.is_main and run.train_seconds >= budget, torch_device):
                         stopped_early = True
-                        tqdm.write(f"time budget of {max_minutes:g} min reached at step {run.step}")
+                        if world.is_main:
+                            tqdm.write(f"time budget of {max_minutes:g} min reached at step {run.step}")
                         break
-                    if now - last_checkpoint >= checkpoint_minutes * 60:
+                    if world.any(world.is_main and now - last_checkpoint >= checkpoint_minutes * 60, torch_device):
                         save()
                         last_checkpoint = time.perf_counter()
                         step_start = last_checkpoint
-                if stop.requested:
+                if world.any(stop.requested, torch_device):
+                    stop_requested = True
                     break
             bar.close()
-            if stop.requested:
+            if stop_requested:
                 save()
+                world.barrier()
+                distributed.stop(world)
                 raise KeyboardInterrupt(f"stopped at step {run.step}; continue with --resume")
-            epoch_loss = loss_sum.item() / max(seen, 1)
-            epoch_accuracy = correct.item() / max(seen, 1)
+            loss_sum, correct, seen = world.sum(totals).tolist()
             if run.batch_in_epoch == steps_per_epoch:
                 run.epoch += 1
                 run.batch_in_epoch = 0
-            metrics = record_evaluation(epoch_loss, epoch_accuracy)
+            record_evaluation(loss_sum / max(seen, 1), correct / max(seen, 1))
             save()
 
     # The loop always records an evaluation: a checkpoint is either mid-run or holds one.
@@ -261,6 +303,10 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     final = {**metrics, "preset": preset.name, "epochs": history[-1]["epoch"], "steps": run.step,
              "train_seconds": round(run.train_seconds, 1),
              "wall_seconds_this_session": round(time.perf_counter() - wall_start, 1),
-             "train_samples_per_second": round(samples / run.train_seconds, 1) if run.train_seconds else None}
-    write_json(out_dir / "metrics.json", final)
+             "train_samples_per_second": round(samples / run.train_seconds, 1) if run.train_seconds else None,
+             "processes": world.size}
+    if world.is_main:
+        write_json(out_dir / "metrics.json", final)
+    world.barrier()
+    distributed.stop(world)
     return final
