@@ -1,0 +1,167 @@
+"""Training speed of relnet's RN against a plain reference RN of the same size, side by side.
+
+    python benchmarks/speed.py                 # ~3 min on 2 CPU cores; add --device cuda on a GPU
+    python benchmarks/speed.py --smoke         # seconds: checks the script runs
+
+The model is the Sort-of-CLEVR pixel RN of the most used public implementation: 4 conv layers of
+24 kernels (75x75 images -> 5x5 = 25 objects), g 4x256, f 256-256, batch 64, Adam. The
+reference is written the straightforward way: every pair is concatenated into a
+[batch, 625, 2*26+18] tensor that g's first layer reads, in fp32. Each configuration runs in its
+own process, so its peak memory (max resident set on CPU, max allocated on CUDA) is its own.
+
+Also measured: the achieved FLOP/s of g's pair layers (forward and backward) against this
+machine's matmul peak for a layer of g's shape, in fp32 and bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from relnet.nn import cell_coordinates, conv_stack, image_to_float, mlp
+from relnet.tasks.sort_of_clevr.models import PixelRN
+
+BATCH, IMAGE, QUESTION_DIM, ANSWERS, WIDTH = 64, 75, 18, 11, 256
+
+
+class ReferenceRN(nn.Module):
+    """The straightforward RN: concatenate every pair with the question, run g on it, sum, f."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = conv_stack(3, [24] * 4)
+        self.g = mlp(2 * 26 + QUESTION_DIM, [WIDTH] * 4)
+        self.f = mlp(WIDTH, [WIDTH, WIDTH], out_dim=ANSWERS, dropout=0.5)
+
+    def forward(self, images, question):
+        features = self.convs(image_to_float(images))
+        batch, channels, height, width = features.shape
+        cells = features.flatten(2).transpose(1, 2)
+        objects = torch.cat([cells, cell_coordinates(height, width, cells.device).expand(batch, -1, -1)], -1)
+        n = objects.shape[1]
+        o_i = objects.unsqueeze(2).expand(-1, -1, n, -1)
+        o_j = objects.unsqueeze(1).expand(-1, n, -1, -1)
+        q = question[:, None, None, :].expand(-1, n, n, -1)
+        pairs = torch.cat([o_i, o_j, q], dim=-1).reshape(batch, n * n, -1)
+        return self.f(self.g(pairs).sum(1))
+
+
+def build(name: str) -> nn.Module:
+    if name == "reference":
+        return ReferenceRN()
+    return PixelRN(ANSWERS, QUESTION_DIM, g_widths=[WIDTH] * 4, f_widths=[WIDTH, WIDTH], dropout=0.5)
+
+
+def measure_training(name: str, device: str, precision: str, steps: int, queue) -> None:
+    """Samples/s of full training steps (forward, backward, Adam), in a process of its own."""
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = build(name).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    images = torch.randint(0, 256, (BATCH, IMAGE, IMAGE, 3), dtype=torch.uint8, device=dev)
+    question = torch.randn(BATCH, QUESTION_DIM, device=dev)
+    answers = torch.randint(0, ANSWERS, (BATCH,), device=dev)
+
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = F.cross_entropy(model(images, question).float(), answers)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    queue.put({"samples_per_second": BATCH * steps / seconds, "peak_memory_mb": peak / 2**20})
+
+
+def in_own_process(*args) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=measure_training, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def g_pair_flops(device: torch.device, precision: str, repeats: int) -> float:
+    """Achieved FLOP/s of g's three pair layers (256x256) over a batch of 64 x 625 pairs, forward and
+    backward (the backward pass costs two matmuls per layer)."""
+    layers = mlp(WIDTH, [WIDTH] * 3).to(device)
+    pairs = torch.randn(BATCH * 625, WIDTH, device=device, requires_grad=True)
+    return _rate(lambda: layers(pairs).sum().backward(), 3 * 3 * 2 * BATCH * 625 * WIDTH * WIDTH, device,
+                 precision, repeats)
+
+
+def matmul_peak(device: torch.device, precision: str, repeats: int) -> float:
+    """FLOP/s of one plain matmul of g's shape: the ceiling for g's layers."""
+    a = torch.randn(BATCH * 625, WIDTH, device=device)
+    b = torch.randn(WIDTH, WIDTH, device=device)
+    return _rate(lambda: a @ b, 2 * BATCH * 625 * WIDTH * WIDTH, device, precision, repeats)
+
+
+def _rate(work, flops: int, device: torch.device, precision: str, repeats: int) -> float:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return flops * repeats / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per configuration")
+    parser.add_argument("--smoke", action="store_true", help="two steps each, to check the script runs")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    steps, repeats = (2, 1) if args.smoke else (args.steps, 10)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+    results = {"device": str(device), "training": {}, "g": {}}
+    configurations = [("reference", "fp32"), ("relnet", "fp32"), ("relnet", "bf16")]
+    print(f"\n{'model':<12}{'precision':<11}{'samples/s':>11}{'peak MB':>10}{'vs reference':>14}")
+    for name, precision in configurations:
+        result = in_own_process(name, args.device, precision, steps)
+        results["training"][f"{name}-{precision}"] = result
+        ratio = result["samples_per_second"] / results["training"]["reference-fp32"]["samples_per_second"]
+        print(f"{name:<12}{precision:<11}{result['samples_per_second']:>11.1f}{result['peak_memory_mb']:>10.0f}"
+              f"{ratio:>13.2f}x")
+
+    print(f"\n{'precision':<11}{'g pair layers GFLOP/s':>22}{'matmul peak GFLOP/s':>21}{'fraction':>10}")
+    for precision in ("fp32", "bf16"):
+        achieved, peak = g_pair_flops(device, precision, repeats), matmul_peak(device, precision, repeats)
+        results["g"][precision] = {"achieved_gflops": achieved / 1e9, "matmul_peak_gflops": peak / 1e9}
+        print(f"{precision:<11}{achieved / 1e9:>22.1f}{peak / 1e9:>21.1f}{achieved / peak:>10.0%}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
