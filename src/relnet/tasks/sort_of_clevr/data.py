@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from relnet.errors import DataError
-from relnet.io import atomic_write
+from relnet.io import load_npz, save_npz
 from relnet.tasks.sort_of_clevr.generate import (
     ANSWERS,
     FORMAT_VERSION,
@@ -25,45 +24,18 @@ from relnet.tasks.sort_of_clevr.generate import (
     vocabulary_arrays,
 )
 
-# Earliest date a zip entry can hold; a fixed stamp keeps identical arrays byte-identical on disk.
-_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _TERNARY = KINDS.index("ternary")
 
 
 def save_split(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write `arrays` to a deflated .npz at `path`, atomically and byte-identically for identical arrays."""
-    def write(file):
-        with zipfile.ZipFile(file, "w") as archive:
-            for name in sorted(arrays):
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                # Streamed into the archive member, so large image arrays are never copied in memory.
-                with archive.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asarray(arrays[name]), allow_pickle=False)
-
-    atomic_write(path, write)
+    """Write one split's arrays, atomically and byte-identically for identical arrays."""
+    save_npz(path, arrays)
 
 
 def load_split(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read and validate a split written by `save_split`; raise DataError on anything unexpected."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; generate it with `relnet data sort-of-clevr --out DIR`")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: not a readable .npz file ({error})") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: expected an .npz archive of named arrays, found a single .npy array")
-    with archive:
-        arrays = {}
-        for key in _expected_keys():
-            if key not in archive.files:
-                raise DataError(f"{path}: missing key '{key}'; expected keys {', '.join(_expected_keys())}")
-            try:
-                arrays[key] = archive[key]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-                raise DataError(f"{path}: key '{key}' cannot be read ({error})") from error
+    arrays = load_npz(path, _expected_keys(), "generate it with `relnet data sort-of-clevr --out DIR`")
     _check_layout(path, arrays)
     _check_values(path, arrays)
     return arrays
