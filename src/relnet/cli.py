@@ -79,6 +79,19 @@ def cmd_data_babi(args) -> int:
     return 0
 
 
+def cmd_data_physics(args) -> int:
+    from relnet.tasks.physics.data import SPLITS, write_dataset
+
+    out = Path(args.out)
+    existing = [out / f"{split}.npz" for split in SPLITS if (out / f"{split}.npz").exists()]
+    if existing and not args.overwrite:
+        raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it or choose another --out")
+    for path in write_dataset(out, train_scenes=args.scenes, test_scenes=args.test_scenes, seed=args.seed,
+                              progress=not args.no_progress):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
@@ -101,7 +114,7 @@ def cmd_eval(args) -> int:
     from relnet.tasks import get_task
     from relnet.io import write_json
     from relnet.train.checkpoint import load_checkpoint
-    from relnet.train.loop import evaluate, resolve_device, resolve_precision
+    from relnet.train.loop import predict, resolve_device, resolve_precision
     from relnet.train.preset import Preset
 
     run = Path(args.run)
@@ -117,13 +130,14 @@ def cmd_eval(args) -> int:
     except RuntimeError as error:
         raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
                           f"{str(error).splitlines()[0]}") from None
-    metrics = evaluate(task, model.to(device), split, preset.eval_batch_size, device, precision,
-                       progress=not args.no_progress)
-    metrics["preset"] = preset.name
+    predictions = predict(task, model.to(device), split, preset.eval_batch_size, device, precision,
+                          progress=not args.no_progress)
+    metrics = {**task.metrics(split, predictions), "preset": preset.name}
     out = run / f"eval_{args.split}.json"
     write_json(out, metrics)
     print(json.dumps(metrics, indent=2) if args.json else task.format_metrics(metrics))
-    print(f"wrote {out}", file=sys.stderr)
+    for written in [out, *task.figures(split, predictions, run)]:
+        print(f"wrote {written}", file=sys.stderr)
     return 0
 
 
@@ -164,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     babi.add_argument("--json", action="store_true", help="print the counts as JSON")
     babi.add_argument("--no-progress", action="store_true", help="no progress bar")
     babi.set_defaults(handler=cmd_data_babi)
+
+    physics = datasets.add_parser("physics", help="simulate balls joined by springs (train.npz, test.npz)",
+                                  description="Simulate 10 balls with invisible springs, 16 frames each, into "
+                                              "DIR/train.npz and DIR/test.npz (see docs/physics.md).")
+    physics.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    physics.add_argument("--scenes", type=positive_int, default=100_000, metavar="N", help="training scenes (default 100000)")
+    physics.add_argument("--test-scenes", type=positive_int, default=10_000, metavar="N", help="test scenes (default 10000)")
+    physics.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives byte-identical files (default 0)")
+    physics.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
+    physics.add_argument("--no-progress", action="store_true", help="no progress bar")
+    physics.set_defaults(handler=cmd_data_physics)
 
     train = commands.add_parser("train", help="train a preset",
                                 description="Train a preset; the run lives in --out. Under `torchrun "

@@ -72,9 +72,17 @@ class Task:
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.argmax(-1)
 
+    def count_correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Examples answered right in a batch (the training accuracy's numerator)."""
+        return (self.predict(outputs) == targets).sum()
+
     def metrics(self, split: Split, predictions: torch.Tensor) -> dict:
         """Accuracy overall and by group; ``predictions`` covers the whole split in order."""
         raise NotImplementedError
+
+    def figures(self, split: Split, predictions: torch.Tensor, out_dir: Path) -> list[Path]:
+        """Pictures of predictions that ``relnet eval`` writes into the run (none by default)."""
+        return []
 
     def format_metrics(self, metrics: dict) -> str:
         """The results table printed at the end of training and by ``relnet eval``."""

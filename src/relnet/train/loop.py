@@ -72,6 +72,13 @@ def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: fl
 def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
              device: torch.device, precision: str = "fp32", progress: bool = True) -> dict:
     """Metrics of ``model`` on every example of ``split`` (the last partial batch included)."""
+    return task.metrics(split, predict(task, model, split, batch_size, device, precision, progress))
+
+
+@torch.no_grad()
+def predict(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
+            device: torch.device, precision: str = "fp32", progress: bool = True) -> torch.Tensor:
+    """The model's prediction for every example of ``split``, in the split's order (on the CPU)."""
     was_training = model.training
     model.eval()
     order = split.eval_order().to(device)
@@ -84,7 +91,7 @@ def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: i
     in_order = torch.cat(chunks)
     predictions = torch.empty_like(in_order)
     predictions[order] = in_order
-    return task.metrics(split, predictions.cpu())
+    return predictions.cpu()
 
 
 class _StopRequest:
@@ -255,7 +262,7 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
                             loss = task.loss(outputs, targets)
                         (loss * (len(index) / share)).backward()
                     totals += torch.stack([loss.detach().float() * len(index),
-                                           (task.predict(outputs.detach()) == targets).sum().float(),
+                                           task.count_correct(outputs.detach(), targets).float(),
                                            torch.tensor(float(len(index)), device=torch_device)])
                 if preset.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip)

@@ -1,0 +1,160 @@
+"""Dynamic physical systems as benchmarks of the shared trainer: which balls are joined by
+springs (every pair at once), and how many systems there are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from relnet.errors import ConfigError
+from relnet.tasks.base import Split, Task
+from relnet.tasks.physics.data import load_split
+from relnet.tasks.physics.figures import draw_scenes
+from relnet.tasks.physics.models import ConnectionRN, CountRN, TrajectoryMLP, upper_pairs
+from relnet.tasks.physics.simulate import MAX_SYSTEMS, NUM_BALLS, NUM_FRAMES
+from relnet.train.preset import Preset
+
+# A ball as an object: its 16 x positions, then its 16 y positions.
+OBJECT_DIM = 2 * NUM_FRAMES
+NUM_PAIRS = NUM_BALLS * (NUM_BALLS - 1) // 2
+PAPER_CONNECTIONS, PAPER_COUNT = 0.93, 0.95
+
+
+class PhysicsSplit(Split):
+    def __init__(self, name: str, arrays: dict, target: str):
+        self.name = name
+        trajectories = torch.from_numpy(arrays["trajectories"])  # [S, frames, balls, 2]
+        first, second = upper_pairs(NUM_BALLS)
+        self.tensors = {
+            "trajectories": trajectories.permute(0, 2, 3, 1).reshape(len(trajectories), NUM_BALLS, OBJECT_DIM),
+            "connections": torch.from_numpy(arrays["connections"])[:, first, second].float(),
+            "num_systems": torch.from_numpy(arrays["num_systems"]).long(),
+        }
+        self.target = target
+
+    def __len__(self) -> int:
+        return len(self.tensors["num_systems"])
+
+    def batch(self, index):
+        return {"trajectories": self.tensors["trajectories"][index]}, self.tensors[self.target][index]
+
+    def info(self) -> dict:
+        return {"object_dim": OBJECT_DIM, "num_pairs": NUM_PAIRS, "num_classes": MAX_SYSTEMS + 1}
+
+
+class PhysicsTask(Task):
+    target = ""
+
+    def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> PhysicsSplit:
+        return PhysicsSplit(split, load_split(Path(data_dir) / f"{split}.npz"), self.target)
+
+    def figures(self, split: PhysicsSplit, predictions: torch.Tensor, out_dir: Path) -> list[Path]:
+        """A picture of the first test scenes with their true and predicted structure."""
+        path = Path(out_dir) / f"scenes_{split.name}.png"
+        draw_scenes(split, predictions.cpu(), self.target, path)
+        return [path]
+
+
+class PhysicsConnections(PhysicsTask):
+    """Predict the 45 unordered pairs' springs; a scene counts as right when all 45 are."""
+
+    name = "physics-connections"
+    target = "connections"
+    curve_group = "scores"
+    presets = {
+        preset.name: preset for preset in (
+            Preset(name="physics-connections", task="physics-connections",
+                   description="RN: each pair's spring read from g(o_i, o_j) over the balls' 16-frame trajectories",
+                   model={"architecture": "rn", "g_widths": [256] * 4},
+                   batch_size=64, epochs=20, lr=1e-3, warmup_steps=300),
+            Preset(name="physics-mlp-connections", task="physics-connections",
+                   description="baseline: all trajectories concatenated into a 4x256 MLP, 45 outputs",
+                   model={"architecture": "mlp", "widths": [256] * 4},
+                   batch_size=64, epochs=20, lr=1e-3, warmup_steps=300),
+        )
+    }
+
+    def build_model(self, preset: Preset, info: dict):
+        config = dict(preset.model)
+        architecture = config.pop("architecture")
+        if architecture == "rn":
+            return ConnectionRN(info["object_dim"], **config)
+        if architecture == "mlp":
+            return TrajectoryMLP(info["object_dim"], info["num_pairs"], **config)
+        raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
+
+    def loss(self, outputs, targets):
+        return F.binary_cross_entropy_with_logits(outputs.float(), targets)
+
+    def predict(self, outputs):
+        return (outputs > 0).float()
+
+    def count_correct(self, outputs, targets):
+        return (self.predict(outputs) == targets).all(-1).sum()
+
+    def metrics(self, split: PhysicsSplit, predictions: torch.Tensor) -> dict:
+        truth = split.tensors["connections"].cpu()
+        right = predictions.cpu() == truth
+        exact = right.all(-1).double().mean().item()
+        springs = truth.sum().item()
+        found = (predictions.cpu() * truth).sum().item()
+        claimed = predictions.sum().item()
+        return {"split": split.name, "scenes": len(truth), "overall": exact,
+                "scores": {"exact_match": exact, "pair_accuracy": right.double().mean().item()},
+                "spring_recall": found / max(springs, 1), "spring_precision": found / max(claimed, 1)}
+
+    def format_metrics(self, metrics: dict) -> str:
+        scores = metrics["scores"]
+        return "\n".join([
+            f"Physics, connection inference, {metrics['split']} split: {metrics['scenes']:,} scenes",
+            f"{'scenes with all 45 pairs right':<34}{100 * scores['exact_match']:>8.2f}%   (paper: {PAPER_CONNECTIONS:.0%})",
+            f"{'pairs right':<34}{100 * scores['pair_accuracy']:>8.2f}%",
+            f"{'springs found (recall)':<34}{100 * metrics['spring_recall']:>8.2f}%",
+            f"{'predicted springs real (precision)':<34}{100 * metrics['spring_precision']:>8.2f}%"])
+
+
+class PhysicsCount(PhysicsTask):
+    """Count the connected systems (groups of 2 or more balls joined by springs)."""
+
+    name = "physics-count"
+    target = "num_systems"
+    curve_group = "by_count"
+    presets = {
+        preset.name: preset for preset in (
+            Preset(name="physics-count", task="physics-count",
+                   description="RN (f over the summed relations): how many systems of connected balls",
+                   model={"architecture": "rn", "g_widths": [256] * 4, "f_widths": [256, 256]},
+                   batch_size=64, epochs=20, lr=1e-3, warmup_steps=300),
+            Preset(name="physics-mlp-count", task="physics-count",
+                   description="baseline: all trajectories concatenated into a 4x256 MLP, softmax over counts",
+                   model={"architecture": "mlp", "widths": [256] * 4},
+                   batch_size=64, epochs=20, lr=1e-3, warmup_steps=300),
+        )
+    }
+
+    def build_model(self, preset: Preset, info: dict):
+        config = dict(preset.model)
+        architecture = config.pop("architecture")
+        if architecture == "rn":
+            return CountRN(info["object_dim"], info["num_classes"], **config)
+        if architecture == "mlp":
+            return TrajectoryMLP(info["object_dim"], info["num_classes"], **config)
+        raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
+
+    def metrics(self, split: PhysicsSplit, predictions: torch.Tensor) -> dict:
+        truth = split.tensors["num_systems"].cpu()
+        right = (predictions.cpu() == truth).double()
+        by_count = {str(count): right[truth == count].mean().item() for count in range(1, MAX_SYSTEMS + 1)
+                    if (truth == count).any()}
+        return {"split": split.name, "scenes": len(truth), "overall": right.mean().item(), "by_count": by_count,
+                "count_scenes": {str(count): int((truth == count).sum()) for count in range(1, MAX_SYSTEMS + 1)}}
+
+    def format_metrics(self, metrics: dict) -> str:
+        lines = [f"Physics, counting systems, {metrics['split']} split: {metrics['scenes']:,} scenes",
+                 f"{'true number of systems':<26}{'accuracy':>9}{'scenes':>9}"]
+        for count, accuracy in metrics["by_count"].items():
+            lines.append(f"{count:<26}{100 * accuracy:>8.2f}%{metrics['count_scenes'][count]:>9,}")
+        lines.append(f"{'overall':<26}{100 * metrics['overall']:>8.2f}%   (paper: {PAPER_COUNT:.0%})")
+        return "\n".join(lines)

@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from relnet.cli import main
+from relnet.errors import DataError
+from relnet.io import save_npz
+from relnet.tasks import get_preset, get_task
+from relnet.tasks.physics.data import load_split, write_dataset
+from relnet.tasks.physics.models import ConnectionRN
+from relnet.tasks.physics.simulate import (NUM_BALLS, NUM_FRAMES, STIFFNESS, build_scene, count_systems, generate,
+                                           simulate)
+
+
+def union_find_systems(adjacency: np.ndarray) -> int:
+    """Independent check: groups of 2+ balls joined by springs, by union-find."""
+    parent = list(range(NUM_BALLS))
+
+    def root(ball):
+        while parent[ball] != ball:
+            ball = parent[ball]
+        return ball
+
+    for a, b in zip(*np.nonzero(adjacency)):
+        parent[root(a)] = root(b)
+    return len({root(ball) for ball in range(NUM_BALLS) if adjacency[ball].any()})
+
+
+@pytest.fixture(scope="module")
+def tiny_physics(tmp_path_factory):
+    out = tmp_path_factory.mktemp("physics")
+    write_dataset(out, train_scenes=96, test_scenes=40, seed=5, progress=False)
+    return out
+
+
+def test_same_seed_same_bytes(tmp_path):
+    write_dataset(tmp_path / "a", train_scenes=30, test_scenes=10, seed=1, progress=False)
+    write_dataset(tmp_path / "b", train_scenes=30, test_scenes=10, seed=1, progress=False)
+    write_dataset(tmp_path / "c", train_scenes=30, test_scenes=10, seed=2, progress=False)
+    read = lambda d: (d / "train.npz").read_bytes()
+    assert read(tmp_path / "a") == read(tmp_path / "b") != read(tmp_path / "c")
+
+
+def test_scenes_are_trees_of_springs_with_counted_systems():
+    arrays = generate(300, np.random.SeedSequence(0))
+    connections = arrays["connections"]
+    assert (connections == connections.transpose(0, 2, 1)).all()
+    assert not connections[:, np.arange(NUM_BALLS), np.arange(NUM_BALLS)].any()
+    expected = [union_find_systems(scene) for scene in connections]
+    assert arrays["num_systems"].tolist() == expected
+    assert set(expected) == {1, 2, 3, 4}
+    # Trees: springs = connected balls - systems.
+    springs = connections.sum((1, 2)) // 2
+    assert (springs == connections.any(-1).sum(-1) - arrays["num_systems"]).all()
+    assert np.abs(arrays["trajectories"]).max() <= 1
+
+
+def test_energy_is_conserved_and_springs_hold_balls_together():
+    rng = np.random.default_rng(3)
+    adjacency, rest, start = map(np.array, zip(*(build_scene(rng) for _ in range(64))))
+    velocity = rng.normal(0, 0.4, start.shape)
+    positions, velocities = simulate(adjacency, rest, start, velocity, return_velocity=True)
+    assert positions.shape == (64, NUM_FRAMES, NUM_BALLS, 2)
+
+    def energy(frame):
+        offset = positions[:, frame, None] - positions[:, frame, :, None]
+        stretch = np.sqrt((offset**2).sum(-1)) - rest
+        return 0.5 * (velocities[:, frame] ** 2).sum((-1, -2)) + 0.25 * (STIFFNESS * adjacency * stretch**2).sum((-1, -2))
+
+    assert np.abs(energy(-1) / energy(0) - 1).max() < 0.05
+    distances = np.sqrt(((positions[:, :, None] - positions[:, :, :, None]) ** 2).sum(-1))  # [S, frame, i, j]
+    joined = adjacency.astype(bool)
+    assert (np.abs(distances[:, -1] - rest)[joined] < 0.5).all()  # a spring never stretches far
+    free = ~joined & ~np.eye(NUM_BALLS, dtype=bool)
+    assert distances.std(1)[joined].mean() < distances.std(1)[free].mean()
+
+
+def test_count_systems_on_known_graphs():
+    adjacency = np.zeros((2, NUM_BALLS, NUM_BALLS), dtype=np.uint8)
+    for a, b in [(0, 1), (1, 2), (5, 6)]:
+        adjacency[0, a, b] = adjacency[0, b, a] = 1
+    assert count_systems(adjacency).tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.update(connections=a["connections"].transpose(0, 2, 1).copy() * 0 + np.triu(a["connections"])),
+     "symmetric"),
+    (lambda a: a.update(num_systems=(a["num_systems"] + 1).astype(np.int8)), "disagrees"),
+    (lambda a: a.update(trajectories=a["trajectories"] * 3), "outside the box"),
+    (lambda a: a.update(trajectories=a["trajectories"][:, :8]), "expected float32"),
+    (lambda a: a.pop("connections"), "missing key 'connections'"),
+])
+def test_bad_files_are_refused_with_the_reason(tiny_physics, tmp_path, change, message):
+    arrays = dict(np.load(tiny_physics / "test.npz"))
+    change(arrays)
+    save_npz(tmp_path / "test.npz", arrays)
+    with pytest.raises(DataError, match=message):
+        load_split(tmp_path / "test.npz")
+
+
+def test_connection_logits_are_symmetric_and_follow_the_balls():
+    torch.manual_seed(0)
+    model = ConnectionRN(2 * NUM_FRAMES, g_widths=[16, 16])
+    balls = torch.randn(3, NUM_BALLS, 2 * NUM_FRAMES)
+    logits = model(balls)
+    assert logits.shape == (3, 45)
+    swapped = balls[:, [1, 0, *range(2, NUM_BALLS)]]  # exchange balls 0 and 1: pair (0,1) keeps its logit
+    torch.testing.assert_close(model(swapped)[:, 0], logits[:, 0])
+    torch.testing.assert_close(model(swapped)[:, 1:9], logits[:, 9:17])  # (0, j) became (1, j)
+
+
+def test_metrics(tiny_physics):
+    connections = get_task("physics-connections")
+    split = connections.load(tiny_physics, "test", get_preset("physics-connections"))
+    truth = split.tensors["connections"]
+    predictions = truth.clone()
+    predictions[0, 0] = 1 - predictions[0, 0]
+    metrics = connections.metrics(split, predictions)
+    assert metrics["scores"]["exact_match"] == pytest.approx(39 / 40)
+    assert metrics["scores"]["pair_accuracy"] == pytest.approx(1 - 1 / (40 * 45))
+    assert connections.count_correct(torch.where(truth.bool(), 5.0, -5.0), truth) == 40
+    count = get_task("physics-count")
+    count_split = count.load(tiny_physics, "test", get_preset("physics-count"))
+    answer = count_split.tensors["num_systems"]
+    metrics = count.metrics(count_split, torch.where(answer == 1, 2, answer))
+    assert metrics["by_count"]["1"] == 0.0 and metrics["by_count"]["2"] == 1.0
+    assert "paper: 95%" in count.format_metrics(metrics)
+
+
+@pytest.mark.parametrize("preset", ["physics-connections", "physics-mlp-connections", "physics-count",
+                                    "physics-mlp-count"])
+def test_cli_end_to_end_with_picture(tiny_physics, tmp_path, preset, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", preset, "--data", str(tiny_physics), "--out", str(run), "--epochs", "1",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(tiny_physics), "--json", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["scenes"] == 40
+    assert (run / "scenes_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_data_command_refuses_to_overwrite(tmp_path, capsys):
+    assert main(["data", "physics", "--out", str(tmp_path), "--scenes", "8", "--test-scenes", "4", "--no-progress"]) == 0
+    assert main(["data", "physics", "--out", str(tmp_path), "--scenes", "8", "--no-progress"]) == 2
+    assert "already exists" in capsys.readouterr().err
