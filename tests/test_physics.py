@@ -102,13 +102,25 @@ def test_bad_files_are_refused_with_the_reason(tiny_physics, tmp_path, change, m
 
 def test_connection_logits_are_symmetric_and_follow_the_balls():
     torch.manual_seed(0)
-    model = ConnectionRN(2 * NUM_FRAMES, g_widths=[16, 16])
+    model = ConnectionRN(g_widths=[16, 16])
     balls = torch.randn(3, NUM_BALLS, 2 * NUM_FRAMES)
     logits = model(balls)
     assert logits.shape == (3, 45)
     swapped = balls[:, [1, 0, *range(2, NUM_BALLS)]]  # exchange balls 0 and 1: pair (0,1) keeps its logit
     torch.testing.assert_close(model(swapped)[:, 0], logits[:, 0])
     torch.testing.assert_close(model(swapped)[:, 1:9], logits[:, 9:17])  # (0, j) became (1, j)
+
+
+def test_motion_features_are_positions_and_scaled_differences():
+    from relnet.tasks.physics.models import ACCELERATION_GAIN, VELOCITY_GAIN, motion_features
+
+    t = torch.arange(NUM_FRAMES, dtype=torch.float32)
+    ball = torch.cat([0.5 * t, 0.25 * t**2])  # x moves at constant speed, y accelerates
+    features = motion_features(ball.view(1, 1, -1))[0, 0]
+    assert features.shape == (2 * (16 + 15 + 14),)
+    torch.testing.assert_close(features[:32], ball)
+    torch.testing.assert_close(features[32:47], torch.full((15,), 0.5 * VELOCITY_GAIN))
+    torch.testing.assert_close(features[76:90], torch.full((14,), 0.5 * ACCELERATION_GAIN))
 
 
 def test_metrics(tiny_physics):

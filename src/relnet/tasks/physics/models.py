@@ -11,7 +11,23 @@ from torch import nn
 from relnet.nn import mlp
 from relnet.rn import RelationFunction, RelationNetwork
 
-from relnet.tasks.physics.simulate import NUM_BALLS
+from relnet.tasks.physics.simulate import NUM_BALLS, NUM_FRAMES
+
+# Frame-to-frame velocity and acceleration are tiny next to positions (about 0.02 and 0.003 per
+# frame); these scales bring them to order 1 so that g does not have to learn them from
+# near-cancelling weights. They are fixed linear functions of the positions: no new information.
+VELOCITY_GAIN, ACCELERATION_GAIN = 20.0, 400.0
+MOTION_DIM = 2 * (NUM_FRAMES + (NUM_FRAMES - 1) + (NUM_FRAMES - 2))
+
+
+def motion_features(trajectories: torch.Tensor) -> torch.Tensor:
+    """[B, balls, 2*16] positions (16 x, then 16 y) -> [B, balls, 90]: positions, scaled first
+    and second differences over the frames."""
+    paths = trajectories.unflatten(-1, (2, NUM_FRAMES))  # [B, balls, (x, y), frames]
+    velocity = paths.diff(dim=-1)
+    acceleration = velocity.diff(dim=-1)
+    return torch.cat([paths.flatten(-2), VELOCITY_GAIN * velocity.flatten(-2),
+                      ACCELERATION_GAIN * acceleration.flatten(-2)], dim=-1)
 
 
 def upper_pairs(num_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,16 +39,16 @@ class ConnectionRN(nn.Module):
     """Reads each pair's connection from g: a linear head on g(o_i, o_j), averaged over the two
     orders of the pair, gives one logit per unordered pair [B, 45]."""
 
-    def __init__(self, object_dim: int, g_widths: Sequence[int] = (256,) * 4):
+    def __init__(self, g_widths: Sequence[int] = (256,) * 4):
         super().__init__()
-        self.g = RelationFunction(object_dim, 0, g_widths)
+        self.g = RelationFunction(MOTION_DIM, 0, g_widths)
         self.head = nn.Linear(self.g.out_dim, 1)
         first, second = upper_pairs(NUM_BALLS)
         self.register_buffer("first", first, persistent=False)
         self.register_buffer("second", second, persistent=False)
 
     def forward(self, trajectories: torch.Tensor) -> torch.Tensor:
-        left, right = self.g.project(trajectories, None)
+        left, right = self.g.project(motion_features(trajectories), None)
         logits = self.head(self.g.pairs(left, right)).squeeze(-1)  # [B, N, N], ordered pairs
         return 0.5 * (logits[:, self.first, self.second] + logits[:, self.second, self.first])
 
@@ -40,21 +56,21 @@ class ConnectionRN(nn.Module):
 class CountRN(nn.Module):
     """The paper's RN, f over the summed relations: logits over the number of systems."""
 
-    def __init__(self, object_dim: int, num_classes: int, g_widths: Sequence[int] = (256,) * 4,
+    def __init__(self, num_classes: int, g_widths: Sequence[int] = (256,) * 4,
                  f_widths: Sequence[int] = (256, 256)):
         super().__init__()
-        self.rn = RelationNetwork(object_dim, num_classes, 0, g_widths, f_widths)
+        self.rn = RelationNetwork(MOTION_DIM, num_classes, 0, g_widths, f_widths)
 
     def forward(self, trajectories: torch.Tensor) -> torch.Tensor:
-        return self.rn(trajectories)
+        return self.rn(motion_features(trajectories))
 
 
 class TrajectoryMLP(nn.Module):
     """Baseline: every ball's trajectory concatenated, into an MLP."""
 
-    def __init__(self, object_dim: int, out_dim: int, widths: Sequence[int] = (256,) * 4):
+    def __init__(self, out_dim: int, widths: Sequence[int] = (256,) * 4):
         super().__init__()
-        self.mlp = mlp(NUM_BALLS * object_dim, widths, out_dim=out_dim)
+        self.mlp = mlp(NUM_BALLS * MOTION_DIM, widths, out_dim=out_dim)
 
     def forward(self, trajectories: torch.Tensor) -> torch.Tensor:
-        return self.mlp(trajectories.flatten(1))
+        return self.mlp(motion_features(trajectories).flatten(1))

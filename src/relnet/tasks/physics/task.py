@@ -41,7 +41,7 @@ class PhysicsSplit(Split):
         return {"trajectories": self.tensors["trajectories"][index]}, self.tensors[self.target][index]
 
     def info(self) -> dict:
-        return {"object_dim": OBJECT_DIM, "num_pairs": NUM_PAIRS, "num_classes": MAX_SYSTEMS + 1}
+        return {"num_pairs": NUM_PAIRS, "num_classes": MAX_SYSTEMS + 1}
 
 
 class PhysicsTask(Task):
@@ -80,9 +80,9 @@ class PhysicsConnections(PhysicsTask):
         config = dict(preset.model)
         architecture = config.pop("architecture")
         if architecture == "rn":
-            return ConnectionRN(info["object_dim"], **config)
+            return ConnectionRN(**config)
         if architecture == "mlp":
-            return TrajectoryMLP(info["object_dim"], info["num_pairs"], **config)
+            return TrajectoryMLP(info["num_pairs"], **config)
         raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
 
     def loss(self, outputs, targets):
@@ -138,9 +138,9 @@ class PhysicsCount(PhysicsTask):
         config = dict(preset.model)
         architecture = config.pop("architecture")
         if architecture == "rn":
-            return CountRN(info["object_dim"], info["num_classes"], **config)
+            return CountRN(info["num_classes"], **config)
         if architecture == "mlp":
-            return TrajectoryMLP(info["object_dim"], info["num_classes"], **config)
+            return TrajectoryMLP(info["num_classes"], **config)
         raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
 
     def metrics(self, split: PhysicsSplit, predictions: torch.Tensor) -> dict:
