@@ -158,3 +158,16 @@ def test_data_command_refuses_to_overwrite(tmp_path, capsys):
     assert main(["data", "physics", "--out", str(tmp_path), "--scenes", "8", "--test-scenes", "4", "--no-progress"]) == 0
     assert main(["data", "physics", "--out", str(tmp_path), "--scenes", "8", "--no-progress"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_benchmark_script_smoke(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "physics.py"
+    result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--smoke",
+                             "--presets", "physics-connections", "physics-mlp-count"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads((tmp_path / "summary.json").read_text())) == {"physics-connections", "physics-mlp-count"}
+    assert (tmp_path / "physics-connections" / "scenes_test.png").exists()
