@@ -15,18 +15,12 @@ import argparse
 import json
 from pathlib import Path
 
-from relnet.cli import main as relnet
+from common import run
+
 from relnet.tasks.babi.data import TASK_NAMES, find_task_file
 
 # run name -> (directory under --babi, training budget in minutes)
 RUNS = {"en-valid-10k": ("en-valid-10k", 120), "en-valid": ("en-valid", 20)}
-
-
-def run(args: list[str]) -> None:
-    print("$ relnet " + " ".join(args), flush=True)
-    code = relnet(args)
-    if code:
-        raise SystemExit(f"relnet {args[0]} failed with exit code {code}")
 
 
 def complete_with_fallback(primary: Path, fallback: Path, out: Path) -> tuple[Path, list[int]]:

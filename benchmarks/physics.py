@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from relnet.cli import main as relnet
+from common import run, train_presets
 
 # preset -> training time budget in minutes
 BUDGETS = {
@@ -23,13 +23,6 @@ BUDGETS = {
     "physics-mlp-connections": 5,
     "physics-mlp-count": 5,
 }
-
-
-def run(args: list[str]) -> None:
-    print("$ relnet " + " ".join(args), flush=True)
-    code = relnet(args)
-    if code:
-        raise SystemExit(f"relnet {args[0]} failed with exit code {code}")
 
 
 def main() -> None:
@@ -43,13 +36,7 @@ def main() -> None:
     if not (data / "test.npz").exists():
         sizes = ["--scenes", "64", "--test-scenes", "32"] if args.smoke else []
         run(["data", "physics", "--out", str(data), "--no-progress", *sizes])
-    summary = {}
-    for preset in args.presets:
-        out = args.out / preset
-        budget = ["--epochs", "1"] if args.smoke else ["--max-minutes", str(BUDGETS[preset])]
-        run(["train", "--preset", preset, "--data", str(data), "--out", str(out), "--no-progress", *budget])
-        run(["eval", str(out), "--data", str(data), "--no-progress"])
-        summary[preset] = json.loads((out / "metrics.json").read_text())
+    summary = train_presets(BUDGETS, args.presets, data, args.out, args.smoke, evaluate=True)
 
     print(f"\n{'preset':<26}{'exact match':>12}{'pairs':>9}{'count':>9}{'train s':>9}{'samples/s':>11}")
     for preset, metrics in summary.items():

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from relnet.cli import main as relnet
+from common import run, train_presets
 
 # preset -> training time budget in minutes (the acceptance budgets of the foundation issue)
 BUDGETS = {
@@ -22,13 +22,6 @@ BUDGETS = {
     "sort-of-clevr-cnn-mlp": 15,
     "sort-of-clevr-state-mlp": 10,
 }
-
-
-def run(args: list[str]) -> None:
-    print("$ relnet " + " ".join(args), flush=True)
-    code = relnet(args)
-    if code:
-        raise SystemExit(f"relnet {args[0]} failed with exit code {code}")
 
 
 def main() -> None:
@@ -42,12 +35,7 @@ def main() -> None:
     if not (data / "test.npz").exists():
         sizes = ["--train-images", "20", "--test-images", "10"] if args.smoke else []
         run(["data", "sort-of-clevr", "--out", str(data), "--no-progress", *sizes])
-    summary = {}
-    for preset in args.presets:
-        out = args.out / preset
-        budget = ["--epochs", "1"] if args.smoke else ["--max-minutes", str(BUDGETS[preset])]
-        run(["train", "--preset", preset, "--data", str(data), "--out", str(out), "--no-progress", *budget])
-        summary[preset] = json.loads((out / "metrics.json").read_text())
+    summary = train_presets(BUDGETS, args.presets, data, args.out, args.smoke, evaluate=False)
 
     print(f"\n{'preset':<26}{'non-rel':>9}{'binary':>9}{'ternary':>9}{'train s':>9}{'samples/s':>11}")
     for preset, metrics in summary.items():

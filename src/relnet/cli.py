@@ -149,6 +149,15 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def add_generator_options(parser: argparse.ArgumentParser, handler) -> None:
+    """The options every data generator shares."""
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives byte-identical files (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relnet", description="Relation Networks: data, training and evaluation.")
     parser.add_argument("--version", action="version", version=f"relnet {__version__}")
@@ -160,13 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     soc = datasets.add_parser("sort-of-clevr", help="generate Sort-of-CLEVR (train.npz, test.npz)",
                               description="Generate Sort-of-CLEVR into DIR/train.npz and DIR/test.npz "
                                           "(30 questions per image; see docs/sort-of-clevr.md).")
-    soc.add_argument("--out", required=True, metavar="DIR", help="output directory")
     soc.add_argument("--train-images", type=positive_int, default=10_000, metavar="N", help="training images (default 10000)")
     soc.add_argument("--test-images", type=positive_int, default=2_000, metavar="N", help="test images (default 2000)")
-    soc.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives byte-identical files (default 0)")
-    soc.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
-    soc.add_argument("--no-progress", action="store_true", help="no progress bar")
-    soc.set_defaults(handler=cmd_data_sort_of_clevr)
+    add_generator_options(soc, cmd_data_sort_of_clevr)
 
     babi = datasets.add_parser("babi", help="check a bAbI directory, or download the official archive",
                                description="Print per-task question counts and the vocabulary size of a bAbI "
@@ -182,13 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     physics = datasets.add_parser("physics", help="simulate balls joined by springs (train.npz, test.npz)",
                                   description="Simulate 10 balls with invisible springs, 16 frames each, into "
                                               "DIR/train.npz and DIR/test.npz (see docs/physics.md).")
-    physics.add_argument("--out", required=True, metavar="DIR", help="output directory")
     physics.add_argument("--scenes", type=positive_int, default=100_000, metavar="N", help="training scenes (default 100000)")
     physics.add_argument("--test-scenes", type=positive_int, default=10_000, metavar="N", help="test scenes (default 10000)")
-    physics.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives byte-identical files (default 0)")
-    physics.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
-    physics.add_argument("--no-progress", action="store_true", help="no progress bar")
-    physics.set_defaults(handler=cmd_data_physics)
+    add_generator_options(physics, cmd_data_physics)
 
     train = commands.add_parser("train", help="train a preset",
                                 description="Train a preset; the run lives in --out. Under `torchrun "

@@ -29,9 +29,14 @@ def plot_curves(history: list[dict], loss_log: list[list[float]], path: Path, gr
     accuracy_axis.grid(alpha=0.3)
     accuracy_axis.legend(loc="lower right", fontsize=8)
     figure.suptitle(title)
+    save_figure(figure, path, dpi=100)
+
+
+def save_figure(figure, path: Path, dpi: int) -> None:
+    """Write ``figure`` as a PNG atomically (a reader never sees half a file) and close it."""
     figure.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100)
+    figure.savefig(tmp, dpi=dpi)
     plt.close(figure)
     tmp.replace(path)

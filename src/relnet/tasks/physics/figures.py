@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib import pyplot as plt
 
-matplotlib.use("Agg")  # files only: no display is needed or wanted
-import torch  # noqa: E402
-from matplotlib import pyplot as plt  # noqa: E402
-
-from relnet.tasks.physics.models import upper_pairs  # noqa: E402
-from relnet.tasks.physics.simulate import NUM_BALLS, NUM_FRAMES  # noqa: E402
+from relnet.tasks.physics.models import upper_pairs
+from relnet.tasks.physics.simulate import NUM_BALLS, NUM_FRAMES
+from relnet.train.plots import save_figure  # also selects matplotlib's file-only backend
 
 SCENES_SHOWN = 4
 
@@ -43,9 +41,4 @@ def draw_scenes(split, predictions: torch.Tensor, target: str, path: Path) -> No
         axis.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal", xticks=[], yticks=[], title=title)
     figure.suptitle("paths over 16 frames (gray, dot = last frame); springs at frame 0: "
                     "true (green)" + (", predicted (red dashed)" if target == "connections" else ""), fontsize=9)
-    figure.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=90)
-    plt.close(figure)
-    tmp.replace(path)
+    save_figure(figure, path, dpi=90)

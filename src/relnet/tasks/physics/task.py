@@ -47,6 +47,21 @@ class PhysicsSplit(Split):
 class PhysicsTask(Task):
     target = ""
 
+    def rn(self, info: dict, **config):
+        raise NotImplementedError
+
+    def outputs(self, info: dict) -> int:
+        raise NotImplementedError
+
+    def build_model(self, preset: Preset, info: dict):
+        config = dict(preset.model)
+        architecture = config.pop("architecture")
+        if architecture == "rn":
+            return self.rn(info, **config)
+        if architecture == "mlp":
+            return TrajectoryMLP(self.outputs(info), **config)
+        raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
+
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> PhysicsSplit:
         return PhysicsSplit(split, load_split(Path(data_dir) / f"{split}.npz"), self.target)
 
@@ -76,14 +91,11 @@ class PhysicsConnections(PhysicsTask):
         )
     }
 
-    def build_model(self, preset: Preset, info: dict):
-        config = dict(preset.model)
-        architecture = config.pop("architecture")
-        if architecture == "rn":
-            return ConnectionRN(**config)
-        if architecture == "mlp":
-            return TrajectoryMLP(info["num_pairs"], **config)
-        raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
+    def rn(self, info: dict, **config):
+        return ConnectionRN(**config)
+
+    def outputs(self, info: dict) -> int:
+        return info["num_pairs"]
 
     def loss(self, outputs, targets):
         return F.binary_cross_entropy_with_logits(outputs.float(), targets)
@@ -134,14 +146,11 @@ class PhysicsCount(PhysicsTask):
         )
     }
 
-    def build_model(self, preset: Preset, info: dict):
-        config = dict(preset.model)
-        architecture = config.pop("architecture")
-        if architecture == "rn":
-            return CountRN(info["num_classes"], **config)
-        if architecture == "mlp":
-            return TrajectoryMLP(info["num_classes"], **config)
-        raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
+    def rn(self, info: dict, **config):
+        return CountRN(info["num_classes"], **config)
+
+    def outputs(self, info: dict) -> int:
+        return info["num_classes"]
 
     def metrics(self, split: PhysicsSplit, predictions: torch.Tensor) -> dict:
         truth = split.tensors["num_systems"].cpu()
