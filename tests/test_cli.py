@@ -8,7 +8,8 @@ import pytest
 
 from relnet.cli import main
 
-COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["train"], ["eval"], ["presets"]]
+COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["train"], ["eval"],
+            ["presets"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "relnet")

@@ -311,7 +311,7 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
              "train_seconds": round(run.train_seconds, 1),
              "wall_seconds_this_session": round(time.perf_counter() - wall_start, 1),
              "train_samples_per_second": round(samples / run.train_seconds, 1) if run.train_seconds else None,
-             "processes": world.size}
+             "processes": world.size, "parameters": sum(p.numel() for p in model.parameters())}
     if world.is_main:
         write_json(out_dir / "metrics.json", final)
     world.barrier()
