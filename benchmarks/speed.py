@@ -1,7 +1,7 @@
 """Training speed of relnet's RN against a plain reference RN of the same size, side by side.
 
     python benchmarks/speed.py                 # ~3 min on 2 CPU cores; add --device cuda on a GPU
-    python benchmarks/speed.py --smoke         # seconds: checks the script runs
+    python benchmarks/speed.py --smoke         # seconds: checks the script runs (batch 4, one step)
 
 The model is the Sort-of-CLEVR pixel RN of the most used public implementation: 4 conv layers of
 24 kernels (75x75 images -> 5x5 = 25 objects), g 4x256, f 256-256, batch 64, Adam. The
@@ -59,15 +59,15 @@ def build(name: str) -> nn.Module:
     return PixelRN(ANSWERS, QUESTION_DIM, g_widths=[WIDTH] * 4, f_widths=[WIDTH, WIDTH], dropout=0.5)
 
 
-def measure_training(name: str, device: str, precision: str, steps: int, queue) -> None:
+def measure_training(name: str, device: str, precision: str, steps: int, batch: int, queue) -> None:
     """Samples/s of full training steps (forward, backward, Adam), in a process of its own."""
     torch.manual_seed(0)
     dev = torch.device(device)
     model = build(name).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    images = torch.randint(0, 256, (BATCH, IMAGE, IMAGE, 3), dtype=torch.uint8, device=dev)
-    question = torch.randn(BATCH, QUESTION_DIM, device=dev)
-    answers = torch.randint(0, ANSWERS, (BATCH,), device=dev)
+    images = torch.randint(0, 256, (batch, IMAGE, IMAGE, 3), dtype=torch.uint8, device=dev)
+    question = torch.randn(batch, QUESTION_DIM, device=dev)
+    answers = torch.randint(0, ANSWERS, (batch,), device=dev)
 
     def step():
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -89,7 +89,7 @@ def measure_training(name: str, device: str, precision: str, steps: int, queue) 
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    queue.put({"samples_per_second": BATCH * steps / seconds, "peak_memory_mb": peak / 2**20})
+    queue.put({"samples_per_second": batch * steps / seconds, "peak_memory_mb": peak / 2**20})
 
 
 def in_own_process(*args) -> dict:
@@ -102,20 +102,20 @@ def in_own_process(*args) -> dict:
     return result
 
 
-def g_pair_flops(device: torch.device, precision: str, repeats: int) -> float:
+def g_pair_flops(device: torch.device, precision: str, repeats: int, batch: int) -> float:
     """Achieved FLOP/s of g's three pair layers (256x256) over a batch of 64 x 625 pairs, forward and
     backward (the backward pass costs two matmuls per layer)."""
     layers = mlp(WIDTH, [WIDTH] * 3).to(device)
-    pairs = torch.randn(BATCH * 625, WIDTH, device=device, requires_grad=True)
-    return _rate(lambda: layers(pairs).sum().backward(), 3 * 3 * 2 * BATCH * 625 * WIDTH * WIDTH, device,
+    pairs = torch.randn(batch * 625, WIDTH, device=device, requires_grad=True)
+    return _rate(lambda: layers(pairs).sum().backward(), 3 * 3 * 2 * batch * 625 * WIDTH * WIDTH, device,
                  precision, repeats)
 
 
-def matmul_peak(device: torch.device, precision: str, repeats: int) -> float:
+def matmul_peak(device: torch.device, precision: str, repeats: int, batch: int) -> float:
     """FLOP/s of one plain matmul of g's shape: the ceiling for g's layers."""
-    a = torch.randn(BATCH * 625, WIDTH, device=device)
+    a = torch.randn(batch * 625, WIDTH, device=device)
     b = torch.randn(WIDTH, WIDTH, device=device)
-    return _rate(lambda: a @ b, 2 * BATCH * 625 * WIDTH * WIDTH, device, precision, repeats)
+    return _rate(lambda: a @ b, 2 * batch * 625 * WIDTH * WIDTH, device, precision, repeats)
 
 
 def _rate(work, flops: int, device: torch.device, precision: str, repeats: int) -> float:
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="two steps each, to check the script runs")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    steps, repeats = (2, 1) if args.smoke else (args.steps, 10)
+    steps, repeats, batch = (1, 1, 4) if args.smoke else (args.steps, 10, BATCH)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
@@ -147,7 +147,7 @@ def main() -> None:
     configurations = [("reference", "fp32"), ("relnet", "fp32"), ("relnet", "bf16")]
     print(f"\n{'model':<12}{'precision':<11}{'samples/s':>11}{'peak MB':>10}{'vs reference':>14}")
     for name, precision in configurations:
-        result = in_own_process(name, args.device, precision, steps)
+        result = in_own_process(name, args.device, precision, steps, batch)
         results["training"][f"{name}-{precision}"] = result
         ratio = result["samples_per_second"] / results["training"]["reference-fp32"]["samples_per_second"]
         print(f"{name:<12}{precision:<11}{result['samples_per_second']:>11.1f}{result['peak_memory_mb']:>10.0f}"
@@ -155,7 +155,8 @@ def main() -> None:
 
     print(f"\n{'precision':<11}{'g pair layers GFLOP/s':>22}{'matmul peak GFLOP/s':>21}{'fraction':>10}")
     for precision in ("fp32", "bf16"):
-        achieved, peak = g_pair_flops(device, precision, repeats), matmul_peak(device, precision, repeats)
+        achieved = g_pair_flops(device, precision, repeats, batch)
+        peak = matmul_peak(device, precision, repeats, batch)
         results["g"][precision] = {"achieved_gflops": achieved / 1e9, "matmul_peak_gflops": peak / 1e9}
         print(f"{precision:<11}{achieved / 1e9:>22.1f}{peak / 1e9:>21.1f}{achieved / peak:>10.0%}")
     if args.json:

@@ -1,0 +1,27 @@
+"""The speed and precision benchmarks run (in smoke mode: tiny sizes, no timing claims)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_speed_benchmark_smoke(tmp_path):
+    out = tmp_path / "speed.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "speed.py"), "--smoke", "--json", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    assert set(results["training"]) == {"reference-fp32", "relnet-fp32", "relnet-bf16"}
+    assert all(run["samples_per_second"] > 0 and run["peak_memory_mb"] > 0 for run in results["training"].values())
+    assert results["g"]["fp32"]["achieved_gflops"] > 0
+
+
+def test_precision_benchmark_smoke(tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "precision.py"), "--out", str(tmp_path), "--smoke"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"fp32-seed0", "fp32-seed1", "bf16-seed0", "bf16-seed1"}
