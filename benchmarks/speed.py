@@ -112,10 +112,12 @@ def g_pair_flops(device: torch.device, precision: str, repeats: int, batch: int)
 
 
 def matmul_peak(device: torch.device, precision: str, repeats: int, batch: int) -> float:
-    """FLOP/s of one plain matmul of g's shape: the ceiling for g's layers."""
-    a = torch.randn(batch * 625, WIDTH, device=device)
-    b = torch.randn(WIDTH, WIDTH, device=device)
-    return _rate(lambda: a @ b, 2 * batch * 625 * WIDTH * WIDTH, device, precision, repeats)
+    """FLOP/s of one plain matmul of g's shape, its operands already in the precision: the ceiling
+    for g's layers."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(batch * 625, WIDTH, device=device, dtype=dtype)
+    b = torch.randn(WIDTH, WIDTH, device=device, dtype=dtype)
+    return _rate(lambda: a @ b, 2 * batch * 625 * WIDTH * WIDTH, device, "fp32", repeats)
 
 
 def _rate(work, flops: int, device: torch.device, precision: str, repeats: int) -> float:
