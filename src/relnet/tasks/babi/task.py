@@ -92,12 +92,9 @@ class Babi(Task):
             raise ConfigError(f"preset {preset.name!r}: bAbI tasks {unknown or tasks} are not among 1 to 20")
         max_story = int(preset.data.get("max_story", MAX_STORY))
         examples = read_tasks(Path(data_dir), split, tasks, max_story)
-        if info is None:
-            if split != "train":
-                # Vocabularies always come from the training files.
-                info = self.vocabulary_info(read_tasks(Path(data_dir), "train", tasks, max_story), tasks, max_story)
-            else:
-                info = self.vocabulary_info(examples, tasks, max_story)
+        if info is None:  # vocabularies always come from the training files
+            train_examples = examples if split == "train" else read_tasks(Path(data_dir), "train", tasks, max_story)
+            info = self.vocabulary_info(train_examples, tasks, max_story)
         tensors, unknown_counts = encode(examples, info, max_story)
         if unknown_counts["words"] or unknown_counts["answers"]:
             print(f"warning: bAbI {split} split of {data_dir}: {unknown_counts['words']} words mapped to <unk>, "
