@@ -92,6 +92,50 @@ def cmd_data_physics(args) -> int:
     return 0
 
 
+def cmd_data_clevr_gen(args) -> int:
+    from relnet.tasks.clevr.generate import GeneratorOptions, generate, generate_questions
+    from relnet.tasks.clevr.scene import SceneOptions
+
+    if not 1 <= args.min_objects <= args.max_objects:
+        raise ConfigError(f"expected 1 <= --min-objects <= --max-objects, got {args.min_objects} and {args.max_objects}")
+    options = GeneratorOptions(images=args.images, questions_per_image=args.questions_per_image, split=args.split,
+                               seed=args.seed, start_index=args.start_index,
+                               scene=SceneOptions(min_objects=args.min_objects, max_objects=args.max_objects))
+    sources = dict(templates_dir=args.templates, synonyms_path=args.synonyms, metadata_path=args.metadata)
+    if args.scenes:
+        result = generate_questions(Path(args.scenes), Path(args.out), options, overwrite=args.overwrite,
+                                    progress=not args.no_progress, **sources)
+    else:
+        result = generate(Path(args.out), options, workers=args.workers, overwrite=args.overwrite,
+                          progress=not args.no_progress, **sources)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for key in ("images", "scenes", "questions"):
+        if key in result:
+            print(f"wrote {result[key]}")
+    print(f"{'category':<20}{'questions':>10}{'answers':>9}  most frequent answer")
+    for category, row in result["summary"].items():
+        share = "-" if row["majority_share"] is None else f"{row['majority_answer']} ({100 * row['majority_share']:.1f}%)"
+        print(f"{category:<20}{row['questions']:>10}{row['answers']:>9}  {share}")
+    return 0
+
+
+def cmd_data_clevr_verify(args) -> int:
+    from relnet.tasks.clevr.verify import verify
+
+    report = verify(Path(args.clevr_dir), args.split)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['split']}: {report['matched']} of {report['questions']} questions reproduce their answer "
+              f"({100 * (report['accuracy'] or 0):.2f}%)")
+        for failure in report["failures_shown"]:
+            print(f"  question {failure['question_index']}: {failure['question']!r} stored {failure['answer']!r}, "
+                  f"program gives {failure['executed']!r}")
+    return 0 if report["failures"] == 0 else 1
+
+
 def cmd_train(args) -> int:
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
@@ -190,6 +234,36 @@ def build_parser() -> argparse.ArgumentParser:
     physics.add_argument("--scenes", type=positive_int, default=100_000, metavar="N", help="training scenes (default 100000)")
     physics.add_argument("--test-scenes", type=positive_int, default=10_000, metavar="N", help="test scenes (default 10000)")
     add_generator_options(physics, cmd_data_physics)
+
+    gen = datasets.add_parser(
+        "clevr-gen", help="generate a CLEVR-format dataset (images, scenes, questions)",
+        description="Render CLEVR-style scenes on the CPU and write questions from CLEVR-format templates, in the "
+                    "official layout (images/SPLIT/CLEVR_SPLIT_NNNNNN.png, scenes/CLEVR_SPLIT_scenes.json, "
+                    "questions/CLEVR_SPLIT_questions.json). With --scenes, only write questions for an existing "
+                    "scene file. See docs/clevr.md.")
+    gen.add_argument("--images", type=positive_int, default=1000, metavar="N", help="images to render (default 1000)")
+    gen.add_argument("--questions-per-image", type=int, default=10, metavar="K", help="questions per image (default 10)")
+    gen.add_argument("--split", default="train", help="split name: train, val, test, ... (default train)")
+    gen.add_argument("--start-index", type=int, default=0, metavar="I", help="index of the first image (default 0)")
+    gen.add_argument("--min-objects", type=positive_int, default=3, metavar="A", help="fewest objects per scene (default 3)")
+    gen.add_argument("--max-objects", type=positive_int, default=10, metavar="B", help="most objects per scene (default 10)")
+    gen.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
+                     help="rendering processes (default: one per core); the output does not depend on it")
+    gen.add_argument("--templates", metavar="DIR", help="directory of CLEVR template files (default: relnet's own)")
+    gen.add_argument("--synonyms", metavar="FILE", help="synonyms JSON (default: relnet's own)")
+    gen.add_argument("--metadata", metavar="FILE", help="CLEVR metadata JSON to check the attribute values against")
+    gen.add_argument("--scenes", metavar="FILE", help="write questions for this scene file instead of rendering")
+    gen.add_argument("--json", action="store_true", help="print the paths and answer statistics as JSON")
+    add_generator_options(gen, cmd_data_clevr_gen)
+
+    verify = datasets.add_parser(
+        "clevr-verify", help="execute every question's program on its scene and compare answers",
+        description="Run the functional program of every question of a CLEVR-format split on its scene and report "
+                    "how many reproduce the stored answer (exit status 1 when any does not).")
+    verify.add_argument("--clevr-dir", required=True, metavar="DIR", help="CLEVR-format directory (questions/, scenes/)")
+    verify.add_argument("--split", default="val", help="split to check (default val)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(handler=cmd_data_clevr_verify)
 
     train = commands.add_parser("train", help="train a preset",
                                 description="Train a preset; the run lives in --out. Under `torchrun "

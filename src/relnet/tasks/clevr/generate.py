@@ -1,0 +1,232 @@
+"""`relnet data clevr-gen`: CLEVR-format datasets on any CPU.
+
+Images are rendered in parallel, each from its own seed (seed, split, image index), so the
+output does not depend on the number of workers; questions are written in image order by the
+main process, which keeps one answer-balancing tally over the whole split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from relnet import __version__
+from relnet.errors import ConfigError, DataError
+from relnet.io import atomic_write, write_json
+from relnet.tasks.clevr.questions import (Template, builtin_templates_dir, check_metadata, instantiate, load_synonyms,
+                                          load_templates, question_text)
+from relnet.tasks.clevr.render import render, sample_lights
+from relnet.tasks.clevr.scene import SceneOptions, place_objects, relationships, sample_camera
+from relnet.tasks.clevr.schema import CATEGORIES, category_of
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    images: int = 1000
+    questions_per_image: int = 10
+    split: str = "train"
+    seed: int = 0
+    start_index: int = 0
+    scene: SceneOptions = SceneOptions()
+
+
+def _seed(seed: int, split: str, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(split.encode()), index, stream])
+
+
+def make_scene(index: int, options: GeneratorOptions) -> tuple[dict, np.ndarray]:
+    """Scene ``index`` of the split and its image: placement and rendering are retried until
+    every object shows at least ``min_pixels`` pixels."""
+    rng = _seed(options.seed, options.split, index, 0)
+    while True:
+        camera = sample_camera(rng, options.scene)
+        objects = place_objects(rng, camera, options.scene)
+        if objects is None:
+            continue
+        image, ids = render(objects, camera, sample_lights(rng, options.scene.light_jitter))
+        visible = np.bincount(ids[ids >= 0].ravel(), minlength=len(objects))
+        if visible.min() >= options.scene.min_pixels:
+            break
+    pixels = camera.project(np.array([obj["3d_coords"] for obj in objects]))
+    for obj, (x, y, depth) in zip(objects, pixels):
+        obj["pixel_coords"] = [int(round(x)), int(round(y)), round(float(depth), 4)]
+    directions = camera.directions()
+    filename = f"CLEVR_{options.split}_{index:06d}.png"
+    scene = {"split": options.split, "image_index": index, "image_filename": filename, "objects": objects,
+             "relationships": relationships(objects, directions), "directions": directions}
+    return scene, image
+
+
+def _render_to_file(job) -> dict:
+    index, options, image_dir = job
+    scene, image = make_scene(index, options)
+    atomic_write(Path(image_dir) / scene["image_filename"], lambda f: Image.fromarray(image).save(f, format="PNG"))
+    return scene
+
+
+class QuestionWriter:
+    """Questions for scenes in order, with one answer tally per family for balancing."""
+
+    def __init__(self, templates: list[Template], synonyms: dict, options: GeneratorOptions):
+        self.templates = templates
+        self.synonyms = synonyms
+        self.options = options
+        self.by_category = defaultdict(list)
+        for template in templates:
+            self.by_category[template.category].append(template)
+        self.categories = sorted(self.by_category, key=CATEGORIES.index)
+        self.tally: dict[int, Counter] = defaultdict(Counter)
+        self.questions: list[dict] = []
+
+    tries_per_slot = 30
+
+    def _balanced(self, family: int, answer: str) -> bool:
+        tally = self.tally[family]
+        if not tally:
+            return True
+        # At least two answers: a family that has only ever answered "no" must still be held back.
+        mean = sum(tally.values()) / max(len(tally), 2)
+        return tally[answer] <= 1.1 * mean + 2
+
+    def add(self, scene: dict) -> None:
+        rng = _seed(self.options.seed, self.options.split, scene["image_index"], 1)
+        wanted = self.options.questions_per_image
+        texts: set[str] = set()
+        # Each question slot draws a category, then tries templates of that category, so that
+        # categories whose questions are harder to pose are not crowded out.
+        for _ in range(2 * wanted):
+            if wanted == 0:
+                break
+            category = self.categories[int(rng.integers(len(self.categories)))]
+            candidates = self.by_category[category]
+            for _ in range(self.tries_per_slot):
+                template = candidates[int(rng.integers(len(candidates)))]
+                made = instantiate(template, scene, rng)
+                if made is None:
+                    continue
+                values, program, answer = made
+                if not self._balanced(template.family, answer):
+                    continue
+                text = question_text(template, values, self.synonyms, rng)
+                if text not in texts:
+                    break
+            else:
+                continue
+            texts.add(text)
+            self.tally[template.family][answer] += 1
+            wanted -= 1
+            self.questions.append({
+                "split": scene["split"], "image_index": scene["image_index"],
+                "image_filename": scene["image_filename"], "question_index": len(self.questions),
+                "question": text, "answer": answer, "program": program,
+                "question_family_index": template.family, "template_filename": template.filename,
+            })
+
+
+def _info(split: str) -> dict:
+    return {"split": split, "version": "1.0", "generator": f"relnet {__version__}",
+            "license": "Creative Commons Attribution (CC BY 4.0)"}
+
+
+def _load_question_sources(templates_dir, synonyms_path, metadata_path):
+    if metadata_path is not None:
+        check_metadata(metadata_path)
+    return load_templates(templates_dir or builtin_templates_dir()), load_synonyms(synonyms_path)
+
+
+def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_dir=None, synonyms_path=None,
+             metadata_path=None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Write images, scenes and questions of one split in the official CLEVR layout under ``out``."""
+    from tqdm import tqdm
+
+    templates, synonyms = _load_question_sources(templates_dir, synonyms_path, metadata_path)
+    scenes_path = out / "scenes" / f"CLEVR_{options.split}_scenes.json"
+    questions_path = out / "questions" / f"CLEVR_{options.split}_questions.json"
+    image_dir = out / "images" / options.split
+    for path in (scenes_path, questions_path):
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    image_dir.mkdir(parents=True, exist_ok=True)
+    writer = QuestionWriter(templates, synonyms, options)
+    jobs = [(index, options, str(image_dir)) for index in range(options.start_index, options.start_index + options.images)]
+    scenes = []
+    bar = tqdm(total=len(jobs), desc=f"clevr-gen {options.split}", unit="image", disable=not progress)
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            for scene in pool.imap(_render_to_file, jobs, chunksize=4):
+                scenes.append(scene)
+                writer.add(scene)
+                bar.update()
+    else:
+        for job in jobs:
+            scene = _render_to_file(job)
+            scenes.append(scene)
+            writer.add(scene)
+            bar.update()
+    bar.close()
+    write_json(scenes_path, {"info": _info(options.split), "scenes": scenes})
+    write_json(questions_path, {"info": _info(options.split), "questions": writer.questions})
+    return {"scenes": str(scenes_path), "questions": str(questions_path), "images": str(image_dir),
+            "summary": summarize(writer.questions)}
+
+
+def generate_questions(scenes_file: Path, out: Path, options: GeneratorOptions, templates_dir=None,
+                       synonyms_path=None, metadata_path=None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Questions for the scenes of an existing scene file (e.g. the official CLEVR scenes)."""
+    from tqdm import tqdm
+
+    templates, synonyms = _load_question_sources(templates_dir, synonyms_path, metadata_path)
+    scenes = read_json(scenes_file, "scenes")["scenes"]
+    split = scenes[0]["split"] if scenes and "split" in scenes[0] else options.split
+    questions_path = out / "questions" / f"CLEVR_{split}_questions.json"
+    if questions_path.exists() and not overwrite:
+        raise ConfigError(f"{questions_path} already exists; pass --overwrite to replace it or choose another --out")
+    writer = QuestionWriter(templates, synonyms, GeneratorOptions(**{**options.__dict__, "split": split}))
+    for scene in tqdm(scenes, desc=f"questions {split}", unit="scene", disable=not progress):
+        writer.add(scene)
+    write_json(questions_path, {"info": _info(split), "questions": writer.questions})
+    return {"questions": str(questions_path), "summary": summarize(writer.questions)}
+
+
+def read_json(path: Path, key: str) -> dict:
+    """A CLEVR JSON file holding a list under ``key``, or a DataError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise DataError(f"{path}: expected a JSON object with a list under {key!r}")
+    return data
+
+
+def summarize(questions: list[dict]) -> dict:
+    """Per category: questions, distinct answers, and the share of the most frequent answer
+    (the accuracy of always giving it)."""
+    answers: dict[str, Counter] = defaultdict(Counter)
+    for question in questions:
+        if "answer" in question and question.get("program"):
+            answers[category_of(question["program"][-1].get("function", question["program"][-1].get("type")))][question["answer"]] += 1
+    summary = {}
+    for category in CATEGORIES:
+        tally = answers.get(category, Counter())
+        total = sum(tally.values())
+        top = tally.most_common(1)
+        summary[category] = {"questions": total, "answers": len(tally),
+                             "majority_answer": top[0][0] if top else None,
+                             "majority_share": round(top[0][1] / total, 4) if total else None}
+    return summary
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))

@@ -1,0 +1,237 @@
+"""Questions for CLEVR scenes from templates in the official CLEVR template format.
+
+A template is a family of questions: phrasings with parameters (``<Z>`` size, ``<C>`` color,
+``<M>`` material, ``<S>`` shape, ``<R>`` relation), a program of fused nodes over those
+parameters, and constraints (``NULL``: the parameter stays empty; ``OUT_NEQ``: two nodes
+differ; ``NEQ``: two parameters differ). Parameters are chosen while the program runs on the
+scene, so a ``unique`` is asked only about an object the words single out, and every word of a
+filter narrows the set it filters. Per family, answers that are already frequent are rejected,
+so that no category can be answered by its most common answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from relnet.errors import DataError
+from relnet.tasks.clevr.program import _FUSED, ProgramError, answer_text, apply_function, execute, expand_template
+from relnet.tasks.clevr.schema import ATTRIBUTES, PARAM_TYPES, RELATIONS, category_of
+
+RELATION_TEXT = {"left": "left of", "right": "right of", "behind": "behind", "front": "in front of"}
+
+
+@dataclass(frozen=True)
+class Template:
+    family: int
+    filename: str
+    text: list[str]
+    nodes: list[dict]
+    params: dict[str, str]  # name -> type
+    constraints: list[dict]
+    category: str
+
+
+def builtin_templates_dir() -> Path:
+    return Path(str(resources.files("relnet.tasks.clevr") / "templates"))
+
+
+def load_templates(directory: str | Path) -> list[Template]:
+    """Every template of the ``*.json`` files in ``directory`` (sorted by file name), numbered
+    by family in that order."""
+    directory = Path(directory)
+    files = sorted(p for p in directory.glob("*.json") if p.name not in ("synonyms.json", "metadata.json"))
+    if not files:
+        raise DataError(f"{directory}: no template files (*.json) found")
+    templates = []
+    for path in files:
+        try:
+            entries = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise DataError(f"{path}: not a readable JSON template file ({error})") from error
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: expected a JSON list of templates")
+        for position, entry in enumerate(entries):
+            try:
+                nodes = entry["nodes"]
+                last = nodes[-1]["type"]
+                trailing = _FUSED[last][1] if last in _FUSED else last
+                templates.append(Template(
+                    family=len(templates), filename=path.name, text=list(entry["text"]), nodes=nodes,
+                    params={p["name"]: p["type"] for p in entry["params"]},
+                    constraints=list(entry.get("constraints", [])), category=category_of(trailing or "")))
+            except (KeyError, IndexError, TypeError, ValueError) as error:
+                raise DataError(f"{path}: template {position} is malformed ({error!r}); expected keys text, "
+                                f"nodes, params, constraints as in the CLEVR templates") from error
+    return templates
+
+
+def load_synonyms(path: str | Path | None) -> dict[str, list[str]]:
+    path = Path(path) if path is not None else builtin_templates_dir() / "synonyms.json"
+    try:
+        synonyms = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not a readable synonyms file ({error})") from error
+    if not isinstance(synonyms, dict) or not all(isinstance(v, list) and v for v in synonyms.values()):
+        raise DataError(f"{path}: expected a JSON object mapping each word to a list of synonyms")
+    return synonyms
+
+
+def check_metadata(path: str | Path) -> None:
+    """Refuse a metadata file whose attribute values differ from the ones this generator draws."""
+    try:
+        types = json.loads(Path(path).read_text())["types"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not a CLEVR metadata file with a 'types' object ({error!r})") from error
+    for type_name, attribute in PARAM_TYPES.items():
+        if sorted(types.get(type_name) or []) != sorted(ATTRIBUTES[attribute]):
+            raise DataError(f"{path}: type {type_name} lists {types.get(type_name)}; this generator draws "
+                            f"{list(ATTRIBUTES[attribute])}")
+    if sorted(types.get("Relation") or []) != sorted(RELATIONS):
+        raise DataError(f"{path}: type Relation lists {types.get('Relation')}; expected {list(RELATIONS)}")
+
+
+def instantiate(template: Template, scene: dict, rng: np.random.Generator, tries: int = 20):
+    """(parameter values, program, answer) of one question of ``template`` about ``scene``, or None."""
+    forced_null = {name for c in template.constraints if c["type"] == "NULL" for name in c["params"]}
+    for _ in range(tries):
+        try:
+            values = _choose_values(template, scene, rng, forced_null)
+        except ProgramError:
+            continue
+        if values is None:
+            continue
+        program, output_of = expand_template(template.nodes, template.params, values)
+        try:
+            outputs = [execute(program[: i + 1], scene) for i in output_of]
+        except ProgramError:
+            continue
+        if all(_holds(c, values, outputs) for c in template.constraints):
+            return values, program, answer_text(outputs[-1])
+    return None
+
+
+def _holds(constraint: dict, values: dict, outputs: list) -> bool:
+    kind, params = constraint["type"], constraint["params"]
+    if kind == "NULL":
+        return values.get(params[0]) is None
+    if kind == "OUT_NEQ":
+        return outputs[params[0]] != outputs[params[1]]
+    if kind == "NEQ":
+        a, b = values.get(params[0]), values.get(params[1])
+        return a is None or b is None or a != b
+    raise ProgramError(f"unknown constraint type {kind!r}")
+
+
+def _choose_values(template: Template, scene: dict, rng: np.random.Generator, forced_null: set[str]) -> dict | None:
+    """Walk the template's nodes on the scene, choosing each parameter when its node runs."""
+    objects = scene["objects"]
+    values: dict[str, str | None] = {}
+    outputs: list = []
+    for node in template.nodes:
+        function = node["type"]
+        names = list(node.get("side_inputs", []))
+        inputs = [outputs[i] for i in node["inputs"]]
+        if function in _FUSED:
+            lead, trail = _FUSED[function]
+            if lead == "relate":
+                relation = str(rng.choice(RELATIONS))
+                values[names[0]] = relation
+                current = frozenset(scene["relationships"][relation][inputs[0]])
+                names = names[1:]
+            else:
+                current = inputs[0]
+            if trail == "unique":
+                current = _single_out(current, names, template, objects, rng, values, forced_null)
+                if current is None:
+                    return None
+                outputs.append(next(iter(current)))
+                continue
+            current = _narrow(current, names, template, objects, rng, values, forced_null,
+                              require_word=trail is None)
+            if current is None:
+                return None
+            outputs.append(len(current) if trail == "count" else bool(current) if trail == "exist" else current)
+        else:
+            for name in names:
+                if name not in values:
+                    kind = template.params[name]
+                    values[name] = str(rng.choice(RELATIONS if kind == "Relation" else ATTRIBUTES[PARAM_TYPES[kind]]))
+            outputs.append(apply_function(function, inputs, [values[n] for n in names], scene))
+    return values
+
+
+def _single_out(candidates, names, template, objects, rng, values, forced_null):
+    """Choose attribute words that single out one random object of ``candidates``."""
+    if not candidates:
+        return None
+    target = int(rng.choice(sorted(candidates)))
+    current = candidates
+    order = [names[i] for i in rng.permutation(len(names))]
+    for name in order:
+        values.setdefault(name, None)
+        if name in forced_null or len(current) == 1:
+            continue
+        attribute = PARAM_TYPES[template.params[name]]
+        narrowed = frozenset(i for i in current if objects[i][attribute] == objects[target][attribute])
+        if len(narrowed) < len(current):
+            values[name] = objects[target][attribute]
+            current = narrowed
+    return current if len(current) == 1 else None
+
+
+def _narrow(candidates, names, template, objects, rng, values, forced_null, require_word: bool):
+    """Random attribute words for a filter; each word must narrow the set (no redundant words)."""
+    current = candidates
+    for name in names:
+        values.setdefault(name, None)
+        if name in forced_null or rng.random() < 0.5:
+            continue
+        attribute = PARAM_TYPES[template.params[name]]
+        if current and rng.random() < 0.7:
+            value = objects[int(rng.choice(sorted(current)))][attribute]
+        else:
+            value = str(rng.choice(ATTRIBUTES[attribute]))
+        narrowed = frozenset(i for i in current if objects[i][attribute] == value)
+        if len(narrowed) == len(current):
+            return None
+        values[name] = value
+        current = narrowed
+    if require_word and all(values[name] is None for name in names):
+        return None
+    return current
+
+
+def question_text(template: Template, values: dict, synonyms: dict[str, list[str]], rng: np.random.Generator) -> str:
+    text = str(rng.choice(template.text))
+    # Optional words in brackets ("[that is]") are kept half of the time.
+    text = re.sub(r"\[([^\]]*)\]", lambda m: m.group(1) if rng.random() < 0.5 else "", text)
+
+    def word(name: str) -> str:
+        value = values.get(name)
+        if value is None:
+            return "thing" if template.params[name] == "Shape" else ""
+        if template.params[name] == "Relation" and value not in synonyms:
+            return RELATION_TEXT[value]
+        return value
+
+    for name in sorted(template.params, key=len, reverse=True):  # <Z2> before <Z>
+        text = text.replace(name, word(name))
+
+    def synonym(match):
+        word_ = match.group(0)
+        if word_ in synonyms:
+            return str(rng.choice(synonyms[word_]))
+        if word_.endswith("s") and word_[:-1] in synonyms:  # plurals: "things", "cubes"
+            return str(rng.choice(synonyms[word_[:-1]])) + "s"
+        return word_
+
+    text = re.sub(r"\b[a-z]+\b", synonym, text)
+    text = re.sub(r"\s+([?;,.])", r"\1", re.sub(r"\s+", " ", text)).strip()
+    text = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
+    return text[0].upper() + text[1:]
