@@ -8,8 +8,8 @@ import pytest
 
 from relnet.cli import main
 
-COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["train"], ["eval"],
-            ["presets"]]
+COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["data", "clevr-gen"],
+            ["data", "clevr"], ["data", "clevr-verify"], ["train"], ["eval"], ["predict"], ["presets"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "relnet")

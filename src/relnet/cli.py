@@ -136,6 +136,15 @@ def cmd_data_clevr_verify(args) -> int:
     return 0 if report["failures"] == 0 else 1
 
 
+def cmd_data_clevr(args) -> int:
+    from relnet.tasks.clevr.data import prepare
+
+    for path in prepare(Path(args.clevr_dir), Path(args.out), splits=args.splits, size=args.image_size,
+                        workers=args.workers, progress=not args.no_progress):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
@@ -154,11 +163,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def _load_run(args):
+    """The task, preset, checkpoint info, model and split of ``relnet eval`` / ``relnet predict``."""
     from relnet.tasks import get_task
-    from relnet.io import write_json
     from relnet.train.checkpoint import load_checkpoint
-    from relnet.train.loop import predict, resolve_device, resolve_precision
+    from relnet.train.loop import resolve_device, resolve_precision
     from relnet.train.preset import Preset
 
     run = Path(args.run)
@@ -174,14 +183,34 @@ def cmd_eval(args) -> int:
     except RuntimeError as error:
         raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
                           f"{str(error).splitlines()[0]}") from None
-    predictions = predict(task, model.to(device), split, preset.eval_batch_size, device, precision,
-                          progress=not args.no_progress)
+    return task, preset, state["info"], model.to(device), split, device, precision
+
+
+def cmd_eval(args) -> int:
+    from relnet.io import write_json
+    from relnet.train.loop import predict
+
+    task, preset, _, model, split, device, precision = _load_run(args)
+    predictions = predict(task, model, split, preset.eval_batch_size, device, precision, progress=not args.no_progress)
     metrics = {**task.metrics(split, predictions), "preset": preset.name}
-    out = run / f"eval_{args.split}.json"
+    out = Path(args.run) / f"eval_{args.split}.json"
     write_json(out, metrics)
     print(json.dumps(metrics, indent=2) if args.json else task.format_metrics(metrics))
-    for written in [out, *task.figures(split, predictions, run)]:
+    for written in [out, *task.figures(split, predictions, Path(args.run))]:
         print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from relnet.io import atomic_write
+    from relnet.train.loop import predict
+
+    task, preset, info, model, split, device, precision = _load_run(args)
+    names = task.answer_names(info)
+    predictions = predict(task, model, split, preset.eval_batch_size, device, precision, progress=not args.no_progress)
+    text = "".join(f"{names[int(p)]}\n" for p in predictions)
+    atomic_write(args.out, lambda file: file.write(text.encode()))
+    print(f"wrote {len(predictions)} answers to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -256,6 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print the paths and answer statistics as JSON")
     add_generator_options(gen, cmd_data_clevr_gen)
 
+    clevr = datasets.add_parser(
+        "clevr", help="cache a CLEVR-format directory for training (images, questions, object tables)",
+        description="Preprocess CLEVR v1.0 (or data from `relnet data clevr-gen`) once: images resized into one "
+                    "uint8 array per split, questions tokenized with the train vocabulary, answers, categories, "
+                    "families and per-image object tables. Interrupted image caching resumes where it stopped.")
+    clevr.add_argument("--clevr-dir", required=True, metavar="DIR", help="CLEVR_v1.0 directory (images/, questions/, scenes/)")
+    clevr.add_argument("--out", required=True, metavar="CACHE", help="cache directory for `relnet train --data`")
+    clevr.add_argument("--splits", nargs="+", metavar="SPLIT", help="splits to cache (default: all with questions)")
+    clevr.add_argument("--image-size", type=positive_int, default=128, metavar="PX", help="image side (default 128)")
+    clevr.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
+                       help="image-decoding processes (default: one per core)")
+    clevr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    clevr.set_defaults(handler=cmd_data_clevr)
+
     verify = datasets.add_parser(
         "clevr-verify", help="execute every question's program on its scene and compare answers",
         description="Run the functional program of every question of a CLEVR-format split on its scene and report "
@@ -298,6 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=cmd_eval)
+
+    predict = commands.add_parser("predict", help="write a run's answers for a split, one per line",
+                                  description="Answer every question of a split (e.g. CLEVR's test split, which has "
+                                              "no public answers) and write one answer per line, in question order.")
+    predict.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
+    predict.add_argument("--data", required=True, metavar="DIR", help="data directory")
+    predict.add_argument("--split", default="test", help="split to answer (default test)")
+    predict.add_argument("--out", required=True, metavar="FILE", help="answers file to write")
+    predict.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    predict.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=cmd_predict)
 
     presets = commands.add_parser("presets", help="list the experiment presets", description="List the experiment presets.")
     presets.set_defaults(handler=cmd_presets)

@@ -4,10 +4,11 @@ from relnet.errors import ConfigError
 from relnet.tasks.babi import Babi
 from relnet.tasks.physics import PhysicsConnections, PhysicsCount
 from relnet.tasks.base import Split, Task
+from relnet.tasks.clevr import Clevr
 from relnet.tasks.sort_of_clevr import SortOfClevr
 from relnet.train.preset import Preset
 
-TASKS: dict[str, Task] = {task.name: task for task in (SortOfClevr(), Babi(), PhysicsConnections(), PhysicsCount())}
+TASKS: dict[str, Task] = {task.name: task for task in (SortOfClevr(), Babi(), PhysicsConnections(), PhysicsCount(), Clevr())}
 PRESETS: dict[str, Preset] = {name: preset for task in TASKS.values() for name, preset in task.presets.items()}
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from relnet.errors import ConfigError
 from relnet.train.preset import Preset
 
 
@@ -79,6 +80,10 @@ class Task:
     def metrics(self, split: Split, predictions: torch.Tensor) -> dict:
         """Accuracy overall and by group; ``predictions`` covers the whole split in order."""
         raise NotImplementedError
+
+    def answer_names(self, info: dict) -> list[str]:
+        """The answer each output class stands for (what `relnet predict` writes)."""
+        raise ConfigError(f"`relnet predict` writes answers for tasks with an answer vocabulary; {self.name} has none")
 
     def figures(self, split: Split, predictions: torch.Tensor, out_dir: Path) -> list[Path]:
         """Pictures of predictions that ``relnet eval`` writes into the run (none by default)."""

@@ -59,11 +59,15 @@ def autocast(device: torch.device, precision: str):
 
 
 def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: float, budget_seconds: float | None) -> float:
-    """Linear warm-up, then cosine decay over the run's steps or time budget, whichever ends first."""
-    warmup = min(1.0, (step + 1) / preset.warmup_steps) if preset.warmup_steps else 1.0
+    """The preset's schedule at this point of the run; the run's progress is its share of the steps
+    or of the time budget, whichever is further along."""
     progress = step / max(total_steps, 1)
     if budget_seconds:
         progress = max(progress, train_seconds / budget_seconds)
+    if preset.schedule == "doubling":
+        doublings = math.floor(progress * preset.epochs / preset.lr_double_every)
+        return min(preset.lr, preset.lr_start * 2.0 ** doublings)
+    warmup = min(1.0, (step + 1) / preset.warmup_steps) if preset.warmup_steps else 1.0
     cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return preset.lr * warmup * (preset.min_lr_ratio + (1 - preset.min_lr_ratio) * cosine)
 

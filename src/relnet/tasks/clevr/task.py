@@ -1,0 +1,146 @@
+"""CLEVR as a benchmark of the shared trainer: the paper's Table 1 per category and per family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from relnet.errors import ConfigError, DataError
+from relnet.tasks.base import Split, Task
+from relnet.tasks.clevr.data import MAX_OBJECTS, OBJECT_FEATURES, load_cache, read_vocab
+from relnet.tasks.clevr.models import CNNLSTM, PixelRN, StackedAttention, StateRN
+from relnet.tasks.clevr.schema import ANSWERS, CATEGORIES, CATEGORY_TITLES
+from relnet.train.preset import Preset
+
+# Paper, Table 1 (test split), and its state-description figure.
+PAPER = {"clevr-pixels": {"overall": 0.955, "count": 0.901, "exist": 0.978, "compare_numbers": 0.936,
+                          "query_attribute": 0.979, "compare_attribute": 0.971},
+         "clevr-state": {"overall": 0.964},
+         "clevr-cnn-lstm": {"overall": 0.523, "count": 0.437, "exist": 0.652, "compare_numbers": 0.671,
+                            "query_attribute": 0.493, "compare_attribute": 0.530},
+         "clevr-cnn-lstm-sa": {"overall": 0.766, "count": 0.644, "exist": 0.827, "compare_numbers": 0.774,
+                               "query_attribute": 0.826, "compare_attribute": 0.754}}
+
+
+def reverse_words(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each row's first ``length`` tokens in reverse order, padding left in place."""
+    positions = torch.arange(tokens.shape[1]).expand_as(tokens)
+    source = torch.where(positions < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - positions, positions)
+    return tokens.gather(1, source)
+
+
+class ClevrSplit(Split):
+    def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict, inputs: str):
+        self.name = name
+        self.tensors = tensors
+        self._info = info
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return len(self.tensors["answer"])
+
+    def batch(self, index):
+        t = self.tensors
+        lengths = t["lengths"][index]
+        inputs = {"question": t["tokens"][index, :max(1, int(lengths.max()))], "question_length": lengths}
+        image = t["image_index"][index]
+        if self.inputs == "pixels":
+            inputs["images"] = t["images"][image]
+        else:
+            inputs["objects"] = t["objects"][image]
+            inputs["object_mask"] = torch.arange(MAX_OBJECTS, device=image.device) < t["object_count"][image].unsqueeze(1)
+        return inputs, t["answer"][index]
+
+    def info(self) -> dict:
+        return self._info
+
+
+def _preset(name, description, **fields) -> Preset:
+    return Preset(name=name, task="clevr", description=description, **fields)
+
+
+class Clevr(Task):
+    name = "clevr"
+    curve_group = "by_category"
+    eval_split = "val"
+    presets = {p.name: p for p in [
+        _preset("clevr-pixels", "CLEVR from 128x128 pixels: CNN cells as objects, LSTM question, RN (paper's model)",
+                model={"kind": "pixel-rn"}, data={"inputs": "pixels", "reverse_question": True},
+                batch_size=640, epochs=200, lr=5e-4, schedule="doubling", lr_start=5e-6, lr_double_every=20,
+                grad_clip=50.0, weight_decay=1e-4, eval_batch_size=512),
+        _preset("clevr-state", "CLEVR from state descriptions: the scene's object table as objects, RN",
+                model={"kind": "state-rn"}, data={"inputs": "state", "reverse_question": True},
+                batch_size=64, epochs=50, lr=1e-4 * 2.5, warmup_steps=1000, weight_decay=1e-4, grad_clip=50.0),
+        _preset("clevr-cnn-lstm", "CLEVR baseline: CNN feature map + LSTM question into an MLP",
+                model={"kind": "cnn-lstm"}, data={"inputs": "pixels", "reverse_question": True},
+                batch_size=64, epochs=50, lr=2.5e-4, warmup_steps=1000, weight_decay=1e-4, grad_clip=50.0,
+                eval_batch_size=512),
+        _preset("clevr-cnn-lstm-sa", "CLEVR baseline: CNN + LSTM with two rounds of stacked attention",
+                model={"kind": "cnn-lstm-sa"}, data={"inputs": "pixels", "reverse_question": True},
+                batch_size=64, epochs=50, lr=2.5e-4, warmup_steps=1000, weight_decay=1e-4, grad_clip=50.0,
+                eval_batch_size=512),
+    ]}
+
+    def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> ClevrSplit:
+        inputs = preset.data["inputs"]
+        vocab = read_vocab(data_dir)
+        if info is not None and info["vocab_size"] != len(vocab["words"]):
+            raise ConfigError(f"{data_dir / 'vocab.json'} has {len(vocab['words'])} words but the run was trained "
+                              f"with {info['vocab_size']}: the cache was rebuilt from other train questions")
+        arrays = load_cache(data_dir, split, with_images=inputs == "pixels", with_objects=inputs == "state")
+        # Indices as int64 for gathering; images stay uint8 and objects float32.
+        tensors = {name: torch.from_numpy(array) if name in ("images", "objects") else torch.from_numpy(array).long()
+                   for name, array in arrays.items()}
+        if preset.data.get("reverse_question"):
+            tensors["tokens"] = reverse_words(tensors["tokens"], tensors["lengths"])
+        info = {"vocab_size": len(vocab["words"]), "answers": len(ANSWERS), "image_size": vocab["image_size"]}
+        return ClevrSplit(split, tensors, info, inputs)
+
+    def build_model(self, preset: Preset, info: dict) -> torch.nn.Module:
+        kind = preset.model["kind"]
+        if kind == "pixel-rn":
+            return PixelRN(info["vocab_size"], info["answers"])
+        if kind == "state-rn":
+            return StateRN(info["vocab_size"], info["answers"], OBJECT_FEATURES)
+        if kind == "cnn-lstm":
+            return CNNLSTM(info["vocab_size"], info["answers"], info["image_size"])
+        if kind == "cnn-lstm-sa":
+            return StackedAttention(info["vocab_size"], info["answers"])
+        raise ConfigError(f"unknown CLEVR model kind {kind!r}")
+
+    def answer_names(self, info: dict) -> list[str]:
+        return list(ANSWERS)
+
+    def metrics(self, split: ClevrSplit, predictions: torch.Tensor) -> dict:
+        answers = split.tensors["answer"].cpu()
+        if (answers < 0).any():
+            raise DataError(f"the {split.name} split has no answers to score (CLEVR's test split does not publish "
+                            f"them); write predictions with `relnet predict` instead")
+        correct = (predictions == answers).float()
+        category = split.tensors["category"].cpu()
+        family = split.tensors["family"].cpu()
+        by_category = {name: round(correct[category == i].mean().item(), 6)
+                       for i, name in enumerate(CATEGORIES) if (category == i).any()}
+        by_category["overall"] = round(correct.mean().item(), 6)
+        by_family = {str(int(f)): round(correct[family == f].mean().item(), 6) for f in family.unique() if f >= 0}
+        questions = {name: int((category == i).sum()) for i, name in enumerate(CATEGORIES)}
+        return {"split": split.name, "questions": len(answers), "overall": by_category["overall"],
+                "by_category": by_category, "questions_by_category": questions, "by_family": by_family}
+
+    def format_metrics(self, metrics: dict) -> str:
+        columns = ["overall", *CATEGORIES]
+        titles = ["Overall", *(CATEGORY_TITLES[c] for c in CATEGORIES)]
+        widths = [max(len(t), 7) for t in titles]
+        lines = [f"{'':<14}" + "  ".join(f"{t:>{w}}" for t, w in zip(titles, widths))]
+
+        def row(label, values):
+            cells = [f"{100 * values[c]:.1f}" if values.get(c) is not None else "-" for c in columns]
+            return f"{label:<14}" + "  ".join(f"{cell:>{w}}" for cell, w in zip(cells, widths))
+
+        lines.append(row(f"relnet ({metrics.get('split', '?')})", metrics["by_category"]))
+        paper = PAPER.get(metrics.get("preset", ""))
+        if paper:
+            lines.append(row("paper", paper))
+        lines.append(f"{metrics['questions']} questions; accuracy per question family in metrics.json (by_family)")
+        return "\n".join(lines)
