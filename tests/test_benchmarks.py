@@ -25,3 +25,12 @@ def test_precision_benchmark_smoke(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == {"fp32-seed0", "fp32-seed1", "bf16-seed0", "bf16-seed1"}
+
+
+def test_clevr_benchmark_smoke(tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "clevr.py"), "--out", str(tmp_path), "--smoke",
+                             "--workers", "1", "--presets", "clevr-state"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["runs"]) == {"clevr-state"} and summary["render_images_per_second_one_process"] > 0
+    assert "Compare Numbers" in result.stdout

@@ -176,6 +176,7 @@ def _load_run(args):
     task = get_task(preset.task)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    args.split = args.split or task.eval_split
     split = task.load(Path(args.data), args.split, preset, state["info"]).to(device)
     model = task.build_model(preset, state["info"])
     try:
@@ -335,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Evaluate the checkpoint of RUN on a split; writes RUN/eval_SPLIT.json.")
     evaluate.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
     evaluate.add_argument("--data", required=True, metavar="DIR", help="data directory")
-    evaluate.add_argument("--split", default="test", help="split to evaluate (default test)")
+    evaluate.add_argument("--split", help="split to evaluate (default: the one training evaluates: test; valid for bAbI, "
+                                          "val for CLEVR)")
     evaluate.add_argument("--device", default="auto", help="cpu, cuda or auto")
     evaluate.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
