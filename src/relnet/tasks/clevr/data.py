@@ -150,7 +150,7 @@ def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress
         for job in jobs:
             store(_load_image(job))
     bar.close()
-    del array
+    array.flush()
     partial.replace(out)
     progress_file.unlink(missing_ok=True)
 
