@@ -17,14 +17,16 @@ def run(args: list[str]) -> None:
 
 
 def train_presets(budgets: dict[str, float], presets: list[str], data: Path, out: Path, smoke: bool,
-                  evaluate: bool = False) -> dict[str, dict]:
+                  evaluate: bool = False, train_options: list[str] | None = None) -> dict[str, dict]:
     """Train each preset into OUT/PRESET within its budget in minutes (one epoch when ``smoke``),
-    optionally `relnet eval` it too; returns each run's metrics.json."""
+    with any further `relnet train` options, optionally `relnet eval` it too; returns each run's
+    metrics.json."""
     summary = {}
     for preset in presets:
         run_dir = out / preset
         budget = ["--epochs", "1"] if smoke else ["--max-minutes", str(budgets[preset])]
-        run(["train", "--preset", preset, "--data", str(data), "--out", str(run_dir), "--no-progress", *budget])
+        run(["train", "--preset", preset, "--data", str(data), "--out", str(run_dir), "--no-progress", *budget,
+             *(train_options or [])])
         if evaluate:
             run(["eval", str(run_dir), "--data", str(data), "--no-progress"])
         summary[preset] = json.loads((run_dir / "metrics.json").read_text())
