@@ -33,6 +33,15 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(preset, 50, 100, 60.0, 60.0) == pytest.approx(0.1)
 
 
+def test_time_budget_is_checked_between_slow_steps(tiny_sort_of_clevr, tmp_path, monkeypatch):
+    # With stock taken after every step's worth of seconds, a tiny budget stops the run long
+    # before the 50-step logging cadence, as it must when each step takes many seconds.
+    monkeypatch.setattr("relnet.train.loop.LOG_EVERY_SECONDS", 0.0)
+    preset = small("sort-of-clevr-state", epochs=5, batch_size=2)
+    metrics = run(preset, tiny_sort_of_clevr, tmp_path / "run", max_minutes=1e-9)
+    assert metrics["steps"] == 1
+
+
 def test_run_directory_contents(tiny_sort_of_clevr, tmp_path):
     out = tmp_path / "run"
     metrics = run(small("sort-of-clevr-state", epochs=2), tiny_sort_of_clevr, out)
