@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="*", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--render-images", type=int, default=50, help="images for the one-process render timing")
     parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto, passed to `relnet train` "
-                        "(bf16 is about twice as fast on CPUs with AVX-512 BF16)")
+                        "(bf16 is about 2.4x as fast on CPUs with AVX-512 BF16)")
     parser.add_argument("--smoke", action="store_true", help="tiny data, one epoch each, to check the script runs")
     args = parser.parse_args()
     if args.smoke:
