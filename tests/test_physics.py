@@ -132,6 +132,14 @@ def test_metrics(tiny_physics):
     metrics = connections.metrics(split, predictions)
     assert metrics["scores"]["exact_match"] == pytest.approx(39 / 40)
     assert metrics["scores"]["pair_accuracy"] == pytest.approx(1 - 1 / (40 * 45))
+    # systems counted from the predicted springs: only scene 0 changed; recount it independently
+    changed = np.zeros((NUM_BALLS, NUM_BALLS), dtype=np.uint8)
+    changed[np.triu_indices(NUM_BALLS, 1)] = predictions[0].numpy()
+    wrong_count = union_find_systems(changed | changed.T) != split.tensors["num_systems"][0].item()
+    assert metrics["count_from_springs"] == pytest.approx(1 - wrong_count / 40)
+    assert "counted from the springs" in connections.format_metrics(metrics)
+    assert connections.metrics(split, truth)["count_from_springs"] == 1.0
+    assert connections.metrics(split, torch.zeros_like(truth))["count_from_springs"] == 0.0  # no springs, no systems
     assert connections.count_correct(torch.where(truth.bool(), 5.0, -5.0), truth) == 40
     count = get_task("physics-count")
     count_split = count.load(tiny_physics, "test", get_preset("physics-count"))

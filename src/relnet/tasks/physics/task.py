@@ -13,13 +13,21 @@ from relnet.tasks.base import Split, Task
 from relnet.tasks.physics.data import load_split
 from relnet.tasks.physics.figures import draw_scenes
 from relnet.tasks.physics.models import ConnectionRN, CountRN, TrajectoryMLP, upper_pairs
-from relnet.tasks.physics.simulate import MAX_SYSTEMS, NUM_BALLS, NUM_FRAMES
+from relnet.tasks.physics.simulate import MAX_SYSTEMS, NUM_BALLS, NUM_FRAMES, count_systems
 from relnet.train.preset import Preset
 
 # A ball as an object: its 16 x positions, then its 16 y positions.
 OBJECT_DIM = 2 * NUM_FRAMES
 NUM_PAIRS = NUM_BALLS * (NUM_BALLS - 1) // 2
 PAPER_CONNECTIONS, PAPER_COUNT = 0.93, 0.95
+
+
+def systems_from_pairs(pairs: torch.Tensor) -> torch.Tensor:
+    """Connected systems of the graph given by each scene's 45 unordered-pair springs [S, 45]."""
+    first, second = upper_pairs(NUM_BALLS)
+    adjacency = torch.zeros(len(pairs), NUM_BALLS, NUM_BALLS, dtype=torch.bool)
+    adjacency[:, first, second] = pairs.bool()
+    return torch.from_numpy(count_systems((adjacency | adjacency.transpose(1, 2)).numpy()))
 
 
 class PhysicsSplit(Split):
@@ -113,9 +121,11 @@ class PhysicsConnections(PhysicsTask):
         springs = truth.sum().item()
         found = (predictions.cpu() * truth).sum().item()
         claimed = predictions.sum().item()
+        counted = systems_from_pairs(predictions.cpu()) == split.tensors["num_systems"].cpu()
         return {"split": split.name, "scenes": len(truth), "overall": exact,
                 "scores": {"exact_match": exact, "pair_accuracy": right.double().mean().item()},
-                "spring_recall": found / max(springs, 1), "spring_precision": found / max(claimed, 1)}
+                "spring_recall": found / max(springs, 1), "spring_precision": found / max(claimed, 1),
+                "count_from_springs": counted.double().mean().item()}
 
     def format_metrics(self, metrics: dict) -> str:
         scores = metrics["scores"]
@@ -124,7 +134,9 @@ class PhysicsConnections(PhysicsTask):
             f"{'scenes with all 45 pairs right':<34}{100 * scores['exact_match']:>8.2f}%   (paper: {PAPER_CONNECTIONS:.0%})",
             f"{'pairs right':<34}{100 * scores['pair_accuracy']:>8.2f}%",
             f"{'springs found (recall)':<34}{100 * metrics['spring_recall']:>8.2f}%",
-            f"{'predicted springs real (precision)':<34}{100 * metrics['spring_precision']:>8.2f}%"])
+            f"{'predicted springs real (precision)':<34}{100 * metrics['spring_precision']:>8.2f}%",
+            f"{'systems counted from the springs':<34}{100 * metrics['count_from_springs']:>8.2f}%   "
+            f"(paper's counting RN: {PAPER_COUNT:.0%})"])
 
 
 class PhysicsCount(PhysicsTask):
