@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from common import run, train_presets
+from common import add_precision_option, run, train_presets
 
 # preset -> training time budget in minutes
 BUDGETS = {"clevr-state": 60, "clevr-pixels": 20, "clevr-cnn-lstm-sa": 8, "clevr-cnn-lstm": 8}
@@ -49,8 +49,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="rendering and caching processes (default 2)")
     parser.add_argument("--presets", nargs="*", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--render-images", type=int, default=50, help="images for the one-process render timing")
-    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto, passed to `relnet train` "
-                        "(bf16 is about 2.4x as fast on CPUs with AVX-512 BF16)")
+    add_precision_option(parser)
     parser.add_argument("--smoke", action="store_true", help="tiny data, one epoch each, to check the script runs")
     args = parser.parse_args()
     if args.smoke:

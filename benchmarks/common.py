@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,6 +15,12 @@ def run(args: list[str]) -> None:
     code = relnet(args)
     if code:
         raise SystemExit(f"relnet {args[0]} failed with exit code {code}")
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """--precision, passed on to every `relnet train` of the benchmark."""
+    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto, passed to `relnet train` "
+                        "(bf16 trains 2 to 2.4x as fast on CPUs with avx512_bf16; 9x slower without)")
 
 
 def train_presets(budgets: dict[str, float], presets: list[str], data: Path, out: Path, smoke: bool,

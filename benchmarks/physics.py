@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import run, train_presets
+from common import add_precision_option, run, train_presets
 
 # preset -> training time budget in minutes
 BUDGETS = {
@@ -32,8 +32,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the data and the runs")
     parser.add_argument("--presets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--scenes", type=int, default=500_000, help="training scenes to simulate (default 500000)")
-    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto, passed to `relnet train` "
-                        "(bf16 trains about 2x faster on CPUs with avx512_bf16)")
+    add_precision_option(parser)
     parser.add_argument("--smoke", action="store_true", help="tiny data, one epoch each, to check the script runs")
     args = parser.parse_args()
 

@@ -34,9 +34,13 @@ class World:
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every process when ``flag`` is true on any: keeps decisions to stop in step."""
+        return self.any_each([flag], device)[0]
+
+    def any_each(self, flags: list[bool], device: torch.device) -> list[bool]:
+        """`any` of several flags in one collective operation (for decisions taken every step)."""
         if self.size == 1:
-            return flag
-        return bool(self.sum(torch.tensor([float(flag)], device=device)).item())
+            return list(flags)
+        return [bool(total) for total in self.sum(torch.tensor([float(flag) for flag in flags], device=device)).tolist()]
 
     def broadcast(self, value):
         """Rank 0's value of a small picklable object (metrics), on every process."""

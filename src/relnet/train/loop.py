@@ -277,10 +277,11 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
                 run.step += 1
                 run.batch_in_epoch += 1
                 bar.update(1)
-                # The step-count conditions agree on every process; rank 0's clock decides the third.
-                if (run.step % LOG_EVERY_STEPS == 0 or run.batch_in_epoch == steps_per_epoch
-                        or world.any(world.is_main and time.perf_counter() - step_start >= LOG_EVERY_SECONDS,
-                                     torch_device)):
+                # One collective a step agrees on rank 0's clock and on a stop request (Ctrl-C).
+                clock_due, stop_now = world.any_each(
+                    [world.is_main and time.perf_counter() - step_start >= LOG_EVERY_SECONDS, stop.requested],
+                    torch_device)
+                if run.step % LOG_EVERY_STEPS == 0 or run.batch_in_epoch == steps_per_epoch or clock_due:
                     loss_sum, correct, seen = world.sum(totals).tolist()  # synchronizes: the time is real
                     now = time.perf_counter()
                     run.train_seconds += now - step_start
@@ -298,7 +299,7 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
                         save()
                         last_checkpoint = time.perf_counter()
                         step_start = last_checkpoint
-                if world.any(stop.requested, torch_device):
+                if stop_now:
                     stop_requested = True
                     break
             bar.close()
