@@ -149,12 +149,15 @@ def cmd_train(args) -> int:
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
 
-    preset = get_preset(args.preset)
+    if args.set and args.resume:
+        raise ConfigError("--set cannot be combined with --resume: a resumed run keeps the preset it was started with")
+    preset = get_preset(args.preset).with_overrides(args.set or [])
     task = get_task(preset.task)
     metrics = train(task, preset, Path(args.data), Path(args.out), epochs=args.epochs, max_minutes=args.max_minutes,
                     seed=args.seed, device=args.device, precision=args.precision, resume=args.resume,
                     progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
-                    accumulate=args.accumulate, compile=args.compile)
+                    accumulate=args.accumulate, compile=args.compile, eval_every=args.eval_every,
+                    eval_subset=args.eval_subset)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
     print(task.format_metrics(metrics))
@@ -322,13 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
     train.add_argument("--precision", default="auto",
-                       help="fp32, bf16 (autocast) or auto (default: bf16 on CUDA, fp32 on CPU)")
+                       help="fp32, bf16 (autocast) or auto (default: bf16 on CUDA and on CPUs with native bf16 "
+                            "matrix instructions, AVX-512 BF16 or AMX; fp32 elsewhere)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, metavar="M",
                        help="also checkpoint every M minutes within an epoch (default 5)")
     train.add_argument("--accumulate", type=positive_int, default=1, metavar="K",
                        help="split each batch into K micro-batches whose gradients add up (same curve, less memory)")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (pays on long GPU runs)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a preset field (lr=1e-4, schedule=constant) or model/data entry "
+                            "(model.g_widths=[256,256,256,256], data.questions_per_image=8); repeatable")
+    train.add_argument("--eval-every", type=positive_int, metavar="N",
+                       help="also evaluate every N training examples seen, on a fixed subset of the evaluation split")
+    train.add_argument("--eval-subset", type=positive_int, default=4000, metavar="K",
+                       help="size of that subset (default 4000)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 

@@ -8,15 +8,21 @@ import torch
 from torch import nn
 
 
-def conv_stack(in_channels: int, channels: Sequence[int], stride: int = 2) -> nn.Sequential:
-    """3x3 convolutions with stride, batch norm and ReLU (the paper's visual front end)."""
+CONV_ORDERS = ("bn-relu", "relu-bn")
+
+
+def conv_stack(in_channels: int, channels: Sequence[int], stride: int = 2, order: str = "bn-relu") -> nn.Sequential:
+    """3x3 convolutions with stride, each followed by batch norm and ReLU (the paper's visual front
+    end). ``order="relu-bn"`` normalizes after the ReLU instead, so the cells handed on have zero
+    mean and unit variance per channel (as in the most used public Sort-of-CLEVR code)."""
+    if order not in CONV_ORDERS:
+        raise ValueError(f"conv order must be one of {CONV_ORDERS}, got {order!r}")
     layers: list[nn.Module] = []
     for width in channels:
-        layers += [
-            nn.Conv2d(in_channels, width, kernel_size=3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-        ]
+        # A conv followed directly by batch norm needs no bias; one followed by ReLU does.
+        layers.append(nn.Conv2d(in_channels, width, kernel_size=3, stride=stride, padding=1, bias=order == "relu-bn"))
+        norm_and_activation = [nn.BatchNorm2d(width), nn.ReLU()]
+        layers += norm_and_activation if order == "bn-relu" else norm_and_activation[::-1]
         in_channels = width
     return nn.Sequential(*layers)
 
@@ -42,9 +48,10 @@ class ConvObjects(nn.Module):
     Input float images [B, C, H, W]; output objects [B, H'*W', channels[-1] + 2].
     """
 
-    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (24, 24, 24, 24), stride: int = 2):
+    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (24, 24, 24, 24), stride: int = 2,
+                 order: str = "bn-relu"):
         super().__init__()
-        self.convs = conv_stack(in_channels, channels, stride)
+        self.convs = conv_stack(in_channels, channels, stride, order)
         self.object_dim = channels[-1] + 2
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

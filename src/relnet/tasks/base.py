@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -21,6 +22,8 @@ class Split:
 
     name: str  # "train", "test", ...
     tensors: dict[str, torch.Tensor]
+    # Tensors that examples index into (images, sentence tables) rather than one row per example.
+    shared: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -39,6 +42,12 @@ class Split:
     def eval_order(self) -> torch.Tensor:
         """The order in which evaluation visits the examples (any order gives the same metrics)."""
         return torch.arange(len(self))
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        """The examples ``index`` as a split of their own (sharing the tables they index into)."""
+        part = copy.copy(self)
+        part.tensors = {name: tensor if name in self.shared else tensor[index] for name, tensor in self.tensors.items()}
+        return part
 
     def info(self) -> dict:
         """Sizes the model builder needs (vocabularies, feature sizes): plain data."""

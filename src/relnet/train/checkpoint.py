@@ -14,7 +14,8 @@ from relnet.errors import ConfigError
 from relnet.io import atomic_write
 
 FORMAT = "relnet-checkpoint"
-VERSION = 1
+# 2: loss_log rows are [examples seen, loss, accuracy] (1: [epoch, running loss]).
+VERSION = 2
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -1,9 +1,13 @@
 """The training loop shared by every benchmark.
 
 One explicit loop: shuffle by epoch, build each batch by indexing tensors, step the
-optimizer, evaluate after each epoch, checkpoint atomically. A run lives in one
-directory: ``checkpoint.pt`` (full state), ``history.json`` (per-evaluation
-metrics), ``metrics.json`` (final), ``curves.png``, ``config.json``.
+optimizer, evaluate after each epoch (and, with ``eval_every``, on a fixed subset of the
+evaluation split every so many questions), checkpoint atomically. ``train`` reads top to
+bottom as ``_setup`` (data, model, optimizer, resumed state), ``_train_epoch`` (which calls
+``_step`` for each optimizer step), ``_evaluate_into_history`` and ``_save``.
+
+A run lives in one directory: ``checkpoint.pt`` (full state), ``history.json``
+(per-evaluation metrics), ``metrics.json`` (final), ``curves.png``, ``config.json``.
 """
 
 from __future__ import annotations
@@ -48,12 +52,22 @@ def resolve_device(name: str) -> torch.device:
     raise ConfigError(f"unknown device {name!r}: expected cpu, cuda or auto")
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX-512 BF16 or AMX), as PyTorch's CPU
+    feature detection reports them. Without them bf16 is emulated and many times slower than fp32."""
+    try:
+        features = torch._C._cpu._get_cpu_capability()
+    except (AttributeError, RuntimeError):  # an older PyTorch without the feature table
+        return False
+    return isinstance(features, dict) and bool(features.get("avx512_bf16") or features.get("amx_bf16"))
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' is bf16 on CUDA and fp32 on CPU: CPUs without native bf16 matmul run bf16 slower."""
+    """'auto' is bf16 autocast on CUDA and on CPUs with native bf16 matrix instructions, else fp32."""
     if name not in PRECISIONS:
         raise ConfigError(f"unknown precision {name!r}: expected one of {', '.join(PRECISIONS)}")
     if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if device.type == "cuda" or native_bf16_cpu() else "fp32"
     return name
 
 
@@ -71,6 +85,8 @@ def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: fl
         doublings = math.floor(progress * preset.epochs / preset.lr_double_every)
         return min(preset.lr, preset.lr_start * 2.0 ** doublings)
     warmup = min(1.0, (step + 1) / preset.warmup_steps) if preset.warmup_steps else 1.0
+    if preset.schedule == "constant":
+        return preset.lr * warmup
     cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return preset.lr * warmup * (preset.min_lr_ratio + (1 - preset.min_lr_ratio) * cosine)
 
@@ -132,37 +148,94 @@ class _Progress:
     train_seconds: float = 0.0
 
 
+@dataclass
+class _Run:
+    """Everything a training run holds; built by ``_setup``."""
+
+    task: "Task"
+    preset: Preset
+    world: distributed.World
+    device: torch.device
+    precision: str
+    out_dir: Path
+    options: dict
+    info: dict
+    train_split: "Split"
+    eval_split: "Split"
+    eval_subset: "Split | None"  # what the evaluations every `eval_every` questions read
+    model: torch.nn.Module
+    step_model: torch.nn.Module  # the model as stepped: wrapped by DDP and/or torch.compile
+    optimizer: torch.optim.Optimizer
+    progress: _Progress
+    history: list
+    loss_log: list  # [questions seen, mean loss, accuracy] of the steps since the previous entry
+    batch_size: int
+    share: int  # examples of each step on this process
+    micro_batch: int
+    steps_per_epoch: int
+    budget: float | None  # seconds
+    eval_every_steps: int | None
+    show_progress: bool
+
+    @property
+    def epochs(self) -> int:
+        return self.options["epochs"]
+
+    @property
+    def questions_seen(self) -> int:
+        return self.progress.step * self.batch_size
+
+
 def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
-          compile: bool = False) -> dict:
+          compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
 
     Under ``torchrun`` each process takes its share of every batch and DDP averages the gradients;
     ``accumulate`` splits each process's share into that many micro-batches. Either way a step sees
     ``preset.batch_size`` examples, so the run follows the same curve as one process would.
-    Rank 0 alone evaluates, writes files and checkpoints.
+    Rank 0 alone evaluates, writes files and checkpoints. ``eval_every`` (examples seen) adds
+    evaluations on a fixed subset of ``eval_subset`` examples of the evaluation split, for
+    learning curves against examples seen. A resumed run keeps the preset it was started with.
     """
     wall_start = time.perf_counter()
+    run = _setup(task, preset, Path(data_dir), Path(out_dir), epochs=epochs, max_minutes=max_minutes, seed=seed,
+                 device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
+                 compile=compile, eval_every=eval_every, eval_subset=eval_subset)
+    run.model.train()
+    with _StopRequest() as stop:
+        while run.progress.epoch < run.epochs:
+            if not _train_epoch(run, stop, checkpoint_minutes):
+                break
+    return _finish(run, wall_start)
+
+
+def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
+           accumulate, compile, eval_every, eval_subset) -> _Run:
+    """Validate the options, load the data and build (or restore) the model and optimizer."""
     world = distributed.world_from_environment()
-    out_dir = Path(out_dir)
     checkpoint_path = out_dir / "checkpoint.pt"
     state = None
     if checkpoint_path.exists():
         if not resume:
             raise ConfigError(f"{out_dir}: already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
         state = load_checkpoint(checkpoint_path)
-        stored = state["preset"]["name"]
-        if stored != preset.name:
-            raise ConfigError(f"{checkpoint_path}: checkpoint is of preset {stored!r}, not {preset.name!r}")
+        stored = Preset(**state["preset"])
+        if stored.name != preset.name:
+            raise ConfigError(f"{checkpoint_path}: checkpoint is of preset {stored.name!r}, not {preset.name!r}")
+        preset = stored
         seed = state["options"]["seed"]
         epochs = epochs or state["options"]["epochs"]
         max_minutes = max_minutes if max_minutes is not None else state["options"]["max_minutes"]
+        eval_every = eval_every or state["options"].get("eval_every")
     epochs = epochs or preset.epochs
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
     if max_minutes is not None and max_minutes <= 0:
         raise ConfigError(f"--max-minutes must be positive, got {max_minutes}")
+    if eval_every is not None and eval_every < 1:
+        raise ConfigError(f"--eval-every must be a positive number of examples, got {eval_every}")
     if accumulate < 1 or preset.batch_size % (world.size * accumulate):
         raise ConfigError(f"the batch of {preset.batch_size} (preset {preset.name!r}) does not split into "
                           f"{world.size} process(es) x {accumulate} accumulation step(s)")
@@ -173,30 +246,27 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     if torch_device.type == "cuda":
         torch.set_float32_matmul_precision("high")
     distributed.start(world, torch_device)
-    progress = progress and world.is_main
 
     # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
-    train_split = task.load(Path(data_dir), "train", preset, state["info"] if state else None).to(torch_device)
+    train_split = task.load(data_dir, "train", preset, state["info"] if state else None).to(torch_device)
     info = train_split.info()
-    eval_split = task.load(Path(data_dir), task.eval_split, preset, info).to(torch_device)
+    eval_split = task.load(data_dir, task.eval_split, preset, info).to(torch_device)
 
     torch.manual_seed(seed)
     model = task.build_model(preset, info).to(torch_device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
-    run = _Progress()
-    history: list[dict] = []
-    loss_log: list[list[float]] = []
+    run_progress, history, loss_log = _Progress(), [], []
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        run = _Progress(**state["progress"])
+        run_progress = _Progress(**state["progress"])
         history, loss_log = state["history"], state["loss_log"]
         torch.set_rng_state(state["rng"]["torch"])
         if torch_device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"])
     if world.size > 1:
         # Dropout masks differ between processes; a single process keeps the seed's stream.
-        torch.manual_seed(seed * 1_000_003 + run.step * 101 + world.rank)
+        torch.manual_seed(seed * 1_000_003 + run_progress.step * 101 + world.rank)
     # DDP copies rank 0's weights to every process when it wraps the model.
     step_model = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
     if compile:
@@ -204,127 +274,167 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
 
     options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
                "device": str(torch_device), "data": str(data_dir), "processes": world.size,
-               "accumulate": accumulate, "compile": compile}
+               "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset}
     if world.is_main:
         write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
-    num_examples = len(train_split)
-    batch_size = min(preset.batch_size, num_examples)
-    share = batch_size // world.size  # examples of each step on this process
-    micro_batch = max(share // accumulate, 1)
-    steps_per_epoch = num_examples // batch_size
-    total_steps = epochs * steps_per_epoch
-    budget = max_minutes * 60 if max_minutes else None
+        tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "
+                   f"precision {precision}" + (" (auto)" if precision != "fp32" and torch_device.type == "cpu"
+                                               and native_bf16_cpu() else ""))
+    batch_size = min(preset.batch_size, len(train_split))
+    share = batch_size // world.size
+    subset = None
+    if eval_every:
+        subset = eval_split.subset(torch.randperm(len(eval_split), generator=torch.Generator().manual_seed(0))
+                                   [:eval_subset].sort().values.to(torch_device))
+    return _Run(task=task, preset=preset, world=world, device=torch_device, precision=precision, out_dir=out_dir,
+                options=options, info=info, train_split=train_split, eval_split=eval_split, eval_subset=subset,
+                model=model, step_model=step_model, optimizer=optimizer, progress=run_progress, history=history,
+                loss_log=loss_log, batch_size=batch_size, share=share, micro_batch=max(share // accumulate, 1),
+                steps_per_epoch=len(train_split) // batch_size, budget=max_minutes * 60 if max_minutes else None,
+                eval_every_steps=max(1, round(eval_every / batch_size)) if eval_every else None,
+                show_progress=progress and world.is_main)
 
-    def save():
-        if not world.is_main:
-            return
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state() if torch_device.type == "cuda" else None}
-        save_checkpoint(checkpoint_path, {
-            "preset": preset.to_dict(), "info": info, "options": options, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "progress": vars(run).copy(), "rng": rng,
-            "history": history, "loss_log": loss_log})
 
-    def record_evaluation(train_loss: float, train_accuracy: float):
-        entry = None
-        if world.is_main:
-            metrics = evaluate(task, model, eval_split, preset.eval_batch_size, torch_device, precision, progress)
-            entry = {"epoch": run.epoch + run.batch_in_epoch / steps_per_epoch, "step": run.step,
-                     "train_seconds": run.train_seconds, "train_loss": train_loss,
-                     "train_accuracy": train_accuracy, "eval": metrics}
-        history.append(world.broadcast(entry))
-        if world.is_main:
-            write_json(out_dir / "history.json", history)
-            plot_curves(history, loss_log, out_dir / "curves.png", task.curve_group, title=preset.name)
-            tqdm.write(f"epoch {entry['epoch']:.2f}  step {run.step}  train loss {train_loss:.4f}  "
-                       f"train acc {train_accuracy:.4f}  {eval_split.name} acc {entry['eval']['overall']:.4f}")
+def _step(run: _Run, mine: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on this process's share ``mine`` of a batch; returns [loss sum, correct, examples]."""
+    totals = torch.zeros(3, device=run.device)
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(run.preset, run.progress.step, run.epochs * run.steps_per_epoch,
+                                    run.progress.train_seconds, run.budget)
+    run.optimizer.zero_grad(set_to_none=True)
+    for first in range(0, run.share, run.micro_batch):
+        index = mine[first:first + run.micro_batch]
+        inputs, targets = run.train_split.batch(index)
+        last = first + run.micro_batch >= run.share
+        # Gradients are averaged across processes once per step, on the last micro-batch.
+        sync = contextlib.nullcontext() if last or run.world.size == 1 else run.step_model.no_sync()
+        with sync:
+            with autocast(run.device, run.precision):
+                outputs = run.step_model(**inputs)
+                loss = run.task.loss(outputs, targets)
+            (loss * (len(index) / run.share)).backward()
+        loss = loss.detach().float()
+        # Built on the device from the loss: no host-to-device copy (and wait) on every step.
+        totals += torch.stack([loss * len(index), run.task.count_correct(outputs.detach(), targets).float(),
+                               torch.full_like(loss, len(index))])
+    if run.preset.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.preset.grad_clip)
+    run.optimizer.step()
+    run.progress.step += 1
+    run.progress.batch_in_epoch += 1
+    return totals
 
-    model.train()
-    stopped_early = False
-    with _StopRequest() as stop:
-        while run.epoch < epochs and not stopped_early:
-            order = train_split.epoch_order(seed, run.epoch, batch_size)
-            bar = tqdm(total=steps_per_epoch, initial=run.batch_in_epoch, desc=f"epoch {run.epoch + 1}/{epochs}",
-                       disable=not progress, dynamic_ncols=True)
-            # Summed loss, correct answers and examples seen on this process since the epoch began.
-            totals = torch.zeros(3, device=torch_device)
-            last_checkpoint = time.perf_counter()
-            step_start = time.perf_counter()
-            stop_requested = False
-            while run.batch_in_epoch < steps_per_epoch:
-                start = run.batch_in_epoch * batch_size + world.rank * share
-                mine = order[start:start + share].to(torch_device, non_blocking=True)
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(preset, run.step, total_steps, run.train_seconds, budget)
-                optimizer.zero_grad(set_to_none=True)
-                for first in range(0, share, micro_batch):
-                    index = mine[first:first + micro_batch]
-                    inputs, targets = train_split.batch(index)
-                    last = first + micro_batch >= share
-                    # Gradients are averaged across processes once per step, on the last micro-batch.
-                    sync = contextlib.nullcontext() if last or world.size == 1 else step_model.no_sync()
-                    with sync:
-                        with autocast(torch_device, precision):
-                            outputs = step_model(**inputs)
-                            loss = task.loss(outputs, targets)
-                        (loss * (len(index) / share)).backward()
-                    totals += torch.stack([loss.detach().float() * len(index),
-                                           task.count_correct(outputs.detach(), targets).float(),
-                                           torch.tensor(float(len(index)), device=torch_device)])
-                if preset.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip)
-                optimizer.step()
-                run.step += 1
-                run.batch_in_epoch += 1
-                bar.update(1)
-                # One collective a step agrees on rank 0's clock and on a stop request (Ctrl-C).
-                clock_due, stop_now = world.any_each(
-                    [world.is_main and time.perf_counter() - step_start >= LOG_EVERY_SECONDS, stop.requested],
-                    torch_device)
-                if run.step % LOG_EVERY_STEPS == 0 or run.batch_in_epoch == steps_per_epoch or clock_due:
-                    loss_sum, correct, seen = world.sum(totals).tolist()  # synchronizes: the time is real
-                    now = time.perf_counter()
-                    run.train_seconds += now - step_start
-                    step_start = now
-                    loss_log.append([run.epoch + run.batch_in_epoch / steps_per_epoch, loss_sum / seen])
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                    lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                    # Rank 0's clock decides, so that every process stops at the same step.
-                    if world.any(bool(budget) and world.is_main and run.train_seconds >= budget, torch_device):
-                        stopped_early = True
-                        if world.is_main:
-                            tqdm.write(f"time budget of {max_minutes:g} min reached at step {run.step}")
-                        break
-                    if world.any(world.is_main and now - last_checkpoint >= checkpoint_minutes * 60, torch_device):
-                        save()
-                        last_checkpoint = time.perf_counter()
-                        step_start = last_checkpoint
-                if stop_now:
-                    stop_requested = True
-                    break
-            bar.close()
-            if stop_requested:
-                save()
-                world.barrier()
-                distributed.stop(world)
-                raise KeyboardInterrupt(f"stopped at step {run.step}; continue with --resume")
-            loss_sum, correct, seen = world.sum(totals).tolist()
-            if run.batch_in_epoch == steps_per_epoch:
-                run.epoch += 1
-                run.batch_in_epoch = 0
-            record_evaluation(loss_sum / max(seen, 1), correct / max(seen, 1))
-            save()
 
-    # The loop always records an evaluation: a checkpoint is either mid-run or holds one.
-    metrics = history[-1]["eval"]
-    samples = run.step * batch_size
-    final = {**metrics, "preset": preset.name, "epochs": history[-1]["epoch"], "steps": run.step,
-             "train_seconds": round(run.train_seconds, 1),
+def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bool:
+    """Train to the end of the current epoch (or the time budget), then evaluate and checkpoint.
+    Returns False when the time budget ended the run."""
+    world, progress = run.world, run.progress
+    order = run.train_split.epoch_order(run.options["seed"], progress.epoch, run.batch_size).to(run.device)
+    bar = tqdm(total=run.steps_per_epoch, initial=progress.batch_in_epoch, desc=f"epoch {progress.epoch + 1}/{run.epochs}",
+               disable=not run.show_progress, dynamic_ncols=True)
+    # Summed loss, correct answers and examples seen on this process since the epoch began.
+    totals = torch.zeros(3, device=run.device)
+    logged = [0.0, 0.0, 0.0]  # all processes' totals at the previous loss-log entry
+    last_checkpoint = step_start = time.perf_counter()
+    within_budget, stop_requested = True, False
+    while progress.batch_in_epoch < run.steps_per_epoch:
+        start = progress.batch_in_epoch * run.batch_size + world.rank * run.share
+        totals += _step(run, order[start:start + run.share])
+        bar.update(1)
+        # One collective a step agrees on rank 0's clock and on a stop request (Ctrl-C).
+        clock_due, stop_requested = world.any_each(
+            [world.is_main and time.perf_counter() - step_start >= LOG_EVERY_SECONDS, stop.requested], run.device)
+        eval_due = bool(run.eval_every_steps) and progress.step % run.eval_every_steps == 0
+        if (progress.step % LOG_EVERY_STEPS == 0 or progress.batch_in_epoch == run.steps_per_epoch or clock_due
+                or eval_due):
+            summed = world.sum(totals).tolist()  # synchronizes: the time is real
+            now = time.perf_counter()
+            progress.train_seconds += now - step_start
+            step_start = now
+            loss_sum, correct, seen = (total - before for total, before in zip(summed, logged))
+            logged = summed
+            if seen:
+                run.loss_log.append([run.questions_seen, loss_sum / seen, correct / seen])
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+            if eval_due and progress.batch_in_epoch < run.steps_per_epoch:
+                _evaluate_into_history(run, summed, subset=True)
+                step_start = time.perf_counter()  # evaluation time is not training time
+            # Rank 0's clock decides, so that every process stops at the same step.
+            if world.any(bool(run.budget) and world.is_main and progress.train_seconds >= run.budget, run.device):
+                within_budget = False
+                if world.is_main:
+                    tqdm.write(f"time budget of {run.options['max_minutes']:g} min reached at step {progress.step}")
+                break
+            if world.any(world.is_main and now - last_checkpoint >= checkpoint_minutes * 60, run.device):
+                _save(run)
+                last_checkpoint = step_start = time.perf_counter()
+        if stop_requested:
+            break
+    bar.close()
+    if stop_requested:
+        _save(run)
+        world.barrier()
+        distributed.stop(world)
+        raise KeyboardInterrupt(f"stopped at step {progress.step}; continue with --resume")
+    if progress.batch_in_epoch == run.steps_per_epoch:
+        progress.epoch += 1
+        progress.batch_in_epoch = 0
+    _evaluate_into_history(run, world.sum(totals).tolist(), subset=False)
+    _save(run)
+    return within_budget
+
+
+def _evaluate_into_history(run: _Run, epoch_totals: list[float], subset: bool) -> None:
+    """Evaluate on rank 0 (the whole evaluation split, or the fixed subset), append to the
+    history on every process, and write history.json and curves.png."""
+    loss_sum, correct, seen = epoch_totals
+    entry = None
+    if run.world.is_main:
+        split = run.eval_subset if subset else run.eval_split
+        metrics = evaluate(run.task, run.model, split, run.preset.eval_batch_size, run.device, run.precision,
+                           run.show_progress)
+        entry = {"epoch": run.progress.epoch + run.progress.batch_in_epoch / run.steps_per_epoch,
+                 "step": run.progress.step, "questions_seen": run.questions_seen,
+                 "train_seconds": run.progress.train_seconds, "train_loss": loss_sum / max(seen, 1),
+                 "train_accuracy": correct / max(seen, 1), "subset": subset, "eval_examples": len(split),
+                 "eval": metrics}
+    run.history.append(run.world.broadcast(entry))
+    if run.world.is_main:
+        write_json(run.out_dir / "history.json", run.history)
+        if not subset:  # drawing takes a good fraction of a second: only at full evaluations
+            plot_curves(run.history, run.loss_log, run.out_dir / "curves.png", run.task.curve_group,
+                        title=run.preset.name)
+        tqdm.write(f"epoch {entry['epoch']:.2f}  {entry['questions_seen']:,} seen  train loss {entry['train_loss']:.4f}  "
+                   f"train acc {entry['train_accuracy']:.4f}  {split.name} acc {metrics['overall']:.4f}"
+                   + (f" ({len(split):,} examples)" if subset else ""))
+
+
+def _save(run: _Run) -> None:
+    """Checkpoint the full training state (rank 0 only), atomically."""
+    if not run.world.is_main:
+        return
+    rng = {"torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state() if run.device.type == "cuda" else None}
+    save_checkpoint(run.out_dir / "checkpoint.pt", {
+        "preset": run.preset.to_dict(), "info": run.info, "options": run.options, "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "progress": vars(run.progress).copy(), "rng": rng,
+        "history": run.history, "loss_log": run.loss_log})
+
+
+def _finish(run: _Run, wall_start: float) -> dict:
+    """The final metrics (the last full evaluation), written to metrics.json."""
+    # Every epoch, and every run stopped by its budget, ends with a full evaluation.
+    last = run.history[-1]
+    seconds = run.progress.train_seconds
+    final = {**last["eval"], "preset": run.preset.name, "epochs": last["epoch"], "steps": run.progress.step,
+             "questions_seen": run.questions_seen, "train_seconds": round(seconds, 1),
              "wall_seconds_this_session": round(time.perf_counter() - wall_start, 1),
-             "train_samples_per_second": round(samples / run.train_seconds, 1) if run.train_seconds else None,
-             "processes": world.size, "parameters": sum(p.numel() for p in model.parameters())}
-    if world.is_main:
-        write_json(out_dir / "metrics.json", final)
-    world.barrier()
-    distributed.stop(world)
+             "train_samples_per_second": round(run.questions_seen / seconds, 1) if seconds else None,
+             "precision": run.precision, "device": str(run.device), "processes": run.world.size,
+             "parameters": sum(p.numel() for p in run.model.parameters())}
+    if run.world.is_main:
+        write_json(run.out_dir / "metrics.json", final)
+    run.world.barrier()
+    distributed.stop(run.world)
     return final

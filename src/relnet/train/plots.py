@@ -1,4 +1,5 @@
-"""Learning curves as a PNG: training loss, and accuracy per metrics group."""
+"""Learning curves as a PNG, against training examples seen: the training loss and accuracy
+(smoothed), and the evaluation accuracy overall and by metrics group."""
 
 from __future__ import annotations
 
@@ -9,25 +10,47 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 from matplotlib import pyplot as plt  # noqa: E402
 
+SMOOTHING = 0.9  # weight of the past in the exponential moving average of the logged values
+
+
+def smoothed(values: list[float], weight: float = SMOOTHING) -> list[float]:
+    """Exponential moving average, bias-corrected so the first values are not pulled towards 0."""
+    average, out = 0.0, []
+    for count, value in enumerate(values, 1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight ** count))
+    return out
+
 
 def plot_curves(history: list[dict], loss_log: list[list[float]], path: Path, group: str, title: str) -> None:
-    """Write ``path``: left, training loss by epoch; right, evaluation accuracy overall and by ``group``."""
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    """Write ``path``: left, training loss; right, training and evaluation accuracy; both against
+    examples seen. ``loss_log`` rows are [examples seen, mean loss, accuracy] of the steps since
+    the previous row; evaluations on a subset are drawn as lines, full evaluations as points."""
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     if loss_log:
-        epochs, losses = zip(*loss_log)
-        loss_axis.plot(epochs, losses, color="tab:blue")
-    loss_axis.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+        seen, losses, accuracies = zip(*loss_log)
+        loss_axis.plot(seen, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
+        loss_axis.plot(seen, smoothed(losses), color="tab:blue", label="smoothed")
+        accuracy_axis.plot(seen, smoothed(accuracies), color="gray", linestyle="--", label="train (smoothed)")
+    loss_axis.set(xlabel="training examples seen", ylabel="training loss", yscale="log", title="loss")
     loss_axis.grid(alpha=0.3)
 
-    epochs = [entry["epoch"] for entry in history]
-    accuracy_axis.plot(epochs, [entry["train_accuracy"] for entry in history], "o--", color="gray", label="train")
-    accuracy_axis.plot(epochs, [entry["eval"]["overall"] for entry in history], "o-", color="black", label="eval overall")
+    full = [entry for entry in history if not entry.get("subset")]
+    partial = [entry for entry in history if entry.get("subset")]
     names = history[0]["eval"].get(group, {}) if history else {}
-    for name in names:
-        accuracy_axis.plot(epochs, [entry["eval"][group][name] for entry in history], "o-", label=name)
-    accuracy_axis.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.01), title="accuracy")
+    for index, name in enumerate([None, *names]):
+        color = "black" if name is None else f"C{index - 1}"
+        label = "eval overall" if name is None else name
+        value = (lambda entry: entry["eval"]["overall"]) if name is None else (lambda entry: entry["eval"][group][name])
+        if partial:
+            accuracy_axis.plot([e["questions_seen"] for e in partial], [value(e) for e in partial], "-", color=color,
+                               label=f"{label} (subset)")
+        if full:
+            accuracy_axis.plot([e["questions_seen"] for e in full], [value(e) for e in full], "o", color=color,
+                               linestyle="none" if partial else "-", label=label)
+    accuracy_axis.set(xlabel="training examples seen", ylabel="accuracy", ylim=(0, 1.01), title="accuracy")
     accuracy_axis.grid(alpha=0.3)
-    accuracy_axis.legend(loc="lower right", fontsize=8)
+    accuracy_axis.legend(loc="lower right", fontsize=7)
     figure.suptitle(title)
     save_figure(figure, path, dpi=100)
 

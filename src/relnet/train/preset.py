@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from relnet.errors import ConfigError
+
+SCHEDULES = ("cosine", "doubling", "constant")
 
 
 @dataclass(frozen=True)
@@ -17,7 +23,8 @@ class Preset:
     its time budget when ``--max-minutes`` is given). With ``schedule="doubling"`` (the recipe
     public CLEVR reproductions needed) it starts at ``lr_start``, doubles every
     ``lr_double_every`` of the preset's ``epochs`` and stays at ``lr`` once there; a shorter run
-    (``--epochs``, ``--max-minutes``) goes through the same schedule in proportion.
+    (``--epochs``, ``--max-minutes``) goes through the same schedule in proportion. With
+    ``schedule="constant"`` it warms up over ``warmup_steps`` and then stays at ``lr``.
     """
 
     name: str
@@ -37,5 +44,33 @@ class Preset:
     lr_double_every: float = 0.0
     eval_batch_size: int = 1024
 
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"preset {self.name!r}: unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def with_overrides(self, assignments: Sequence[str]) -> "Preset":
+        """A copy with ``KEY=VALUE`` assignments applied (``relnet train --set``): KEY is a field
+        (``lr``) or an entry of ``model``/``data`` (``model.g_widths``); VALUE is JSON
+        (``1e-4``, ``[256,256]``, ``"relu-bn"``), or else taken as a plain string."""
+        fields = {f.name for f in dataclasses.fields(self)} - {"name", "task", "description"}
+        changes: dict = {"model": dict(self.model), "data": dict(self.data)}
+        for assignment in assignments:
+            key, equals, text = assignment.partition("=")
+            if not equals or not key:
+                raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. lr=1e-4 or model.g_widths=[256,256]")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            group, dot, entry = key.partition(".")
+            if dot and group in ("model", "data") and entry:
+                changes[group][entry] = value
+            elif not dot and key in fields - {"model", "data"}:
+                changes[key] = value
+            else:
+                raise ConfigError(f"--set {assignment!r}: unknown key {key!r}; expected one of "
+                                  f"{', '.join(sorted(fields - {'model', 'data'}))}, model.NAME or data.NAME")
+        return dataclasses.replace(self, **changes)

@@ -22,6 +22,8 @@ class BabiSplit(Split):
     """Questions of one split; a batch gathers its stories' sentences from the sentence table and
     trims the padding that no example of the batch needs."""
 
+    shared = ("sentences", "sentence_lengths")
+
     def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict):
         self.name = name
         self.tensors = tensors

@@ -31,6 +31,8 @@ def reverse_words(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class ClevrSplit(Split):
+    shared = ("images", "objects", "object_count")
+
     def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict, inputs: str):
         self.name = name
         self.tensors = tensors

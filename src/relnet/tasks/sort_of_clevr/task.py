@@ -42,11 +42,20 @@ def encode_objects(object_color: torch.Tensor, object_shape: torch.Tensor, objec
 
 
 class SortOfClevrSplit(Split):
-    """All questions of one split; a batch gathers each question's image or object table."""
+    """All questions of one split; a batch gathers each question's image or object table.
 
-    def __init__(self, arrays: dict, use_pixels: bool, name: str, kinds: tuple[str, ...] = KINDS):
+    With ``questions_per_image`` k > 1 an epoch's batches are made of groups of k questions about
+    the same image, and a pixel batch holds each of its images once (``images``) with, per
+    question, the one it asks about (``image_index``): the CNN runs once per image.
+    """
+
+    shared = ("scene",)
+
+    def __init__(self, arrays: dict, use_pixels: bool, name: str, kinds: tuple[str, ...] = KINDS,
+                 questions_per_image: int = 1):
         self.name = name
         self.use_pixels = use_pixels
+        self.questions_per_image = questions_per_image
         scene = torch.from_numpy(arrays["images"]) if use_pixels else encode_objects(
             torch.from_numpy(arrays["object_color"]), torch.from_numpy(arrays["object_shape"]),
             torch.from_numpy(arrays["object_xy"]))
@@ -69,9 +78,31 @@ class SortOfClevrSplit(Split):
 
     def batch(self, index):
         t = self.tensors
-        scene = t["scene"][t["image"][index]]
-        inputs = {"images" if self.use_pixels else "objects": scene, "question": t["question"][index]}
-        return inputs, t["answer"][index]
+        image = t["image"][index]
+        if self.use_pixels and self.questions_per_image > 1:
+            unique, image_index = torch.unique(image, return_inverse=True)
+            inputs = {"images": t["scene"][unique], "image_index": image_index}
+        else:  # random batches rarely repeat an image: no need for (a device sync of) torch.unique
+            inputs = {"images" if self.use_pixels else "objects": t["scene"][image]}
+        return {**inputs, "question": t["question"][index]}, t["answer"][index]
+
+    def epoch_order(self, seed: int, epoch: int, batch_size: int) -> torch.Tensor:
+        """Shuffled questions; with ``questions_per_image`` k > 1, shuffled groups of k questions
+        that share an image (an image's leftover questions form a smaller group)."""
+        order = super().epoch_order(seed, epoch, batch_size)
+        k = self.questions_per_image
+        if k == 1:
+            return order
+        image = self.tensors["image"].cpu()[order]
+        by_image = order[torch.argsort(image, stable=True)]  # each image's questions together, in shuffled order
+        image = self.tensors["image"].cpu()[by_image]
+        starts = torch.ones(len(image), dtype=torch.bool)
+        starts[1:] = image[1:] != image[:-1]
+        first = torch.cummax(torch.where(starts, torch.arange(len(image)), 0), 0).values
+        group = torch.cumsum(starts | ((torch.arange(len(image)) - first) % k == 0), 0) - 1
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
+        rank = torch.randperm(int(group[-1]) + 1, generator=generator)[group]
+        return by_image[torch.argsort(rank, stable=True)]
 
     def info(self) -> dict:
         return {"num_answers": self.num_answers, "question_dim": QUESTION_DIM, "object_dim": OBJECT_DIM,
@@ -121,7 +152,8 @@ class SortOfClevr(Task):
         if unknown:
             raise ConfigError(f"preset {preset.name!r}: unknown question kinds {unknown}; expected some of {list(KINDS)}")
         arrays = load_split(Path(data_dir) / f"{split}.npz")
-        return SortOfClevrSplit(arrays, preset.model["input"] == "pixels", split, kinds)
+        return SortOfClevrSplit(arrays, preset.model["input"] == "pixels", split, kinds,
+                                int(preset.data.get("questions_per_image", 1)))
 
     def build_model(self, preset: Preset, info: dict):
         config = dict(preset.model)
