@@ -40,6 +40,20 @@ VARIANTS = {
     "g-128": ("sort-of-clevr-pixels", ["model.g_widths=[128,128,128,128]"]),
     "no-dropout": ("sort-of-clevr-pixels", ["model.dropout=0.0"]),
     "grouped-8-lr-3e-4": ("sort-of-clevr-pixels", ["data.questions_per_image=8", "lr=3e-4"]),
+    # Second round: on top of the two changes that helped most in the first (no dropout, lr 3e-4).
+    "nodrop-3e-4": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4"]),
+    "nodrop-3e-4-invert": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true"]),
+    "nodrop-3e-4-wide-cnn": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4",
+                                                      "model.conv_channels=[32,64,128,256]"]),
+    "nodrop-3e-4-wide-cnn-invert": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
+                                                             "model.conv_channels=[32,64,128,256]"]),
+    "nodrop-1e-3-warmup-invert": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=1e-3", "warmup_steps=1000",
+                                                           "model.invert=true", "grad_clip=5.0"]),
+    "nodrop-3e-4-invert-bn-relu": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
+                                                            "model.conv_order=bn-relu"]),
+    "nodrop-3e-4-invert-mean": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
+                                                         "model.aggregation=mean"]),
+    "cnn-mlp-invert": ("sort-of-clevr-cnn-mlp", ["model.invert=true"]),
     "preset-before": ("sort-of-clevr-pixels", None),  # the preset as it was, cosine schedule included
     "cnn-mlp": ("sort-of-clevr-cnn-mlp", None),
 }
@@ -52,6 +66,8 @@ def command(variant: str, data: Path, out: Path, args) -> list[str]:
     preset, changes = VARIANTS[variant]
     if variant == "preset-before":
         changes = PREVIOUS_PIXEL_PRESET
+    elif preset == "sort-of-clevr-cnn-mlp":
+        changes = changes or []
     elif changes is not None:
         changes = CONTROL + changes
     sets = [item for change in (changes or []) for item in ("--set", change)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -157,7 +158,7 @@ def cmd_train(args) -> int:
                     seed=args.seed, device=args.device, precision=args.precision, resume=args.resume,
                     progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
                     accumulate=args.accumulate, compile=args.compile, eval_every=args.eval_every,
-                    eval_subset=args.eval_subset)
+                    eval_subset=args.eval_subset, command="relnet " + shlex.join(args.argv))
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
     print(task.format_metrics(metrics))
@@ -173,21 +174,27 @@ def _load_run(args):
     from relnet.train.loop import resolve_device, resolve_precision
     from relnet.train.preset import Preset
 
-    run = Path(args.run)
-    state = load_checkpoint(run / "checkpoint.pt")
-    preset = Preset(**state["preset"])
-    task = get_task(preset.task)
+    from relnet import pretrained
+
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    if args.run.startswith(pretrained.PREFIX):
+        model, card = pretrained.load(args.run[len(pretrained.PREFIX):], device)
+        preset, info = Preset(**card["preset"]), card["info"]
+    else:
+        run = Path(args.run)
+        state = load_checkpoint(run / "checkpoint.pt")
+        preset, info = Preset(**state["preset"]), state["info"]
+        model = get_task(preset.task).build_model(preset, info)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
+                              f"{str(error).splitlines()[0]}") from None
+    task = get_task(preset.task)
     args.split = args.split or task.eval_split
-    split = task.load(Path(args.data), args.split, preset, state["info"]).to(device)
-    model = task.build_model(preset, state["info"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
-                          f"{str(error).splitlines()[0]}") from None
-    return task, preset, state["info"], model.to(device), split, device, precision
+    split = task.load(Path(args.data), args.split, preset, info).to(device)
+    return task, preset, info, model.to(device), split, device, precision
 
 
 def cmd_eval(args) -> int:
@@ -196,12 +203,36 @@ def cmd_eval(args) -> int:
 
     task, preset, _, model, split, device, precision = _load_run(args)
     predictions = predict(task, model, split, preset.eval_batch_size, device, precision, progress=not args.no_progress)
-    metrics = {**task.metrics(split, predictions), "preset": preset.name}
-    out = Path(args.run) / f"eval_{args.split}.json"
-    write_json(out, metrics)
+    metrics = {**task.metrics(split, predictions), "preset": preset.name, "model": args.run}
     print(json.dumps(metrics, indent=2) if args.json else task.format_metrics(metrics))
-    for written in [out, *task.figures(split, predictions, Path(args.run))]:
-        print(f"wrote {written}", file=sys.stderr)
+    # A run directory gets the metrics and pictures; a pretrained model has no directory of its own.
+    out_dir = Path(args.out) if args.out else None if args.run.startswith("pretrained:") else Path(args.run)
+    if out_dir is not None:
+        out = out_dir / f"eval_{args.split}.json"
+        write_json(out, metrics)
+        for written in [out, *task.figures(split, predictions, out_dir)]:
+            print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    import subprocess
+
+    from relnet import pretrained
+    from relnet.train.checkpoint import load_checkpoint
+
+    run = Path(args.run)
+    state = load_checkpoint(run / "checkpoint.pt")
+    metrics_path = run / "metrics.json"
+    if not metrics_path.exists():
+        raise ConfigError(f"{metrics_path}: no such file; export a run that has finished training")
+    metrics = {**json.loads(metrics_path.read_text()), "data_seed": args.data_seed}
+    command = state["options"].get("command") or f"relnet train --preset {state['preset']['name']} ..."
+    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    folder = Path(args.dir) if args.dir else pretrained.FOLDER
+    for path in pretrained.export(state, metrics, args.name, folder, command, commit):
+        print(f"wrote {path}")
     return 0
 
 
@@ -221,8 +252,15 @@ def cmd_predict(args) -> int:
 def cmd_presets(args) -> int:
     from relnet.tasks import PRESETS
 
+    from relnet import pretrained
+
     for name, preset in sorted(PRESETS.items()):
         print(f"{name:<26}{preset.description}")
+    print("\npretrained models (relnet eval pretrained:NAME --data DIR):")
+    for name in pretrained.names():
+        card = pretrained.card(name)
+        kinds = ", ".join(f"{kind} {100 * value:.2f}%" for kind, value in card["metrics"].get("by_kind", {}).items())
+        print(f"  pretrained:{name:<24}{card['preset']['name']}; {card['metrics']['split']} split: {kinds}")
     return 0
 
 
@@ -345,7 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run",
                                    description="Evaluate the checkpoint of RUN on a split; writes RUN/eval_SPLIT.json.")
-    evaluate.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
+    evaluate.add_argument("run", metavar="RUN", help="run directory written by `relnet train`, or pretrained:NAME "
+                                                     "(see `relnet presets`)")
+    evaluate.add_argument("--out", metavar="DIR", help="write eval_SPLIT.json and pictures here (default: RUN; "
+                                                      "nowhere for a pretrained model)")
     evaluate.add_argument("--data", required=True, metavar="DIR", help="data directory")
     evaluate.add_argument("--split", help="split to evaluate (default: the one training evaluates: test; valid for bAbI, "
                                           "val for CLEVR)")
@@ -358,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="write a run's answers for a split, one per line",
                                   description="Answer every question of a split (e.g. CLEVR's test split, which has "
                                               "no public answers) and write one answer per line, in question order.")
-    predict.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
+    predict.add_argument("run", metavar="RUN", help="run directory written by `relnet train`, or pretrained:NAME")
     predict.add_argument("--data", required=True, metavar="DIR", help="data directory")
     predict.add_argument("--split", default="test", help="split to answer (default test)")
     predict.add_argument("--out", required=True, metavar="FILE", help="answers file to write")
@@ -367,13 +408,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     predict.set_defaults(handler=cmd_predict)
 
-    presets = commands.add_parser("presets", help="list the experiment presets", description="List the experiment presets.")
+    export = commands.add_parser("export", help="write a run's weights and card as a shippable pretrained model",
+                                 description="Write NAME.safetensors (weights only) and NAME.json (preset, command, "
+                                             "data seed, commit, metrics) from a finished run, by default into the "
+                                             "package's pretrained folder, so that pretrained:NAME loads it.")
+    export.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
+    export.add_argument("--name", required=True, help="model name (pretrained:NAME)")
+    export.add_argument("--dir", metavar="DIR", help="folder to write into (default: relnet/pretrained in the package)")
+    export.add_argument("--data-seed", type=int, default=0, help="seed of the data the run trained on (default 0)")
+    export.add_argument("--commit", help="commit the run was trained with (default: git rev-parse HEAD)")
+    export.set_defaults(handler=cmd_export)
+
+    presets = commands.add_parser("presets", help="list the experiment presets and pretrained models",
+                                  description="List the experiment presets and the pretrained models that ship.")
     presets.set_defaults(handler=cmd_presets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command as typed, recorded in a run's config (and a pretrained model's card)
     try:
         return args.handler(args)
     except RelnetError as error:

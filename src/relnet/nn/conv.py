@@ -35,11 +35,14 @@ def cell_coordinates(height: int, width: int, device=None, dtype=None) -> torch.
     return torch.stack([grid_x, grid_y], dim=-1).reshape(height * width, 2)
 
 
-def image_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, H, W, C] images (as stored) to float [B, C, H, W] in [0, 1]."""
+def image_to_float(images: torch.Tensor, invert: bool = False) -> torch.Tensor:
+    """uint8 [B, H, W, C] images (as stored) to float [B, C, H, W] in [0, 1]; ``invert`` gives
+    1 - x, so that a white background is 0 like the convolutions' zero padding (else the image
+    border looks like an edge to every filter)."""
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images [B, H, W, C], got {images.dtype} {tuple(images.shape)}")
-    return images.permute(0, 3, 1, 2).float().div_(255)
+    pixels = images.permute(0, 3, 1, 2).float().div_(255)
+    return pixels.neg_().add_(1) if invert else pixels
 
 
 class ConvObjects(nn.Module):

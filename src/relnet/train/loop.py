@@ -189,7 +189,8 @@ class _Run:
 def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
-          compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000) -> dict:
+          compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000,
+          command: str | None = None) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
 
     Under ``torchrun`` each process takes its share of every batch and DDP averages the gradients;
@@ -198,11 +199,12 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     Rank 0 alone evaluates, writes files and checkpoints. ``eval_every`` (examples seen) adds
     evaluations on a fixed subset of ``eval_subset`` examples of the evaluation split, for
     learning curves against examples seen. A resumed run keeps the preset it was started with.
+    ``command`` (the command line that started the run) is recorded in config.json.
     """
     wall_start = time.perf_counter()
     run = _setup(task, preset, Path(data_dir), Path(out_dir), epochs=epochs, max_minutes=max_minutes, seed=seed,
                  device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
-                 compile=compile, eval_every=eval_every, eval_subset=eval_subset)
+                 compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command)
     run.model.train()
     with _StopRequest() as stop:
         while run.progress.epoch < run.epochs:
@@ -212,7 +214,7 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
-           accumulate, compile, eval_every, eval_subset) -> _Run:
+           accumulate, compile, eval_every, eval_subset, command) -> _Run:
     """Validate the options, load the data and build (or restore) the model and optimizer."""
     world = distributed.world_from_environment()
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -229,6 +231,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         epochs = epochs or state["options"]["epochs"]
         max_minutes = max_minutes if max_minutes is not None else state["options"]["max_minutes"]
         eval_every = eval_every or state["options"].get("eval_every")
+        command = state["options"].get("command")  # the command that started the run
     epochs = epochs or preset.epochs
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
@@ -274,7 +277,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
 
     options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
                "device": str(torch_device), "data": str(data_dir), "processes": world.size,
-               "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset}
+               "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
+               "command": command}
     if world.is_main:
         write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
         tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "

@@ -17,15 +17,16 @@ class PixelRN(nn.Module):
 
     def __init__(self, num_answers: int, question_dim: int, conv_channels: Sequence[int] = (24, 24, 24, 24),
                  g_widths: Sequence[int] = (256,) * 4, f_widths: Sequence[int] = (256, 256), dropout: float = 0.5,
-                 aggregation: str = "sum", conv_order: str = "bn-relu"):
+                 aggregation: str = "sum", conv_order: str = "bn-relu", invert: bool = False):
         super().__init__()
+        self.invert = invert
         self.encoder = ConvObjects(3, conv_channels, order=conv_order)
         self.rn = RelationNetwork(self.encoder.object_dim, num_answers, question_dim, g_widths, f_widths, dropout,
                                   aggregation)
 
     def forward(self, images: torch.Tensor, question: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
         """``images`` [I, H, W, 3] uint8; question q asks about image ``image_index[q]`` (default: image q)."""
-        objects = self.encoder(image_to_float(images))
+        objects = self.encoder(image_to_float(images, self.invert))
         return self.rn(objects if image_index is None else objects[image_index], question)
 
 
@@ -45,15 +46,17 @@ class CNNMLP(nn.Module):
     """The paper's baseline: the same CNN, its flattened feature map and the question into an MLP."""
 
     def __init__(self, num_answers: int, question_dim: int, image_size: int, conv_channels: Sequence[int] = (24, 24, 24, 24),
-                 widths: Sequence[int] = (256,) * 4, dropout: float = 0.5, conv_order: str = "bn-relu"):
+                 widths: Sequence[int] = (256,) * 4, dropout: float = 0.5, conv_order: str = "bn-relu",
+                 invert: bool = False):
         super().__init__()
+        self.invert = invert
         self.convs = conv_stack(3, conv_channels, order=conv_order)
         with torch.no_grad():
             flat_dim = self.convs(torch.zeros(1, 3, image_size, image_size)).numel()
         self.mlp = mlp(flat_dim + question_dim, widths, out_dim=num_answers, dropout=dropout)
 
     def forward(self, images: torch.Tensor, question: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
-        features = self.convs(image_to_float(images)).flatten(1)
+        features = self.convs(image_to_float(images, self.invert)).flatten(1)
         if image_index is not None:
             features = features[image_index]
         return self.mlp(torch.cat([features, question], dim=1))

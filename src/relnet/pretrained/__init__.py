@@ -1,0 +1,79 @@
+"""Trained models that ship inside the package, loadable by name without training.
+
+Each model is two files in this folder: ``NAME.safetensors`` (the weights: a format that holds
+tensors only and cannot execute code) and ``NAME.json``, its card: the preset it was trained with,
+the sizes its model builder needs, the exact command, the data seed, the commit and the measured
+metrics. ``relnet export RUN --name NAME`` writes both from a run directory.
+
+    from relnet import pretrained
+    model, card = pretrained.load("sort-of-clevr-pixels")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from relnet.errors import ConfigError
+from relnet.io import atomic_write, write_json
+
+FOLDER = Path(__file__).resolve().parent
+PREFIX = "pretrained:"
+
+
+def names() -> list[str]:
+    """The shipped models, by name."""
+    return sorted(path.stem for path in FOLDER.glob("*.safetensors") if path.with_suffix(".json").exists())
+
+
+def card(name: str) -> dict:
+    """The card of a shipped model (preset, info, command, data seed, commit, metrics)."""
+    path = FOLDER / f"{name}.json"
+    if name not in names():
+        shipped = ", ".join(names()) or "none"
+        raise ConfigError(f"no pretrained model {name!r}: expected one of {shipped}")
+    return json.loads(path.read_text())
+
+
+def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A shipped model, built from its card's preset and loaded with its weights, in eval mode;
+    returns (model, card)."""
+    from relnet.tasks import get_task
+    from relnet.train.preset import Preset
+
+    model_card = card(name)
+    preset = Preset(**model_card["preset"])
+    model = get_task(preset.task).build_model(preset, model_card["info"])
+    weights = load_file(FOLDER / f"{name}.safetensors")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ConfigError(f"{FOLDER / (name + '.safetensors')}: weights do not fit preset {preset.name!r}: "
+                          f"{str(error).splitlines()[0]}") from None
+    return model.to(device).eval(), model_card
+
+
+def export(state: dict, metrics: dict, name: str, folder: Path, command: str, commit: str) -> list[Path]:
+    """Write ``folder/NAME.safetensors`` and ``folder/NAME.json`` from a training checkpoint's
+    ``state`` and its run's final ``metrics``."""
+    folder = Path(folder)
+    weights = {key: tensor.contiguous() for key, tensor in state["model"].items()}
+    weights_path, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
+    # save_file writes to a path; write it beside the target and rename, as everywhere else.
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = folder / f".{name}.safetensors.tmp"
+    save_file(weights, str(scratch))
+    atomic_write(weights_path, lambda file: file.write(scratch.read_bytes()))
+    scratch.unlink()
+    write_json(card_path, {
+        "name": name, "preset": state["preset"], "info": state["info"], "command": command,
+        "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
+        "device": state["options"]["device"], "precision": state["options"]["precision"], "commit": commit,
+        "parameters": sum(tensor.numel() for tensor in weights.values()),
+        "metrics": {key: metrics[key] for key in ("split", "questions", "overall", "by_kind", "by_subtype",
+                                                  "questions_seen", "train_seconds", "epochs") if key in metrics},
+    })
+    return [weights_path, card_path]
