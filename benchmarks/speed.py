@@ -1,7 +1,11 @@
 """Training speed of relnet's RN against a plain reference RN of the same size, side by side.
 
-    python benchmarks/speed.py                 # ~3 min on 2 CPU cores; add --device cuda on a GPU
+    python benchmarks/speed.py                 # ~5 min on 2 CPU cores; add --device cuda on a GPU
     python benchmarks/speed.py --smoke         # seconds: checks the script runs (batch 4, one step)
+
+Each configuration (reference and relnet, fp32 and bf16 autocast) runs --rounds times, the rounds
+interleaved, and the median and range of its samples/s are reported: one pass is not enough on a
+shared machine. The CPU's model and bf16 instructions are printed with the results.
 
 The model is the Sort-of-CLEVR pixel RN of the most used public implementation: 4 conv layers of
 24 kernels (75x75 images -> 5x5 = 25 objects), g 4x256, f 256-256, batch 64, Adam. The
@@ -18,8 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import platform
 import resource
+import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -133,34 +141,61 @@ def _rate(work, flops: int, device: torch.device, precision: str, repeats: int) 
     return flops * repeats / (time.perf_counter() - start)
 
 
+def cpu_description() -> str:
+    """The CPU's model name and the bf16 matrix instructions PyTorch sees on it."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    features = torch._C._cpu._get_cpu_capability()
+    isa = [name for name in ("avx512_bf16", "amx_bf16") if isinstance(features, dict) and features.get(name)]
+    return (f"{model}, {os.cpu_count()} cores, PyTorch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+            f"bf16 matrix instructions: {', '.join(isa) or 'none'}")
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per configuration")
-    parser.add_argument("--smoke", action="store_true", help="two steps each, to check the script runs")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per configuration and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
+    parser.add_argument("--smoke", action="store_true", help="one step each, to check the script runs")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    steps, repeats, batch = (1, 1, 4) if args.smoke else (args.steps, 10, BATCH)
+    steps, repeats, batch, rounds = (1, 1, 4, 1) if args.smoke else (args.steps, 10, BATCH, args.rounds)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
+    print(cpu_description() if device.type == "cpu" else torch.cuda.get_device_name(device))
 
-    results = {"device": str(device), "training": {}, "g": {}}
-    configurations = [("reference", "fp32"), ("relnet", "fp32"), ("relnet", "bf16")]
-    print(f"\n{'model':<12}{'precision':<11}{'samples/s':>11}{'peak MB':>10}{'vs reference':>14}")
+    configurations = [("reference", "fp32"), ("reference", "bf16"), ("relnet", "fp32"), ("relnet", "bf16")]
+    samples = {f"{name}-{precision}": [] for name, precision in configurations}
+    memory = {}
+    # Rounds interleave the configurations, so a slow spell of a shared machine touches them all.
+    for _ in range(rounds):
+        for name, precision in configurations:
+            result = in_own_process(name, args.device, precision, steps, batch)
+            samples[f"{name}-{precision}"].append(result["samples_per_second"])
+            memory[f"{name}-{precision}"] = result["peak_memory_mb"]
+    results = {"device": str(device), "cpu": cpu_description() if device.type == "cpu" else None, "rounds": rounds,
+               "training": {key: {"samples_per_second": values, "median": statistics.median(values),
+                                  "peak_memory_mb": memory[key]} for key, values in samples.items()}, "g": {}}
+    print(f"\n{'model':<12}{'precision':<11}{'samples/s: median (min-max)':>30}{'peak MB':>10}{'vs reference':>14}")
     for name, precision in configurations:
-        result = in_own_process(name, args.device, precision, steps, batch)
-        results["training"][f"{name}-{precision}"] = result
-        ratio = result["samples_per_second"] / results["training"]["reference-fp32"]["samples_per_second"]
-        print(f"{name:<12}{precision:<11}{result['samples_per_second']:>11.1f}{result['peak_memory_mb']:>10.0f}"
-              f"{ratio:>13.2f}x")
+        key = f"{name}-{precision}"
+        ratio = results["training"][key]["median"] / results["training"][f"reference-{precision}"]["median"]
+        print(f"{name:<12}{precision:<11}{spread(samples[key]):>30}{memory[key]:>10.0f}{ratio:>13.2f}x")
 
-    print(f"\n{'precision':<11}{'g pair layers GFLOP/s':>22}{'matmul peak GFLOP/s':>21}{'fraction':>10}")
+    print(f"\n{'precision':<11}{'g pair layers GFLOP/s':>26}{'matmul peak GFLOP/s':>26}{'fraction':>10}")
     for precision in ("fp32", "bf16"):
-        achieved = g_pair_flops(device, precision, repeats, batch)
-        peak = matmul_peak(device, precision, repeats, batch)
-        results["g"][precision] = {"achieved_gflops": achieved / 1e9, "matmul_peak_gflops": peak / 1e9}
-        print(f"{precision:<11}{achieved / 1e9:>22.1f}{peak / 1e9:>21.1f}{achieved / peak:>10.0%}")
+        achieved, peak = [], []
+        for _ in range(rounds):
+            achieved.append(g_pair_flops(device, precision, repeats, batch) / 1e9)
+            peak.append(matmul_peak(device, precision, repeats, batch) / 1e9)
+        fraction = statistics.median(achieved) / statistics.median(peak)
+        results["g"][precision] = {"achieved_gflops": achieved, "matmul_peak_gflops": peak, "fraction": fraction}
+        print(f"{precision:<11}{spread(achieved):>26}{spread(peak):>26}{fraction:>10.0%}")
     if args.json:
         with open(args.json, "w") as file:
             json.dump(results, file, indent=2)

@@ -9,7 +9,7 @@ import pytest
 from relnet.cli import main
 
 COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["data", "clevr-gen"],
-            ["data", "clevr"], ["data", "clevr-verify"], ["train"], ["eval"], ["predict"], ["presets"]]
+            ["data", "clevr"], ["data", "clevr-verify"], ["train"], ["eval"], ["predict"], ["export"], ["presets"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "relnet")
@@ -56,6 +56,14 @@ def test_data_refuses_to_overwrite(tmp_path, capsys):
     (["train", "--preset", "sort-of-clevr-state", "--data", "{missing}", "--out", "{run}"], "train.npz: no such file"),
     (["eval", "{run}", "--data", "D"], "no checkpoint"),
     (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--precision", "fp8"], "unknown precision"),
+    (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--set", "lr"], "expected KEY=VALUE"),
+    (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--set", "lrate=1"], "unknown key 'lrate'"),
+    (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--set", "schedule=linear"],
+     "unknown schedule 'linear'"),
+    (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--set", "lr=1", "--resume"],
+     "--set cannot be combined with --resume"),
+    (["eval", "pretrained:no-such-model", "--data", "D"], "no pretrained model 'no-such-model'"),
+    (["export", "{run}", "--name", "x"], "no checkpoint"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     args = [a.format(missing=tmp_path / "missing", run=tmp_path / "run") for a in args]

@@ -1,0 +1,82 @@
+"""Pretrained models: export from a run, load by name, evaluate from the CLI; and the accuracy of
+every model that ships, on freshly generated data of a seed no model was trained on."""
+
+import json
+
+import pytest
+import torch
+
+from relnet import pretrained
+from relnet.cli import main
+from relnet.tasks import get_task
+from relnet.tasks.sort_of_clevr.data import write_dataset
+from relnet.train import evaluate
+from relnet.train.preset import Preset
+
+FRESH_SEED = 20261126  # the shipped models trained on seed 0's data
+# name -> the accuracy each question kind must reach on fresh data (the acceptance targets)
+SHIPPED = {
+    "sort-of-clevr-pixels": {"non_relational": 0.99, "binary": 0.95},
+    "sort-of-clevr-state": {"non_relational": 0.99, "binary": 0.95},
+}
+
+
+def test_export_load_and_eval_round_trip(tiny_sort_of_clevr, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pretrained, "FOLDER", tmp_path / "shipped")
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", str(run),
+                 "--epochs", "1", "--no-progress", "--precision", "fp32"]) == 0
+    assert main(["export", str(run), "--name", "tiny", "--commit", "abc123"]) == 0
+    assert pretrained.names() == ["tiny"]
+    card = pretrained.card("tiny")
+    assert card["preset"]["name"] == "sort-of-clevr-state" and card["commit"] == "abc123" and card["data_seed"] == 0
+    assert card["command"].startswith("relnet train --preset sort-of-clevr-state --data")
+    # The weights file holds tensors only: safetensors' header is a length and JSON.
+    raw = (tmp_path / "shipped" / "tiny.safetensors").read_bytes()
+    assert raw[8:9] == b"{"
+    capsys.readouterr()
+    assert main(["eval", "pretrained:tiny", "--data", str(tiny_sort_of_clevr), "--json", "--no-progress",
+                 "--precision", "fp32"]) == 0
+    from_pretrained = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(run), "--data", str(tiny_sort_of_clevr), "--json", "--no-progress",
+                 "--precision", "fp32"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"] == from_pretrained["overall"]
+    answers = tmp_path / "answers.txt"
+    assert main(["predict", "pretrained:tiny", "--data", str(tiny_sort_of_clevr), "--out", str(answers),
+                 "--no-progress"]) == 0
+    assert len(answers.read_text().splitlines()) == from_pretrained["questions"]
+    assert main(["presets"]) == 0 and "pretrained:tiny" in capsys.readouterr().out
+
+
+def test_the_shipped_models_are_small():
+    files = [path for path in pretrained.FOLDER.iterdir() if path.suffix in (".safetensors", ".json")]
+    assert sum(path.stat().st_size for path in files) < 10 * 2**20
+    assert set(SHIPPED) <= set(pretrained.names())
+
+
+@pytest.fixture(scope="module")
+def fresh_sort_of_clevr(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fresh")
+    # 260 test images: 5,200 questions of the paper's two kinds (7,800 with ternary).
+    write_dataset(out, train_images=1, test_images=260, seed=FRESH_SEED, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_accuracy_on_fresh_data(name, fresh_sort_of_clevr):
+    model, card = pretrained.load(name)
+    preset = Preset(**card["preset"])
+    task = get_task(preset.task)
+    split = task.load(fresh_sort_of_clevr, "test", preset, card["info"])
+    metrics = evaluate(task, model, split, 1024, torch.device("cpu"), "fp32", progress=False)
+    assert metrics["questions"] >= 5000
+    for kind, target in SHIPPED[name].items():
+        assert metrics["by_kind"][kind] >= target, (name, kind, metrics["by_kind"])
+
+
+def test_card_describes_its_run():
+    for name in pretrained.names():
+        card = pretrained.card(name)
+        assert {"preset", "info", "command", "data_seed", "commit", "metrics"} <= set(card)
+        assert card["command"].startswith(f"relnet train --preset {card['preset']['name']}")
+

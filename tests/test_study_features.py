@@ -1,0 +1,106 @@
+"""Training features behind the sample-efficiency study: preset overrides, the constant schedule,
+evaluations on a fixed subset every N examples, grouped batches, precision auto."""
+
+import json
+
+import pytest
+import torch
+
+from relnet.errors import ConfigError
+from relnet.nn import conv_stack, image_to_float
+from relnet.tasks import get_preset, get_task
+from relnet.tasks.sort_of_clevr.models import PixelRN
+from relnet.train import loop, train
+from relnet.train.loop import learning_rate, resolve_precision
+
+
+def test_overrides_reach_fields_and_model_entries():
+    preset = get_preset("sort-of-clevr-pixels").with_overrides(
+        ["lr=1e-4", "model.g_widths=[256,256]", "model.conv_order=bn-relu", "data.questions_per_image=4"])
+    assert preset.lr == 1e-4 and preset.model["g_widths"] == [256, 256] and preset.model["conv_order"] == "bn-relu"
+    assert preset.data == {**get_preset("sort-of-clevr-pixels").data, "questions_per_image": 4}
+    assert get_preset("sort-of-clevr-pixels").lr != 1e-4  # the registered preset is untouched
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        preset.with_overrides(["model"])
+
+
+def test_constant_schedule_warms_up_then_holds():
+    preset = get_preset("sort-of-clevr-pixels").with_overrides(["lr=1.0", "warmup_steps=10", "schedule=constant"])
+    rates = [learning_rate(preset, step, 100, 0.0, None) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9:] == [1.0] * 91
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_precision_auto_follows_native_bf16(monkeypatch, native, expected):
+    monkeypatch.setattr(loop, "native_bf16_cpu", lambda: native)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_eval_every_adds_subset_evaluations(tiny_sort_of_clevr, tmp_path):
+    preset = get_preset("sort-of-clevr-state").with_overrides(["batch_size=8"])
+    out = tmp_path / "run"
+    metrics = train(get_task(preset.task), preset, tiny_sort_of_clevr, out, epochs=2, eval_every=16, eval_subset=50,
+                    progress=False, precision="fp32", command="relnet train ...")
+    history = json.loads((out / "history.json").read_text())
+    subset = [entry for entry in history if entry["subset"]]
+    full = [entry for entry in history if not entry["subset"]]
+    assert len(full) == 2 and len(subset) >= 4
+    assert all(entry["eval"]["questions"] == 50 for entry in subset)
+    assert all(entry["eval"]["questions"] == 180 for entry in full)
+    seen = [entry["questions_seen"] for entry in history]
+    assert seen == sorted(seen) and seen[-1] == metrics["questions_seen"] == metrics["steps"] * 8
+    config = json.loads((out / "config.json").read_text())
+    assert config["options"]["command"] == "relnet train ..." and config["options"]["eval_every"] == 16
+    assert all(len(row) == 3 for row in torch.load(out / "checkpoint.pt", weights_only=True)["loss_log"])
+
+
+def test_resume_keeps_the_preset_it_started_with(tiny_sort_of_clevr, tmp_path):
+    task = get_task("sort-of-clevr")
+    changed = get_preset("sort-of-clevr-state").with_overrides(["model.g_widths=[32,32]"])
+    train(task, changed, tiny_sort_of_clevr, tmp_path / "run", epochs=1, progress=False, precision="fp32")
+    # Resumed with the registered preset (as the CLI does), the run goes on with its own 32-wide g.
+    metrics = train(task, get_preset("sort-of-clevr-state"), tiny_sort_of_clevr, tmp_path / "run", epochs=2,
+                    resume=True, progress=False, precision="fp32")
+    assert metrics["epochs"] == 2
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["preset"]["model"]["g_widths"] == [32, 32]
+
+
+def test_grouped_epoch_order(tiny_sort_of_clevr):
+    preset = get_preset("sort-of-clevr-pixels").with_overrides(["data.questions_per_image=4"])
+    split = get_task("sort-of-clevr").load(tiny_sort_of_clevr, "train", preset)
+    order = split.epoch_order(seed=1, epoch=0, batch_size=8)
+    assert sorted(order.tolist()) == list(range(len(split)))
+    assert torch.equal(order, split.epoch_order(seed=1, epoch=0, batch_size=8))
+    assert not torch.equal(order, split.epoch_order(seed=1, epoch=1, batch_size=8))
+    # 20 questions per image of the paper's kinds: groups of 4 about one image each.
+    images = split.tensors["image"][order].view(-1, 4)
+    assert (images == images[:, :1]).all()
+    inputs, _ = split.batch(order[:8])
+    assert len(inputs["images"]) == 2 and sorted(inputs["image_index"].tolist()) == [0] * 4 + [1] * 4
+
+
+def test_shared_images_give_the_same_answers_as_repeated_images():
+    torch.manual_seed(0)
+    model = PixelRN(11, 18, g_widths=[16, 16], f_widths=[16], conv_order="relu-bn").eval()
+    images = torch.randint(0, 256, (3, 75, 75, 3), dtype=torch.uint8)
+    index = torch.tensor([2, 0, 2, 1])
+    question = torch.randn(4, 18)
+    torch.testing.assert_close(model(images, question, index), model(images[index], question))
+
+
+def test_conv_orders_and_inversion():
+    assert [type(layer).__name__ for layer in conv_stack(3, [8], order="relu-bn")] == ["Conv2d", "ReLU", "BatchNorm2d"]
+    assert [type(layer).__name__ for layer in conv_stack(3, [8])] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    with pytest.raises(ValueError, match="conv order"):
+        conv_stack(3, [8], order="bn")
+    white = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
+    assert image_to_float(white).eq(1).all() and image_to_float(white, invert=True).eq(0).all()
+
+
+def test_subset_shares_the_image_table(tiny_sort_of_clevr):
+    split = get_task("sort-of-clevr").load(tiny_sort_of_clevr, "test", get_preset("sort-of-clevr-pixels"))
+    part = split.subset(torch.tensor([0, 5, 7]))
+    assert len(part) == 3 and part.tensors["scene"] is split.tensors["scene"]
+    assert part.tensors["answer"].tolist() == split.tensors["answer"][[0, 5, 7]].tolist()
