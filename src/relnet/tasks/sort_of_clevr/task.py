@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from relnet.errors import ConfigError
 from relnet.tasks.base import Split, Task
 from relnet.tasks.sort_of_clevr.data import load_split
-from relnet.tasks.sort_of_clevr.generate import COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES
+from relnet.tasks.sort_of_clevr.generate import ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES
 from relnet.tasks.sort_of_clevr.models import CNNMLP, PixelRN, StateMLP, StateRN
 from relnet.train.preset import Preset
 
@@ -191,6 +191,9 @@ class SortOfClevr(Task):
                 by_subtype[key] = hits[3 * k + s].item() / max(subtype_counts[key], 1)
         return {"split": split.name, "questions": len(correct), "overall": correct.mean().item(),
                 "by_kind": by_kind, "by_subtype": by_subtype, "subtype_counts": subtype_counts}
+
+    def answer_names(self, info: dict) -> list[str]:
+        return list(ANSWERS)
 
     def format_metrics(self, metrics: dict) -> str:
         lines = [f"Sort-of-CLEVR, {metrics['split']} split: {metrics['questions']:,} questions",
