@@ -26,6 +26,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -61,17 +62,24 @@ class ReferenceRN(nn.Module):
         return self.f(self.g(pairs).sum(1))
 
 
-def build(name: str) -> nn.Module:
+def build(name: str, baseline_src: str | None = None) -> nn.Module:
     if name == "reference":
         return ReferenceRN()
+    if name == "baseline":
+        # Another checkout's relnet (e.g. a git worktree of an earlier commit), imported in this process only.
+        for module in [module for module in sys.modules if module == "relnet" or module.startswith("relnet.")]:
+            del sys.modules[module]
+        sys.path.insert(0, str(Path(baseline_src) / "src"))
+        from relnet.tasks.sort_of_clevr.models import PixelRN as BaselinePixelRN
+        return BaselinePixelRN(ANSWERS, QUESTION_DIM, g_widths=[WIDTH] * 4, f_widths=[WIDTH, WIDTH], dropout=0.5)
     return PixelRN(ANSWERS, QUESTION_DIM, g_widths=[WIDTH] * 4, f_widths=[WIDTH, WIDTH], dropout=0.5)
 
 
-def measure_training(name: str, device: str, precision: str, steps: int, batch: int, queue) -> None:
+def measure_training(name: str, device: str, precision: str, steps: int, batch: int, baseline_src, queue) -> None:
     """Samples/s of full training steps (forward, backward, Adam), in a process of its own."""
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = build(name).to(dev)
+    model = build(name, baseline_src).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     images = torch.randint(0, 256, (batch, IMAGE, IMAGE, 3), dtype=torch.uint8, device=dev)
     question = torch.randn(batch, QUESTION_DIM, device=dev)
@@ -163,6 +171,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
     parser.add_argument("--smoke", action="store_true", help="one step each, to check the script runs")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--baseline-src", metavar="DIR",
+                        help="also time the relnet of another checkout (e.g. `git worktree add DIR REV`) in bf16")
     args = parser.parse_args()
     steps, repeats, batch, rounds = (1, 1, 4, 1) if args.smoke else (args.steps, 10, BATCH, args.rounds)
     device = torch.device(args.device)
@@ -170,12 +180,14 @@ def main() -> None:
     print(cpu_description() if device.type == "cpu" else torch.cuda.get_device_name(device))
 
     configurations = [("reference", "fp32"), ("reference", "bf16"), ("relnet", "fp32"), ("relnet", "bf16")]
+    if args.baseline_src:
+        configurations.insert(3, ("baseline", "bf16"))
     samples = {f"{name}-{precision}": [] for name, precision in configurations}
     memory = {}
     # Rounds interleave the configurations, so a slow spell of a shared machine touches them all.
     for _ in range(rounds):
         for name, precision in configurations:
-            result = in_own_process(name, args.device, precision, steps, batch)
+            result = in_own_process(name, args.device, precision, steps, batch, args.baseline_src)
             samples[f"{name}-{precision}"].append(result["samples_per_second"])
             memory[f"{name}-{precision}"] = result["peak_memory_mb"]
     results = {"device": str(device), "cpu": cpu_description() if device.type == "cpu" else None, "rounds": rounds,

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 from matplotlib import pyplot as plt  # noqa: E402
 
-SMOOTHING = 0.9  # weight of the past in the exponential moving average of the logged values
+SMOOTHING = 0.7  # weight of the past in the exponential moving average of the logged values
 
 
 def smoothed(values: list[float], weight: float = SMOOTHING) -> list[float]:
