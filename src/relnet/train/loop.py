@@ -217,35 +217,19 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
            accumulate, compile, eval_every, eval_subset, command) -> _Run:
     """Validate the options, load the data and build (or restore) the model and optimizer."""
     world = distributed.world_from_environment()
-    checkpoint_path = out_dir / "checkpoint.pt"
-    state = None
-    if checkpoint_path.exists():
-        if not resume:
-            raise ConfigError(f"{out_dir}: already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
-        state = load_checkpoint(checkpoint_path)
-        stored = Preset(**state["preset"])
-        if stored.name != preset.name:
-            raise ConfigError(f"{checkpoint_path}: checkpoint is of preset {stored.name!r}, not {preset.name!r}")
-        preset = stored
-        seed = state["options"]["seed"]
-        epochs = epochs or state["options"]["epochs"]
-        max_minutes = max_minutes if max_minutes is not None else state["options"]["max_minutes"]
-        eval_every = eval_every or state["options"].get("eval_every")
-        command = state["options"].get("command")  # the command that started the run
+    state = _checkpoint_to_resume(out_dir, preset, resume)
+    if state:  # a resumed run keeps its preset, seed and recording options; budgets may be given anew
+        preset, stored = Preset(**state["preset"]), state["options"]
+        seed, command = stored["seed"], stored.get("command")
+        epochs = epochs or stored["epochs"]
+        max_minutes = max_minutes if max_minutes is not None else stored["max_minutes"]
+        eval_every = eval_every or stored.get("eval_every")
     epochs = epochs or preset.epochs
-    if epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
-    if max_minutes is not None and max_minutes <= 0:
-        raise ConfigError(f"--max-minutes must be positive, got {max_minutes}")
-    if eval_every is not None and eval_every < 1:
-        raise ConfigError(f"--eval-every must be a positive number of examples, got {eval_every}")
-    if accumulate < 1 or preset.batch_size % (world.size * accumulate):
-        raise ConfigError(f"the batch of {preset.batch_size} (preset {preset.name!r}) does not split into "
-                          f"{world.size} process(es) x {accumulate} accumulation step(s)")
+    _check_options(preset, world, epochs, max_minutes, eval_every, accumulate)
     torch_device = resolve_device(device)
     if torch_device.type == "cuda" and world.size > 1:
         torch_device = torch.device("cuda", world.local_rank)
-    precision = resolve_precision(precision, torch_device)
+    requested_precision, precision = precision, resolve_precision(precision, torch_device)
     if torch_device.type == "cuda":
         torch.set_float32_matmul_precision("high")
     distributed.start(world, torch_device)
@@ -254,22 +238,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     train_split = task.load(data_dir, "train", preset, state["info"] if state else None).to(torch_device)
     info = train_split.info()
     eval_split = task.load(data_dir, task.eval_split, preset, info).to(torch_device)
-
-    torch.manual_seed(seed)
-    model = task.build_model(preset, info).to(torch_device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
-    run_progress, history, loss_log = _Progress(), [], []
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        run_progress = _Progress(**state["progress"])
-        history, loss_log = state["history"], state["loss_log"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if torch_device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
-    if world.size > 1:
-        # Dropout masks differ between processes; a single process keeps the seed's stream.
-        torch.manual_seed(seed * 1_000_003 + run_progress.step * 101 + world.rank)
+    model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world)
     # DDP copies rank 0's weights to every process when it wraps the model.
     step_model = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
     if compile:
@@ -282,21 +251,66 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     if world.is_main:
         write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
         tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "
-                   f"precision {precision}" + (" (auto)" if precision != "fp32" and torch_device.type == "cpu"
-                                               and native_bf16_cpu() else ""))
+                   f"precision {precision} (--precision {requested_precision})")
     batch_size = min(preset.batch_size, len(train_split))
     share = batch_size // world.size
     subset = None
-    if eval_every:
-        subset = eval_split.subset(torch.randperm(len(eval_split), generator=torch.Generator().manual_seed(0))
-                                   [:eval_subset].sort().values.to(torch_device))
+    if eval_every:  # the same examples at every evaluation and in every run: comparable curves
+        chosen = torch.randperm(len(eval_split), generator=torch.Generator().manual_seed(0))[:eval_subset]
+        subset = eval_split.subset(chosen.sort().values.to(torch_device))
     return _Run(task=task, preset=preset, world=world, device=torch_device, precision=precision, out_dir=out_dir,
                 options=options, info=info, train_split=train_split, eval_split=eval_split, eval_subset=subset,
-                model=model, step_model=step_model, optimizer=optimizer, progress=run_progress, history=history,
-                loss_log=loss_log, batch_size=batch_size, share=share, micro_batch=max(share // accumulate, 1),
+                model=model, step_model=step_model, optimizer=optimizer, progress=run_progress,
+                history=state["history"] if state else [], loss_log=state["loss_log"] if state else [],
+                batch_size=batch_size, share=share, micro_batch=max(share // accumulate, 1),
                 steps_per_epoch=len(train_split) // batch_size, budget=max_minutes * 60 if max_minutes else None,
                 eval_every_steps=max(1, round(eval_every / batch_size)) if eval_every else None,
                 show_progress=progress and world.is_main)
+
+
+def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict | None:
+    """The checkpoint in ``out_dir`` when resuming; an error if there is one and we are not."""
+    path = out_dir / "checkpoint.pt"
+    if not path.exists():
+        return None
+    if not resume:
+        raise ConfigError(f"{out_dir}: already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
+    state = load_checkpoint(path)
+    if state["preset"]["name"] != preset.name:
+        raise ConfigError(f"{path}: checkpoint is of preset {state['preset']['name']!r}, not {preset.name!r}")
+    return state
+
+
+def _check_options(preset: Preset, world: distributed.World, epochs: int, max_minutes: float | None,
+                   eval_every: int | None, accumulate: int) -> None:
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    if max_minutes is not None and max_minutes <= 0:
+        raise ConfigError(f"--max-minutes must be positive, got {max_minutes}")
+    if eval_every is not None and eval_every < 1:
+        raise ConfigError(f"--eval-every must be a positive number of examples, got {eval_every}")
+    if accumulate < 1 or preset.batch_size % (world.size * accumulate):
+        raise ConfigError(f"the batch of {preset.batch_size} (preset {preset.name!r}) does not split into "
+                          f"{world.size} process(es) x {accumulate} accumulation step(s)")
+
+
+def _build_model(task, preset, info, device, state, seed, world):
+    """The model and optimizer, fresh from ``seed`` or restored from ``state``, and the run's progress."""
+    torch.manual_seed(seed)
+    model = task.build_model(preset, info).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+    run_progress = _Progress()
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        run_progress = _Progress(**state["progress"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+    if world.size > 1:
+        # Dropout masks differ between processes; a single process keeps the seed's stream.
+        torch.manual_seed(seed * 1_000_003 + run_progress.step * 101 + world.rank)
+    return model, optimizer, run_progress
 
 
 def _step(run: _Run, mine: torch.Tensor) -> torch.Tensor:
