@@ -223,10 +223,15 @@ def cmd_export(args) -> int:
 
     run = Path(args.run)
     state = load_checkpoint(run / "checkpoint.pt")
-    metrics_path = run / "metrics.json"
-    if not metrics_path.exists():
-        raise ConfigError(f"{metrics_path}: no such file; export a run that has finished training")
-    metrics = {**json.loads(metrics_path.read_text()), "data_seed": args.data_seed}
+    # The checkpoint's weights are those of its last full evaluation when it was written at an
+    # epoch's end (or at the end of training); a checkpoint written mid-epoch is refused.
+    full = [entry for entry in state["history"] if not entry.get("subset")]
+    if not full or full[-1]["step"] != state["progress"]["step"]:
+        raise ConfigError(f"{run / 'checkpoint.pt'}: its weights have no full evaluation (written mid-epoch); "
+                          f"export a run that finished, or the checkpoint written at the end of an epoch")
+    last = full[-1]
+    metrics = {**last["eval"], "questions_seen": last["questions_seen"], "train_seconds": round(last["train_seconds"], 1),
+               "epochs": last["epoch"], "data_seed": args.data_seed}
     command = state["options"].get("command") or f"relnet train --preset {state['preset']['name']} ..."
     commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                            cwd=Path(__file__).parent).stdout.strip() or "unknown"

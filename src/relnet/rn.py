@@ -60,8 +60,7 @@ class RelationFunction(nn.Module):
 
     def pairs(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Relation vectors of the pairs (rows of left) x (all of right): [B, n, N, out]."""
-        # In place: the [B, n, N, H] sum is a fresh tensor that nothing else reads, so no second copy.
-        first_layer = (left.unsqueeze(2) + right.unsqueeze(1)).relu_()
+        first_layer = torch.relu(left.unsqueeze(2) + right.unsqueeze(1))
         return self.rest(first_layer)
 
 

@@ -11,8 +11,7 @@ def mlp(in_dim: int, widths: Sequence[int], out_dim: int | None = None, dropout:
     """Linear+ReLU for each width; then, if ``out_dim`` is given, dropout and a linear output layer."""
     layers: list[nn.Module] = []
     for width in widths:
-        # In place on the linear layer's fresh output (its backward needs only its input): one copy less.
-        layers += [nn.Linear(in_dim, width), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
         in_dim = width
     if out_dim is not None:
         if dropout:
