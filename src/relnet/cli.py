@@ -198,6 +198,7 @@ def _load_run(args):
 
 
 def cmd_eval(args) -> int:
+    from relnet import pretrained
     from relnet.io import write_json
     from relnet.train.loop import predict
 
@@ -206,7 +207,7 @@ def cmd_eval(args) -> int:
     metrics = {**task.metrics(split, predictions), "preset": preset.name, "model": args.run}
     print(json.dumps(metrics, indent=2) if args.json else task.format_metrics(metrics))
     # A run directory gets the metrics and pictures; a pretrained model has no directory of its own.
-    out_dir = Path(args.out) if args.out else None if args.run.startswith("pretrained:") else Path(args.run)
+    out_dir = Path(args.out) if args.out else None if args.run.startswith(pretrained.PREFIX) else Path(args.run)
     if out_dir is not None:
         out = out_dir / f"eval_{args.split}.json"
         write_json(out, metrics)
