@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from relnet.errors import ConfigError
 from relnet.io import atomic_write, write_json
@@ -31,11 +31,10 @@ def names() -> list[str]:
 
 def card(name: str) -> dict:
     """The card of a shipped model (preset, info, command, data seed, commit, metrics)."""
-    path = FOLDER / f"{name}.json"
     if name not in names():
         shipped = ", ".join(names()) or "none"
         raise ConfigError(f"no pretrained model {name!r}: expected one of {shipped}")
-    return json.loads(path.read_text())
+    return json.loads((FOLDER / f"{name}.json").read_text())
 
 
 def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -58,16 +57,11 @@ def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module
 
 def export(state: dict, metrics: dict, name: str, folder: Path, command: str, commit: str) -> list[Path]:
     """Write ``folder/NAME.safetensors`` and ``folder/NAME.json`` from a training checkpoint's
-    ``state`` and its run's final ``metrics``."""
+    ``state`` and the ``metrics`` of its weights (the checkpoint's last full evaluation)."""
     folder = Path(folder)
     weights = {key: tensor.contiguous() for key, tensor in state["model"].items()}
     weights_path, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
-    # save_file writes to a path; write it beside the target and rename, as everywhere else.
-    folder.mkdir(parents=True, exist_ok=True)
-    scratch = folder / f".{name}.safetensors.tmp"
-    save_file(weights, str(scratch))
-    atomic_write(weights_path, lambda file: file.write(scratch.read_bytes()))
-    scratch.unlink()
+    atomic_write(weights_path, lambda file: file.write(save(weights)))
     write_json(card_path, {
         "name": name, "preset": state["preset"], "info": state["info"], "command": command,
         "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
