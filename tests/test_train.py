@@ -119,22 +119,31 @@ def test_accumulated_micro_batches_follow_the_same_curve(tiny_sort_of_clevr, tmp
         run(preset, tiny_sort_of_clevr, tmp_path / "bad", accumulate=5)
 
 
-def test_two_process_torchrun_matches_one_process(tiny_sort_of_clevr, tmp_path):
-    """gloo on CPU: each process takes half of every batch; the loss curve is the 1-process one."""
+def torchrun(processes, preset, data, out):
     import subprocess
     import sys
 
-    preset = get_preset("sort-of-clevr-state")  # no batch norm, no dropout: the curves can agree exactly
-    run(preset, tiny_sort_of_clevr, tmp_path / "one", epochs=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "relnet.cli", "train", "--preset", preset.name, "--data", str(tiny_sort_of_clevr),
-                             "--out", str(tmp_path / "two"), "--epochs", "3", "--no-progress", "--precision", "fp32"],
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                             str(processes), "-m", "relnet.cli", "train", "--preset", preset.name, "--data", str(data),
+                             "--out", str(out), "--epochs", "3", "--no-progress", "--precision", "fp32"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_torchrun_matches_a_plain_run(tiny_sort_of_clevr, tmp_path, processes):
+    """gloo on CPU: each process takes its share of every batch; the loss curve is the plain run's.
+    One process launched by torchrun still joins a process group (the path NCCL takes on a GPU)."""
+    preset = get_preset("sort-of-clevr-state")  # no batch norm, no dropout: the curves can agree exactly
+    run(preset, tiny_sort_of_clevr, tmp_path / "one", epochs=3)
+    result = torchrun(processes, preset, tiny_sort_of_clevr, tmp_path / "two")
     assert result.stdout.count("overall") == 1  # rank 0 alone reports
     one, two = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("one", "two"))
     assert [row[1] for row in two["loss_log"]] == pytest.approx([row[1] for row in one["loss_log"]], rel=1e-5)
-    assert json.loads((tmp_path / "two" / "config.json").read_text())["options"]["processes"] == 2
+    options = json.loads((tmp_path / "two" / "config.json").read_text())["options"]
+    assert options["processes"] == processes and options["backend"] == "gloo"
+    assert json.loads((tmp_path / "one" / "config.json").read_text())["options"]["backend"] is None
     for name, weights in one["model"].items():
         torch.testing.assert_close(two["model"][name], weights, rtol=1e-4, atol=1e-6)

@@ -1,6 +1,7 @@
 """Training on several processes with ``torchrun``: process-group set-up and the few collective
 operations the training loop needs. A plain (non-torchrun) run is a world of one process and
-every helper here is then a no-op."""
+every helper here is then a no-op. A run that torchrun launched joins the process group even
+with one process, so `torchrun --nproc_per_node 1` exercises the NCCL (or gloo) path end to end."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun: collectives go through the process group
 
     @property
     def is_main(self) -> bool:
@@ -28,7 +30,7 @@ class World:
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """Element-wise sum over processes (a copy; the input is left as it is)."""
         values = values.clone()
-        if self.size > 1:
+        if self.launched:
             dist.all_reduce(values)
         return values
 
@@ -38,37 +40,43 @@ class World:
 
     def any_each(self, flags: list[bool], device: torch.device) -> list[bool]:
         """`any` of several flags in one collective operation (for decisions taken every step)."""
-        if self.size == 1:
+        if not self.launched:
             return list(flags)
         return [bool(total) for total in self.sum(torch.tensor([float(flag) for flag in flags], device=device)).tolist()]
 
     def broadcast(self, value):
         """Rank 0's value of a small picklable object (metrics), on every process."""
-        if self.size == 1:
+        if not self.launched:
             return value
         holder = [value]
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
     def barrier(self) -> None:
-        if self.size > 1:
+        if self.launched:
             dist.barrier()
 
 
 def world_from_environment() -> World:
     """The world torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK), else one process."""
+    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")))
+    return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")), launched)
 
 
 def start(world: World, device: torch.device) -> None:
     """Join the process group: NCCL between GPUs, gloo between CPU processes."""
-    if world.size > 1 and not dist.is_initialized():
+    if world.launched and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT_TIMEOUT)
 
 
+def backend(world: World) -> str | None:
+    """The process group's backend ("nccl", "gloo"), None outside torchrun."""
+    return dist.get_backend() if world.launched and dist.is_initialized() else None
+
+
 def stop(world: World) -> None:
-    if world.size > 1 and dist.is_initialized():
+    if world.launched and dist.is_initialized():
         dist.destroy_process_group()

@@ -227,7 +227,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     epochs = epochs or preset.epochs
     _check_options(preset, world, epochs, max_minutes, eval_every, accumulate)
     torch_device = resolve_device(device)
-    if torch_device.type == "cuda" and world.size > 1:
+    if torch_device.type == "cuda" and world.launched:
         torch_device = torch.device("cuda", world.local_rank)
     requested_precision, precision = precision, resolve_precision(precision, torch_device)
     if torch_device.type == "cuda":
@@ -240,13 +240,13 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     eval_split = task.load(data_dir, task.eval_split, preset, info).to(torch_device)
     model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world)
     # DDP copies rank 0's weights to every process when it wraps the model.
-    step_model = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
+    step_model = torch.nn.parallel.DistributedDataParallel(model) if world.launched else model
     if compile:
         step_model = torch.compile(step_model)
 
     options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
                "device": str(torch_device), "data": str(data_dir), "processes": world.size,
-               "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
+               "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
                "command": command}
     if world.is_main:
         write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
@@ -325,7 +325,7 @@ def _step(run: _Run, mine: torch.Tensor) -> torch.Tensor:
         inputs, targets = run.train_split.batch(index)
         last = first + run.micro_batch >= run.share
         # Gradients are averaged across processes once per step, on the last micro-batch.
-        sync = contextlib.nullcontext() if last or run.world.size == 1 else run.step_model.no_sync()
+        sync = contextlib.nullcontext() if last or not run.world.launched else run.step_model.no_sync()
         with sync:
             with autocast(run.device, run.precision):
                 outputs = run.step_model(**inputs)
