@@ -38,3 +38,65 @@ def train_presets(budgets: dict[str, float], presets: list[str], data: Path, out
             run(["eval", str(run_dir), "--data", str(data), "--no-progress"])
         summary[preset] = json.loads((run_dir / "metrics.json").read_text())
     return summary
+
+
+def write_small_datasets(root: Path, clevr_images: int = 16, workers: int = 1, seed: int = 0) -> dict[str, Path]:
+    """A few examples of every benchmark's data, written by relnet's own generators (bAbI, whose
+    files cannot be generated, gets synthetic stories in the official format), for checks and
+    throughput measurements that need the real loaders' shapes but not real accuracy. Returns
+    each task's data directory."""
+    from relnet.tasks.clevr.data import prepare
+    from relnet.tasks.clevr.generate import GeneratorOptions, generate
+    from relnet.tasks.physics.data import write_dataset as write_physics
+    from relnet.tasks.sort_of_clevr.data import write_dataset as write_sort_of_clevr
+
+    root = Path(root)
+    write_sort_of_clevr(root / "sort-of-clevr", train_images=12, test_images=6, seed=seed, progress=False)
+    write_physics(root / "physics", train_scenes=64, test_scenes=16, seed=seed, progress=False)
+    write_synthetic_babi(root / "babi", seed)
+    for split, images in (("train", clevr_images), ("val", max(clevr_images // 2, 1))):
+        generate(root / "clevr-raw", GeneratorOptions(images=images, questions_per_image=5, split=split, seed=seed),
+                 workers=workers, progress=False)
+    prepare(root / "clevr-raw", root / "clevr", workers=workers, progress=False)
+    return {"sort-of-clevr": root / "sort-of-clevr", "babi": root / "babi", "physics-connections": root / "physics",
+            "physics-count": root / "physics", "clevr": root / "clevr"}
+
+
+def write_synthetic_babi(directory: Path, seed: int = 0, stories: int = 6, statements: int = 24) -> None:
+    """bAbI-format train and valid files for all 20 tasks: stories of ``statements`` sentences of 4
+    to 10 words, a question after each, so that batches have the shapes of real bAbI batches (the
+    20 most recent sentences)."""
+    import random
+
+    from relnet.tasks.babi.data import TASK_NAMES
+
+    names, places = ["mary", "john", "sandra", "daniel"], ["kitchen", "garden", "office", "hallway", "bathroom"]
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for task in TASK_NAMES:
+        for split in ("train", "valid"):
+            lines = []
+            for _ in range(stories):
+                for number in range(1, statements + 1):
+                    padding = " ".join(rng.choice(["then", "quickly", "later"]) for _ in range(rng.randint(0, 6)))
+                    lines.append(f"{number} {rng.choice(names).title()} {padding} went to the {rng.choice(places)}.")
+                person = rng.choice(names)
+                lines.append(f"{statements + 1} Where is {person.title()}?\t{rng.choice(places)}\t1")
+            (directory / f"qa{task}_{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def preset_batch(preset, data_dir: Path, batch_size: int, device, seed: int = 0):
+    """``(task, model, inputs, targets)``: the preset's model on ``device`` and one batch of
+    ``batch_size`` examples drawn (with replacement) from the train split in ``data_dir``, built by
+    the task's own loader, so its shapes are those of real training batches."""
+    import torch
+
+    from relnet.tasks import get_task
+
+    task = get_task(preset.task)
+    split = task.load(Path(data_dir), "train", preset).to(device)
+    torch.manual_seed(seed)
+    model = task.build_model(preset, split.info()).to(device)
+    index = torch.randint(len(split), (batch_size,), generator=torch.Generator().manual_seed(seed))
+    inputs, targets = split.batch(index.to(device))
+    return task, model, inputs, targets

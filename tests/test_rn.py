@@ -140,6 +140,7 @@ def test_errors_are_clear():
         rn(torch.randn(4, 3), torch.randn(4, 2))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu():
     rn = make_rn().float()
