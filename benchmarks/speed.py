@@ -76,7 +76,13 @@ def build(name: str, baseline_src: str | None = None) -> nn.Module:
 
 
 def measure_training(name: str, device: str, precision: str, steps: int, batch: int, baseline_src, queue) -> None:
-    """Samples/s of full training steps (forward, backward, Adam), in a process of its own."""
+    """`training_rate` in a process of its own, its result put on ``queue``."""
+    queue.put(training_rate(name, device, precision, steps, batch, baseline_src))
+
+
+def training_rate(name: str, device: str, precision: str, steps: int, batch: int, baseline_src=None) -> dict:
+    """Samples/s and peak memory of full training steps (forward, backward, Adam). On CPU the peak
+    is the process's maximum resident set: run it in a fresh process for a figure of its own."""
     torch.manual_seed(0)
     dev = torch.device(device)
     model = build(name, baseline_src).to(dev)
@@ -105,7 +111,7 @@ def measure_training(name: str, device: str, precision: str, steps: int, batch: 
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    queue.put({"samples_per_second": batch * steps / seconds, "peak_memory_mb": peak / 2**20})
+    return {"samples_per_second": batch * steps / seconds, "peak_memory_mb": peak / 2**20}
 
 
 def in_own_process(*args) -> dict:
@@ -118,22 +124,22 @@ def in_own_process(*args) -> dict:
     return result
 
 
-def g_pair_flops(device: torch.device, precision: str, repeats: int, batch: int) -> float:
-    """Achieved FLOP/s of g's three pair layers (256x256) over a batch of 64 x 625 pairs, forward and
-    backward (the backward pass costs two matmuls per layer)."""
+def g_pair_flops(device: torch.device, precision: str, repeats: int, batch: int, pairs: int = 625) -> float:
+    """Achieved FLOP/s of g's three pair layers (256x256) over a batch of ``batch`` x ``pairs``
+    pairs (Sort-of-CLEVR: 625), forward and backward (the backward pass costs two matmuls per layer)."""
     layers = mlp(WIDTH, [WIDTH] * 3).to(device)
-    pairs = torch.randn(batch * 625, WIDTH, device=device, requires_grad=True)
-    return _rate(lambda: layers(pairs).sum().backward(), 3 * 3 * 2 * batch * 625 * WIDTH * WIDTH, device,
+    rows = torch.randn(batch * pairs, WIDTH, device=device, requires_grad=True)
+    return _rate(lambda: layers(rows).sum().backward(), 3 * 3 * 2 * batch * pairs * WIDTH * WIDTH, device,
                  precision, repeats)
 
 
-def matmul_peak(device: torch.device, precision: str, repeats: int, batch: int) -> float:
+def matmul_peak(device: torch.device, precision: str, repeats: int, batch: int, pairs: int = 625) -> float:
     """FLOP/s of one plain matmul of g's shape, its operands already in the precision: the ceiling
     for g's layers."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a = torch.randn(batch * 625, WIDTH, device=device, dtype=dtype)
+    a = torch.randn(batch * pairs, WIDTH, device=device, dtype=dtype)
     b = torch.randn(WIDTH, WIDTH, device=device, dtype=dtype)
-    return _rate(lambda: a @ b, 2 * batch * 625 * WIDTH * WIDTH, device, "fp32", repeats)
+    return _rate(lambda: a @ b, 2 * batch * pairs * WIDTH * WIDTH, device, "fp32", repeats)
 
 
 def _rate(work, flops: int, device: torch.device, precision: str, repeats: int) -> float:

@@ -49,3 +49,61 @@ def test_clevr_benchmark_smoke(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["runs"]) == {"clevr-state"} and summary["render_images_per_second_one_process"] > 0
     assert "Compare Numbers" in result.stdout
+
+
+def test_gpu_script_smoke_runs_every_stage(tmp_path):
+    """benchmarks/gpu.py at tiny sizes on this machine: every stage runs, so the GPU run cannot fail on a typo."""
+    from relnet.tasks import PRESETS
+
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu.py"), "--smoke", "--out", str(tmp_path),
+                             "--workers", "2"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    stages = report["stages"]
+    assert list(stages) == ["environment", "tests", "throughput", "reference", "torchrun", "sort-of-clevr", "clevr"]
+    assert all(entry["status"] == "ok" for entry in stages.values()), {k: v["status"] for k, v in stages.items()}
+    assert stages["environment"]["result"]["torch"]
+    assert stages["tests"]["result"]["counts"].get("skipped", 0) + stages["tests"]["result"]["counts"].get("passed", 0) > 0
+    rows = stages["throughput"]["result"]["configurations"]
+    assert {(row["preset"], row["precision"]) for row in rows if not row["compile"]} == \
+        {(name, precision) for name in PRESETS for precision in ("fp32", "bf16")}
+    assert any(row["compile"] for row in rows)
+    assert all(row["samples_per_second"] > 0 for row in rows), [row for row in rows if "error" in row]
+    reference = stages["reference"]["result"]
+    assert reference["training"]["relnet-bf16"]["vs_reference"] > 0
+    assert all(row["g_tflops"] > 0 and row["matmul_tflops"] > 0 for row in reference["g_bf16"].values())
+    assert stages["torchrun"]["result"]["backend"] == "gloo"
+    soc = stages["sort-of-clevr"]["result"]
+    assert soc["curve"] and set(soc["time_to_accuracy"]) == {"non_relational >= 90%", "non_relational >= 99%",
+                                                            "binary >= 90%", "binary >= 95%"}
+    assert stages["clevr"]["result"]["final"]["questions_seen"] > 0
+    assert "samples/s" in result.stdout and (tmp_path / "logs" / "clevr.log").stat().st_size > 0
+
+
+def test_gpu_script_reports_a_failing_stage_and_stops_an_overrunning_one(tmp_path):
+    import argparse
+    import time
+
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the failing stage is --device cuda on a machine without one")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu.py"), "--out", str(tmp_path / "fail"), "--device",
+                             "cuda", "--stages", "environment", "--total-seconds", "60"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "not ok: environment" in result.stdout
+    entry = json.loads((tmp_path / "fail" / "gpu.json").read_text())["stages"]["environment"]
+    assert entry["status"].startswith("failed") and "Error" in entry["log_tail"]
+
+    sys.path.insert(0, str(BENCHMARKS))
+    import gpu
+
+    out = tmp_path / "slow"
+    for folder in ("logs", "stages", "runs"):
+        (out / folder).mkdir(parents=True)
+    args = argparse.Namespace(out=str(out), device="cpu", workers=1, smoke=True)
+    start = time.perf_counter()
+    entry = gpu.launch("clevr", args, seconds=3.0)  # rendering and training take longer than 3 s
+    assert entry["status"] == "stopped at its limit of 3 s"
+    assert time.perf_counter() - start < 25
