@@ -18,9 +18,10 @@ or overruns is reported and skipped; its partial figures are kept):
     sort-of-clevr  data generated there, `sort-of-clevr-pixels` trained: table and time to accuracy
     clevr          `relnet data clevr-gen --workers N`, cached, `clevr-pixels` trained for the time left
 
-Writes DIR/gpu.json (every figure), DIR/logs/STAGE.log and the runs, and prints a summary. The
-stages' limits add up to --total-seconds (default 470): a stage that ends early leaves its time
-to the next. It needs only what relnet needs (PyTorch, NumPy, Pillow, matplotlib, tqdm,
+Writes DIR/gpu.json (every figure), DIR/logs/STAGE.log and DIR/runs/ (checkpoints, curves),
+the generated data under --work (default DIR/work), and prints a summary. The stages' limits add
+up to --total-seconds (default 470); time a stage leaves unused goes to the last one (CLEVR
+training). It needs only what relnet needs (PyTorch, NumPy, Pillow, matplotlib, tqdm,
 safetensors) and pytest; no network. Run it from the repository root, relnet installed
 (`pip install --no-deps -e .`) or not (it puts src/ on the path of every process it starts).
 """
@@ -66,7 +67,8 @@ class Context:
     """What a stage gets: where to write, what to run on, and its time limit."""
 
     name: str
-    out: Path
+    out: Path  # figures, logs and runs
+    work: Path  # generated data
     device: str
     smoke: bool
     seconds: float
@@ -145,7 +147,7 @@ def throughput(ctx: Context) -> dict:
     from common import write_small_datasets
     from relnet.tasks import PRESETS
 
-    data = write_small_datasets(ctx.out / "small-data", clevr_images=4 if ctx.smoke else 32, workers=ctx.workers)
+    data = write_small_datasets(ctx.work / "small-data", clevr_images=4 if ctx.smoke else 32, workers=ctx.workers)
     names = PRIORITY + sorted(set(PRESETS) - set(PRIORITY))
     plan = [(name, False, precision) for precision in ("fp32", "bf16") for name in names]
     if ctx.smoke:
@@ -264,7 +266,7 @@ def torchrun(ctx: Context) -> dict:
     """One process launched by torchrun trains a short preset: it joins a process group (NCCL on a GPU)."""
     from relnet.tasks.sort_of_clevr.data import write_dataset
 
-    data, run = ctx.out / "torchrun-data", ctx.out / "runs" / "torchrun"
+    data, run = ctx.work / "torchrun-data", ctx.out / "runs" / "torchrun"
     write_dataset(data, train_images=12 if ctx.smoke else 1000, test_images=6 if ctx.smoke else 200, progress=False)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m",
                "relnet.cli", "train", "--preset", "sort-of-clevr-state", "--data", str(data), "--out", str(run),
@@ -279,22 +281,19 @@ def torchrun(ctx: Context) -> dict:
 
 def sort_of_clevr(ctx: Context) -> dict:
     """Generate Sort-of-CLEVR, train the pixel RN for the stage's time, report time to accuracy."""
-    data, run = ctx.out / "sort-of-clevr-data", ctx.out / "runs" / "sort-of-clevr-pixels"
+    data, run = ctx.work / "sort-of-clevr-data", ctx.out / "runs" / "sort-of-clevr-pixels"
     start = time.perf_counter()
     relnet(["data", "sort-of-clevr", "--out", str(data), "--no-progress"]
            + (["--train-images", "12", "--test-images", "6"] if ctx.smoke else []))
     data_seconds = time.perf_counter() - start
     # The budget counts training steps only: evaluations and start-up need the margin.
-    budget = ["--epochs", "1", "--eval-every", "128"] if ctx.smoke else \
-        ["--max-minutes", f"{max(ctx.left() - 35, 10) / 60:.2f}", "--eval-every", "100000"]
-    relnet(["train", "--preset", "sort-of-clevr-pixels", "--data", str(data), "--out", str(run), "--device",
-            ctx.device, "--no-progress", *budget], seconds=max(ctx.left() - 2, 5))
-    return {"data_seconds": round(data_seconds, 1), **training_summary(run, "by_kind", TARGETS)}
+    finished = train_in_time_left(ctx, "sort-of-clevr-pixels", data, run, "128" if ctx.smoke else "100000")
+    return {"data_seconds": round(data_seconds, 1), **training_summary(run, finished, "by_kind", TARGETS)}
 
 
 def clevr(ctx: Context) -> dict:
     """Render CLEVR-style data with every core, cache it, train `clevr-pixels` for the time left."""
-    raw, cache, run = ctx.out / "clevr-raw", ctx.out / "clevr-cache", ctx.out / "runs" / "clevr-pixels"
+    raw, cache, run = ctx.work / "clevr-raw", ctx.work / "clevr-cache", ctx.out / "runs" / "clevr-pixels"
     images = {"train": 8, "val": 4} if ctx.smoke else {"train": 2500, "val": 400}
     start = time.perf_counter()
     for split, count in images.items():
@@ -304,24 +303,37 @@ def clevr(ctx: Context) -> dict:
     relnet(["data", "clevr", "--clevr-dir", str(raw), "--out", str(cache), "--workers", str(ctx.workers),
             "--no-progress"])
     data_seconds = time.perf_counter() - start
-    budget = ["--epochs", "1"] if ctx.smoke else \
-        ["--max-minutes", f"{max(ctx.left() - 30, 10) / 60:.2f}", "--eval-every", "5000"]
-    relnet(["train", "--preset", "clevr-pixels", "--data", str(cache), "--out", str(run), "--device", ctx.device,
-            "--no-progress", *budget], seconds=max(ctx.left() - 2, 5))
+    finished = train_in_time_left(ctx, "clevr-pixels", cache, run, "40" if ctx.smoke else "5000")
     return {"images": images, "render_images_per_second": round(sum(images.values()) / render_seconds, 1),
-            "data_seconds": round(data_seconds, 1), **training_summary(run, "by_category")}
+            "data_seconds": round(data_seconds, 1), **training_summary(run, finished, "by_category")}
 
 
-def training_summary(run: Path, group: str, targets: dict[str, tuple[float, ...]] | None = None) -> dict:
-    """A run's final metrics, its evaluations against examples seen, and when each target was first met."""
-    metrics = json.loads((run / "metrics.json").read_text())
+def train_in_time_left(ctx: Context, preset: str, data: Path, run: Path, eval_every: str) -> bool:
+    """Train ``preset`` for most of the stage's time left (start-up and evaluations need the rest;
+    the budget counts training steps only). Returns False when the run had to be stopped before
+    its final evaluation: its evaluations so far are in its history."""
+    budget = ["--epochs", "1"] if ctx.smoke else ["--max-minutes", f"{max(0.75 * (ctx.left() - 20), 10) / 60:.2f}"]
+    try:
+        relnet(["train", "--preset", preset, "--data", str(data), "--out", str(run), "--device", ctx.device,
+                "--no-progress", "--eval-every", eval_every, *budget], seconds=max(ctx.left() - 3, 5))
+        return True
+    except subprocess.TimeoutExpired:
+        print(f"{preset}: stopped at the stage's limit; reporting its evaluations so far", flush=True)
+        return False
+
+
+def training_summary(run: Path, finished: bool, group: str, targets: dict[str, tuple[float, ...]] | None = None) -> dict:
+    """A run's last evaluation, its evaluations against examples seen, and when each target was first met."""
     history = json.loads((run / "history.json").read_text())
     curve = [{"questions_seen": entry["questions_seen"], "train_seconds": round(entry["train_seconds"], 1),
               "train_loss": round(entry["train_loss"], 4), "overall": round(entry["eval"]["overall"], 4),
+              "eval_examples": entry["eval_examples"],
               **{key: round(value, 4) for key, value in entry["eval"].get(group, {}).items()}} for entry in history]
-    summary = {"final": {key: metrics[key] for key in ("overall", group, "questions_seen", "train_seconds",
-                                                        "train_samples_per_second", "precision", "device")},
-               "curve": curve}
+    last = curve[-1]
+    options = json.loads((run / "config.json").read_text())["options"]
+    summary = {"finished": finished, "final": {**last, "train_samples_per_second": round(
+        last["questions_seen"] / last["train_seconds"], 1) if last["train_seconds"] else None,
+        "precision": options["precision"], "device": options["device"]}, "curve": curve}
     if targets:
         summary["time_to_accuracy"] = {}
         for kind, thresholds in targets.items():
@@ -341,7 +353,7 @@ STAGE_FUNCTIONS = {"environment": environment, "tests": tests, "throughput": thr
 
 def run_stage(args) -> None:
     """Inside a stage's own process: run it and write its result."""
-    ctx = Context(args.stage, Path(args.out), args.device, args.smoke, args.seconds, args.workers)
+    ctx = Context(args.stage, Path(args.out), Path(args.work), args.device, args.smoke, args.seconds, args.workers)
     ctx.save(STAGE_FUNCTIONS[args.stage](ctx))
 
 
@@ -349,7 +361,8 @@ def launch(stage: str, args, seconds: float) -> dict:
     """Run one stage in a new process group, stopped (with every process it started) at its limit."""
     out = Path(args.out)
     log = out / "logs" / f"{stage}.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--out", str(out), "--device",
+    command = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--out", str(out), "--work", args.work,
+               "--device",
                args.device, "--seconds", f"{seconds:.1f}", "--workers", str(args.workers)] + (["--smoke"] if args.smoke else [])
     start = time.perf_counter()
     with open(log, "w") as file:
@@ -450,6 +463,7 @@ def print_summary(report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="directory for gpu.json, logs and runs")
+    parser.add_argument("--work", help="directory for the generated data (default: OUT/work)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on whatever device, to check every stage runs")
     parser.add_argument("--device", help="cuda (default when available) or cpu")
     parser.add_argument("--total-seconds", type=float, default=470.0,
@@ -463,12 +477,15 @@ def main() -> None:
     if args.device is None:
         import torch
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.work = args.work or str(Path(args.out) / "work")
     if args.stage:
         run_stage(args)
         return
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--out {out}: exists and is not a directory")
+    if (out / "gpu.json").exists():
+        raise SystemExit(f"--out {out}: already holds a GPU run (gpu.json); choose another directory")
     report = orchestrate(args)
     failed = [name for name, entry in report["stages"].items() if entry["status"] != "ok"]
     print(f"\nwrote {out / 'gpu.json'}" + (f"; not ok: {', '.join(failed)}" if failed else ""))

@@ -102,7 +102,7 @@ def test_gpu_script_reports_a_failing_stage_and_stops_an_overrunning_one(tmp_pat
     out = tmp_path / "slow"
     for folder in ("logs", "stages", "runs"):
         (out / folder).mkdir(parents=True)
-    args = argparse.Namespace(out=str(out), device="cpu", workers=1, smoke=True)
+    args = argparse.Namespace(out=str(out), work=str(tmp_path / "work"), device="cpu", workers=1, smoke=True)
     start = time.perf_counter()
     entry = gpu.launch("clevr", args, seconds=3.0)  # rendering and training take longer than 3 s
     assert entry["status"] == "stopped at its limit of 3 s"
