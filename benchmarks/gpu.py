@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "src"))  # this script's own folder (common, speed) is on the path already
 
 # Throughput: the presets people train most come first, so a short stage measures them.
 PRIORITY = ["clevr-pixels", "sort-of-clevr-pixels", "clevr-state", "babi", "physics-connections", "physics-count",
@@ -101,6 +101,8 @@ def relnet(args: list[str], seconds: float | None = None) -> None:
 def environment(ctx: Context) -> dict:
     import torch
 
+    from speed import cpu_description
+
     info = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
             "cuda_available": torch.cuda.is_available(), "cpu_cores": os.cpu_count(), "device": ctx.device,
             "commit": _commit()}
@@ -109,10 +111,7 @@ def environment(ctx: Context) -> dict:
         info.update(gpu=properties.name, gpu_memory_gb=round(properties.total_memory / 2**30, 1),
                     compute_capability=f"{properties.major}.{properties.minor}", gpus=torch.cuda.device_count(),
                     bf16_supported=torch.cuda.is_bf16_supported())
-    else:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from speed import cpu_description
-        info["cpu"] = cpu_description()
+    info["cpu"] = cpu_description()
     for key, value in info.items():
         print(f"{key:<20}{value}")
     return info
@@ -143,10 +142,11 @@ def throughput(ctx: Context) -> dict:
     """Samples/s and peak GPU memory of training steps of every preset, one configuration at a time."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import write_small_datasets
     from relnet.tasks import PRESETS
 
+    if ctx.device == "cuda":
+        torch.set_float32_matmul_precision("high")  # fp32 as `relnet train` runs it on CUDA: TF32 matmuls
     data = write_small_datasets(ctx.work / "small-data", clevr_images=4 if ctx.smoke else 32, workers=ctx.workers)
     names = PRIORITY + sorted(set(PRESETS) - set(PRIORITY))
     plan = [(name, False, precision) for precision in ("fp32", "bf16") for name in names]
@@ -229,7 +229,6 @@ def reference(ctx: Context) -> dict:
 
     import torch
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import speed
 
     batch, steps, repeats, rounds = (4, 1, 1, 1) if ctx.smoke else (speed.BATCH, 30, 20, 2)
