@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from relnet.cli import main
-from relnet.errors import DataError
+from relnet.errors import ConfigError, DataError
 from relnet.nn.text import SequenceEncoder
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.babi import summarize
@@ -129,6 +129,28 @@ def test_bucketed_epoch_order_is_a_reproducible_permutation(tiny_babi):
     batches = split.tensors["story_lengths"][split.epoch_order(0, 0, 10)].view(10, 10)
     assert (batches.max(1).values - batches.min(1).values).sum() <= 6
     split.tensors["story_lengths"] = lengths
+
+
+def test_oversampled_tasks_get_their_factor_of_the_steps(tiny_babi):
+    preset = preset_for([1, 8])
+    preset = type(preset)(**{**preset.to_dict(), "data": {**preset.data, "oversample": {"8": 3}}})
+    split = get_task("babi").load(tiny_babi, "train", preset)
+    split.tensors["tasks"] = torch.tensor([1] * 300 + [8] * 100)  # a larger split: 3 of task 1 per task 8
+    split.tensors["story_lengths"] = torch.ones(400, dtype=torch.long)
+    seen = torch.cat([split.epoch_order(seed=0, epoch=epoch, batch_size=4) for epoch in range(20)])
+    share = (split.tensors["tasks"][seen] == 8).double().mean().item()
+    assert len(seen) == 20 * 400 and share == pytest.approx(0.5, abs=0.03)  # 300 of 600 in the pool
+    assert torch.equal(split.epoch_order(1, 2, 4), split.epoch_order(1, 2, 4))
+    assert get_task("babi").load(tiny_babi, "valid", preset).oversample == {}
+
+
+@pytest.mark.parametrize("oversample, message", [({"5": 2}, "not one of the tasks"), ({"8": 0}, "whole number"),
+                                                 ({"8": 1.5}, "whole number"), ([8], "must map tasks")])
+def test_bad_oversampling_is_refused(tiny_babi, oversample, message):
+    preset = preset_for([1, 8])
+    preset = type(preset)(**{**preset.to_dict(), "data": {**preset.data, "oversample": oversample}})
+    with pytest.raises(ConfigError, match=message):
+        get_task("babi").load(tiny_babi, "train", preset)
 
 
 def test_sequence_encoder_returns_the_state_after_the_last_real_token():

@@ -24,10 +24,11 @@ class BabiSplit(Split):
 
     shared = ("sentences", "sentence_lengths")
 
-    def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict):
+    def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict, oversample: dict[int, int] | None = None):
         self.name = name
         self.tensors = tensors
         self._info = info
+        self.oversample = oversample or {}  # task -> how many times as often its questions are drawn
 
     def __len__(self) -> int:
         return len(self.tensors["answers"])
@@ -49,7 +50,8 @@ class BabiSplit(Split):
         """Shuffled, then bucketed: within pools of 50 batches, examples are sorted by story length
         so that each batch pads little (an RN's cost grows with the square of the story length);
         the batches are then shuffled."""
-        order = super().epoch_order(seed, epoch, batch_size)
+        order = super().epoch_order(seed, epoch, batch_size) if not self.oversample else \
+            self._oversampled_order(seed, epoch)
         pool = 50 * batch_size
         lengths = self.tensors["story_lengths"].cpu()[order]
         for start in range(0, len(order), pool):
@@ -59,6 +61,16 @@ class BabiSplit(Split):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
         batches = order[:full * batch_size].view(full, batch_size)[torch.randperm(full, generator=generator)]
         return torch.cat([batches.flatten(), order[full * batch_size:]])
+
+    def _oversampled_order(self, seed: int, epoch: int) -> torch.Tensor:
+        """An epoch of the usual length drawn from a pool where each question of an oversampled task
+        appears ``factor`` times: those tasks get ``factor`` times their share of the steps (hard
+        tasks that learn late get there sooner), the others a little less."""
+        tasks = self.tensors["tasks"].cpu()
+        every = torch.arange(len(tasks))
+        pool = torch.cat([every] + [every[tasks == task].repeat(factor - 1) for task, factor in self.oversample.items()])
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 2)
+        return pool[torch.randperm(len(pool), generator=generator)[:len(tasks)]]
 
     def eval_order(self) -> torch.Tensor:
         return torch.argsort(self.tensors["story_lengths"].cpu(), stable=True)
@@ -93,6 +105,7 @@ class Babi(Task):
         if unknown or not tasks:
             raise ConfigError(f"preset {preset.name!r}: bAbI tasks {unknown or tasks} are not among 1 to 20")
         max_story = int(preset.data.get("max_story", MAX_STORY))
+        oversample = self._oversample(preset, tasks)
         examples = read_tasks(Path(data_dir), split, tasks, max_story)
         if info is None:  # vocabularies always come from the training files
             train_examples = examples if split == "train" else read_tasks(Path(data_dir), "train", tasks, max_story)
@@ -101,7 +114,24 @@ class Babi(Task):
         if unknown_counts["words"] or unknown_counts["answers"]:
             print(f"warning: bAbI {split} split of {data_dir}: {unknown_counts['words']} words mapped to <unk>, "
                   f"{unknown_counts['answers']} answers never seen in training (counted as wrong)", file=sys.stderr)
-        return BabiSplit(split, tensors, info)
+        return BabiSplit(split, tensors, info, oversample if split == "train" else None)
+
+    @staticmethod
+    def _oversample(preset: Preset, tasks: list[int]) -> dict[int, int]:
+        """``data.oversample`` ({"19": 4, ...}): validated task -> whole factor >= 1."""
+        given = preset.data.get("oversample") or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"preset {preset.name!r}: data.oversample must map tasks to factors, e.g. {{\"19\": 4}}; "
+                              f"got {given!r}")
+        oversample = {}
+        for task, factor in given.items():
+            if not str(task).isascii() or not str(task).isdigit() or int(task) not in tasks:
+                raise ConfigError(f"preset {preset.name!r}: data.oversample names task {task!r}, not one of the tasks trained")
+            if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+                raise ConfigError(f"preset {preset.name!r}: data.oversample factor of task {task} must be a whole number "
+                                  f">= 1, got {factor!r}")
+            oversample[int(task)] = factor
+        return oversample
 
     @staticmethod
     def vocabulary_info(examples, tasks: list[int], max_story: int) -> dict:
