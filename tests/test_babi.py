@@ -203,6 +203,11 @@ def test_cli_trains_and_evaluates_on_valid(tiny_babi, tmp_path, capsys, monkeypa
     assert json.loads(capsys.readouterr().out)["by_task"] == metrics["by_task"]
     assert main(["eval", str(run), "--data", str(tiny_babi), "--split", "test", "--no-progress"]) == 2
     assert "no test file for bAbI task 1" in capsys.readouterr().err
+    answers = tmp_path / "answers.txt"
+    assert main(["predict", str(run), "--data", str(tiny_babi), "--split", "valid", "--out", str(answers),
+                 "--no-progress"]) == 0
+    lines = answers.read_text().splitlines()
+    assert len(lines) == 4 and set(lines) <= {"bathroom", "hallway", "office", "football,apple"}
 
 
 def test_data_command_counts_questions(tiny_babi, capsys):

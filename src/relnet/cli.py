@@ -264,9 +264,12 @@ def cmd_presets(args) -> int:
         print(f"{name:<26}{preset.description}")
     print("\npretrained models (relnet eval pretrained:NAME --data DIR):")
     for name in pretrained.names():
-        card = pretrained.card(name)
-        kinds = ", ".join(f"{kind} {100 * value:.2f}%" for kind, value in card["metrics"].get("by_kind", {}).items())
-        print(f"  pretrained:{name:<24}{card['preset']['name']}; {card['metrics']['split']} split: {kinds}")
+        metrics = pretrained.card(name)["metrics"]
+        summary = ", ".join(f"{kind} {100 * value:.2f}%" for kind, value in metrics.get("by_kind", {}).items()) \
+            or f"{100 * metrics['overall']:.2f}%"
+        if "tasks_passed" in metrics:
+            summary += f", {metrics['tasks_passed']}/{len(metrics['by_task'])} tasks passed"
+        print(f"  pretrained:{name:<24}{pretrained.card(name)['preset']['name']}; {metrics['split']} split: {summary}")
     return 0
 
 

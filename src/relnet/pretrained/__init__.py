@@ -67,7 +67,7 @@ def export(state: dict, metrics: dict, name: str, folder: Path, command: str, co
         "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
         "device": state["options"]["device"], "precision": state["options"]["precision"], "commit": commit,
         "parameters": sum(tensor.numel() for tensor in weights.values()),
-        "metrics": {key: metrics[key] for key in ("split", "questions", "overall", "by_kind", "by_subtype",
-                                                  "questions_seen", "train_seconds", "epochs") if key in metrics},
+        # Every task's summary figures (accuracies by kind, by task, by count...); no per-example lists.
+        "metrics": {key: value for key, value in metrics.items() if key != "data_seed" and not isinstance(value, list)},
     })
     return [weights_path, card_path]

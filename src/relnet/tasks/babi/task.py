@@ -139,6 +139,9 @@ class Babi(Task):
         return {**vocabularies, "num_words": len(vocabularies["words"]), "num_answers": len(vocabularies["answers"]),
                 "tasks": tasks, "max_story": max_story}
 
+    def answer_names(self, info: dict) -> list[str]:
+        return list(info["answers"])
+
     def build_model(self, preset: Preset, info: dict):
         return TextRN(info["num_words"], info["num_answers"], info["max_story"], **preset.model)
 
