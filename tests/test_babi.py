@@ -251,3 +251,23 @@ def test_benchmark_script_smoke(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())["en-valid-10k"]
     assert summary["borrowed_train_tasks"] == [3] and len(summary["by_task"]) == 20
     assert (tmp_path / "en-valid-10k-data" / "qa3_train.txt").resolve() == (SHARED / "en-valid" / "qa3_train.txt").resolve()
+
+
+def test_path_finding_moves_are_scored_separately(tmp_path, monkeypatch):
+    import relnet.tasks
+
+    story = ("1 The office is east of the hallway.\n2 The kitchen is north of the office.\n"
+             "3 How do you go from the kitchen to the hallway?\ts,w\t2 1\n"
+             "4 How do you go from the hallway to the kitchen?\te,n\t1 2\n")
+    data = write_tasks(tmp_path / "data", "train", {19: story})
+    write_tasks(data, "valid", {19: story})
+    monkeypatch.setitem(relnet.tasks.PRESETS, "babi", preset_for([19]))
+    assert main(["train", "--preset", "babi", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--no-progress", "--precision", "fp32"]) == 0
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from babi_path_finding import move_accuracy
+
+    scores = move_accuracy(tmp_path / "run", data)
+    assert scores["questions"] == 2
+    assert all(0 <= scores[key] <= 1 for key in ("first_move", "second_move", "both"))
+    assert scores["both"] <= min(scores["first_move"], scores["second_move"])
