@@ -2,6 +2,7 @@
 every model that ships, on freshly generated data of a seed no model was trained on."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,11 +10,14 @@ import torch
 from relnet import pretrained
 from relnet.cli import main
 from relnet.tasks import get_task
+from relnet.tasks.babi.data import TASK_NAMES
+from relnet.tasks.physics.data import write_dataset as write_physics
 from relnet.tasks.sort_of_clevr.data import write_dataset
 from relnet.train import evaluate
 from relnet.train.preset import Preset
 
 FRESH_SEED = 20261126  # the shipped models trained on seed 0's data
+SHARED_BABI = Path(__file__).resolve().parents[2] / "shared" / "data" / "babi" / "en-valid-10k"
 # name -> the accuracy each question kind must reach on fresh data. The acceptance targets are
 # 99% non-relational and 95% binary; the shipped pixel model meets the first and measured 86.66%
 # binary on seed 0's test split (docs/benchmarks.md), so its binary floor is that figure less
@@ -55,7 +59,7 @@ def test_export_load_and_eval_round_trip(tiny_sort_of_clevr, tmp_path, monkeypat
 def test_the_shipped_models_are_small():
     files = [path for path in pretrained.FOLDER.iterdir() if path.suffix in (".safetensors", ".json")]
     assert sum(path.stat().st_size for path in files) < 10 * 2**20
-    assert set(SHIPPED) <= set(pretrained.names())
+    assert set(SHIPPED) | {"babi", "physics-connections"} <= set(pretrained.names())
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +88,31 @@ def test_card_describes_its_run():
         assert {"preset", "info", "command", "data_seed", "commit", "metrics"} <= set(card)
         assert card["command"].startswith(f"relnet train --preset {card['preset']['name']}")
 
+
+
+@pytest.mark.skipif(not SHARED_BABI.is_dir(), reason="needs the official bAbI files in ../shared/data/babi")
+def test_shipped_babi_model_evaluates_official_test_files_of_the_en_layout(tmp_path, capsys):
+    """`relnet eval pretrained:babi --split test` on a directory of the en/ and en-10k/ layout
+    (qa{N}_{name}_test.txt); its files here are the official en-valid-10k valid files, on which the
+    card's figures were measured, so the figures must agree."""
+    card = pretrained.card("babi")["metrics"]
+    for task, name in TASK_NAMES.items():
+        (tmp_path / f"qa{task}_{name}_test.txt").write_bytes((SHARED_BABI / f"qa{task}_valid.txt").read_bytes())
+    assert main(["eval", "pretrained:babi", "--data", str(tmp_path), "--split", "test", "--json", "--no-progress",
+                 "--precision", "fp32"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["questions"] == sum(card["task_counts"].values())
+    # The card was measured under bf16 autocast; fp32 may flip a few answers.
+    assert metrics["overall"] == pytest.approx(card["overall"], abs=0.005)
+    assert metrics["tasks_passed"] >= card["tasks_passed"] - 1
+
+
+def test_shipped_physics_model_on_fresh_scenes(tmp_path):
+    write_physics(tmp_path, train_scenes=1, test_scenes=2000, seed=FRESH_SEED, progress=False)
+    model, card = pretrained.load("physics-connections")
+    preset = Preset(**card["preset"])
+    task = get_task(preset.task)
+    metrics = evaluate(task, model, task.load(tmp_path, "test", preset, card["info"]), 1024, torch.device("cpu"),
+                       "fp32", progress=False)
+    # 2,000 scenes: a standard error of about 0.6 points on the exact-match rate.
+    assert metrics["overall"] >= card["metrics"]["overall"] - 0.025, (metrics["overall"], card["metrics"]["overall"])

@@ -59,7 +59,8 @@ def export(state: dict, metrics: dict, name: str, folder: Path, command: str, co
     """Write ``folder/NAME.safetensors`` and ``folder/NAME.json`` from a training checkpoint's
     ``state`` and the ``metrics`` of its weights (the checkpoint's last full evaluation)."""
     folder = Path(folder)
-    weights = {key: tensor.contiguous() for key, tensor in state["model"].items()}
+    # A copy per key: safetensors refuses tensors that share memory (bAbI's two encoders share one embedding).
+    weights = {key: tensor.detach().clone().contiguous() for key, tensor in state["model"].items()}
     weights_path, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
     atomic_write(weights_path, lambda file: file.write(save(weights)))
     write_json(card_path, {
