@@ -264,12 +264,13 @@ def cmd_presets(args) -> int:
         print(f"{name:<26}{preset.description}")
     print("\npretrained models (relnet eval pretrained:NAME --data DIR):")
     for name in pretrained.names():
-        metrics = pretrained.card(name)["metrics"]
+        card = pretrained.card(name)
+        metrics = card["metrics"]
         summary = ", ".join(f"{kind} {100 * value:.2f}%" for kind, value in metrics.get("by_kind", {}).items()) \
             or f"{100 * metrics['overall']:.2f}%"
         if "tasks_passed" in metrics:
             summary += f", {metrics['tasks_passed']}/{len(metrics['by_task'])} tasks passed"
-        print(f"  pretrained:{name:<24}{pretrained.card(name)['preset']['name']}; {metrics['split']} split: {summary}")
+        print(f"  pretrained:{name:<24}{card['preset']['name']}; {metrics['split']} split: {summary}")
     return 0
 
 
