@@ -169,32 +169,15 @@ def cmd_train(args) -> int:
 
 def _load_run(args):
     """The task, preset, checkpoint info, model and split of ``relnet eval`` / ``relnet predict``."""
-    from relnet.tasks import get_task
-    from relnet.train.checkpoint import load_checkpoint
+    from relnet.train.checkpoint import load_trained
     from relnet.train.loop import resolve_device, resolve_precision
-    from relnet.train.preset import Preset
-
-    from relnet import pretrained
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    if args.run.startswith(pretrained.PREFIX):
-        model, card = pretrained.load(args.run[len(pretrained.PREFIX):], device)
-        preset, info = Preset(**card["preset"]), card["info"]
-    else:
-        run = Path(args.run)
-        state = load_checkpoint(run / "checkpoint.pt")
-        preset, info = Preset(**state["preset"]), state["info"]
-        model = get_task(preset.task).build_model(preset, info)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
-                              f"{str(error).splitlines()[0]}") from None
-    task = get_task(preset.task)
+    task, preset, info, model = load_trained(args.run, device)
     args.split = args.split or task.eval_split
     split = task.load(Path(args.data), args.split, preset, info).to(device)
-    return task, preset, info, model.to(device), split, device, precision
+    return task, preset, info, model, split, device, precision
 
 
 def cmd_eval(args) -> int:
@@ -252,6 +235,37 @@ def cmd_predict(args) -> int:
     text = "".join(f"{names[int(p)]}\n" for p in predictions)
     atomic_write(args.out, lambda file: file.write(text.encode()))
     print(f"wrote {len(predictions)} answers to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from relnet.look import example_split, explain_example, object_labels
+    from relnet.look.figure import draw, shown_pairs
+    from relnet.train.checkpoint import load_trained
+    from relnet.train.loop import resolve_device
+
+    task, preset, info, model = load_trained(args.run, resolve_device(args.device))
+    split = example_split(task, preset, info, Path(args.data) if args.data else None, args.split, args.seed)
+    explained = explain_example(task, preset, info, model, split.to(next(model.parameters()).device), args.index,
+                                args.question)
+    out = Path(args.out or f"explain-{preset.name}-{split.name}-{args.index}.png")
+    draw(explained, out)
+    view, relation = explained.view, explained.relation
+    if args.json:
+        print(json.dumps({"question": view.question, "truth": view.truth, "answer": relation.answer,
+                          "probability": relation.probability, "top": relation.top, "meaning": relation.meaning,
+                          "logit": relation.logit, "linearized": relation.linearized,
+                          "objects": relation.objects.tolist(), "pairs": relation.pairs.tolist(),
+                          "unknown_words": explained.unknown_words, "picture": str(out)}, indent=2))
+    else:
+        print(f"question: {view.question}\nanswer:   {relation.answer} (p = {relation.probability:.3f})"
+              + ("" if view.truth is None else f"\ntruth:    {view.truth}"))
+        if explained.unknown_words:
+            print(f"unknown words (read as unknown): {', '.join(explained.unknown_words)}")
+        labels = object_labels(view, len(relation.objects))
+        for i, j, value in shown_pairs(relation):
+            print(f"  pair {labels[i]} + {labels[j]}: {value:+.3f}")
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -428,6 +442,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--data-seed", type=int, default=0, help="seed of the data the run trained on (default 0)")
     export.add_argument("--commit", help="commit the run was trained with (default: git rev-parse HEAD)")
     export.set_defaults(handler=cmd_export)
+
+    explain = commands.add_parser(
+        "explain", help="draw one example with the pairs of objects that carried the answer",
+        description="Answer one example and draw it: the scene (image, story or trajectories) with each object "
+                    "shaded by its share of the answer and arcs for the strongest pairs, beside the most probable "
+                    "answers (method: docs/explain.md). Without --data, benchmarks with a generator "
+                    "(Sort-of-CLEVR, CLEVR, physics) explain freshly generated examples.")
+    explain.add_argument("run", metavar="RUN", help="run directory written by `relnet train`, or pretrained:NAME")
+    explain.add_argument("--data", metavar="DIR", help="data directory (default: freshly generated examples)")
+    explain.add_argument("--split", help="split of --data (default: the one training evaluates)")
+    explain.add_argument("--index", type=int, default=0, metavar="K", help="example to explain (default 0)")
+    explain.add_argument("--question", metavar="TEXT", help="ask this question about the example instead of its own")
+    explain.add_argument("--seed", type=int, default=0, help="seed of the generated examples (default 0)")
+    explain.add_argument("--out", metavar="FILE.png",
+                         help="picture to write (default explain-PRESET-SPLIT-K.png in the current directory)")
+    explain.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    explain.add_argument("--json", action="store_true", help="print the answer and the attribution as JSON")
+    explain.set_defaults(handler=cmd_explain)
 
     presets = commands.add_parser("presets", help="list the experiment presets and pretrained models",
                                   description="List the experiment presets and the pretrained models that ship.")

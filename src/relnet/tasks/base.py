@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -58,6 +60,51 @@ class Split:
         return self
 
 
+def word_ids(question: str, tokens, words: list[str], unknown_word: str) -> tuple[torch.Tensor, list[str]]:
+    """[1, L] ids of a typed question's ``tokens`` in the vocabulary ``words`` and the tokens it
+    lacks (read as ``unknown_word``); a ConfigError when the model knows none of them."""
+    index = {word: i for i, word in enumerate(words)}
+    unknown = [token for token in tokens if token not in index]
+    if len(unknown) == len(tokens):
+        raise ConfigError(f"question {question!r} has no word the model knows")
+    return torch.tensor([[index.get(token, index[unknown_word]) for token in tokens]]), unknown
+
+
+@dataclass
+class View:
+    """One example as a person sees it (what `relnet explain` and `relnet serve` draw).
+
+    The objects of the RN are drawn as one of: the cells of a square grid over ``image`` (``grid``:
+    a CNN's feature map, row-major), ``points``
+    (in image pixels when there is an image, else in the scene's own plane coordinates), the
+    ``sentences`` of a story, or balls moving along ``trajectories``.
+    """
+
+    question: str
+    truth: str | None  # the true answer, when the example has one
+    labels: list[str] = field(default_factory=list)  # a short name per object
+    image: np.ndarray | None = None  # [H, W, 3] uint8
+    grid: bool = False
+    points: np.ndarray | None = None  # [N, 2]
+    sentences: list[str] | None = None
+    trajectories: np.ndarray | None = None  # [N, 2, frames]
+
+
+@dataclass
+class RelationMap:
+    """What a model answered for one example and which objects and pairs carried it."""
+
+    answer: str
+    probability: float
+    top: list[tuple[str, float]]  # the most probable answers, best first
+    objects: np.ndarray  # [N] each real object's share
+    pairs: np.ndarray  # [N, N] the value of each ordered pair (0 for padded objects)
+    meaning: str  # what the values are, for the picture's legend
+    threshold: float | None = None  # draw every pair whose c_ij + c_ji exceeds this, not the strongest few
+    logit: float | None = None  # the explained logit (margin) and its linearization, which the pairs add up to
+    linearized: float | None = None
+
+
 class Task:
     """A benchmark. Subclasses set ``name`` and ``presets`` and implement the methods."""
 
@@ -101,3 +148,47 @@ class Task:
     def format_metrics(self, metrics: dict) -> str:
         """The results table printed at the end of training and by ``relnet eval``."""
         raise NotImplementedError
+
+    # Looking inside a model (relnet explain, relnet serve).
+
+    def relation_map(self, model: nn.Module, inputs: dict[str, torch.Tensor], info: dict) -> RelationMap:
+        """The pair attribution of one example (a batch of one): relnet.explain's method, on the
+        margin of the answer's logit over the runner-up's."""
+        from relnet.explain import find_relation_network, pair_attribution
+
+        try:
+            find_relation_network(model)
+        except ValueError as error:
+            raise ConfigError(f"{error}: {self.name} baselines have no pairs to show") from None
+        result = pair_attribution(model, inputs, versus="runner-up")
+        names = self.answer_names(info)
+        probabilities = result.probabilities[0].cpu()
+        best = probabilities.topk(min(5, len(probabilities)))
+        real = result.mask[0].cpu()
+        return RelationMap(answer=names[int(result.answer[0])], probability=float(probabilities[result.answer[0]]),
+                           top=[(names[int(i)], float(p)) for p, i in zip(best.values, best.indices)],
+                           objects=result.objects[0].cpu()[real].numpy(),
+                           pairs=result.pairs[0].cpu()[real][:, real].numpy(),
+                           meaning=f"answer's logit margin over the runner-up ({names[int(result.versus[0])]})",
+                           logit=float(result.logit[0]),
+                           linearized=float(result.linearized[0]))
+
+    def view(self, split: Split, index: int, preset: Preset, info: dict) -> View:
+        """Example ``index`` of ``split`` as a person sees it."""
+        raise ConfigError(f"{self.name} examples cannot be shown yet")
+
+    def generated_split(self, preset: Preset, info: dict, count: int, seed: int) -> Split:
+        """``count`` freshly generated examples (new random scenes), for benchmarks with a generator."""
+        raise ConfigError(f"{self.name} has no generator of new examples; give its data directory instead")
+
+    def questions(self, preset: Preset) -> list[str]:
+        """Every question the model can be asked, when they form a short list (Sort-of-CLEVR's
+        templates); empty when questions are free text or the task has none."""
+        return []
+
+    def ask(self, inputs: dict[str, torch.Tensor], question: str, preset: Preset,
+            info: dict) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """The inputs of one example (a batch of one) with ``question`` instead of its own, and the
+        words of the question that the model does not know (read as unknown); a ConfigError when
+        the question cannot be read at all."""
+        raise ConfigError(f"{self.name} examples cannot be asked other questions")

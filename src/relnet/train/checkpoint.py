@@ -35,3 +35,27 @@ def load_checkpoint(path: Path) -> dict:
     if state.get("version") != VERSION:
         raise ConfigError(f"{path}: checkpoint version {state.get('version')} is not supported (expected {VERSION})")
     return state
+
+
+def load_trained(spec: str, device: torch.device | str = "cpu"):
+    """A trained model from a run directory or ``pretrained:NAME``, in eval mode on ``device``:
+    returns (task, preset, info, model)."""
+    from relnet import pretrained
+    from relnet.tasks import get_task
+    from relnet.train.preset import Preset
+
+    if spec.startswith(pretrained.PREFIX):
+        model, card = pretrained.load(spec[len(pretrained.PREFIX):], device)
+        preset, info = Preset(**card["preset"]), card["info"]
+        return get_task(preset.task), preset, info, model
+    run = Path(spec)
+    state = load_checkpoint(run / "checkpoint.pt")
+    preset, info = Preset(**state["preset"]), state["info"]
+    task = get_task(preset.task)
+    model = task.build_model(preset, info)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
+                          f"{str(error).splitlines()[0]}") from None
+    return task, preset, info, model.to(device).eval()

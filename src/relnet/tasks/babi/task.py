@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from relnet.errors import ConfigError
-from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, build_vocabularies, encode, read_tasks
+from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
 from relnet.tasks.babi.models import TextRN
-from relnet.tasks.base import Split, Task
+from relnet.tasks.base import Split, Task, View, word_ids
 from relnet.train.preset import Preset
 
 # A task counts as passed above 95% accuracy (Weston et al., 2015; the RN paper's criterion).
@@ -141,6 +141,24 @@ class Babi(Task):
 
     def answer_names(self, info: dict) -> list[str]:
         return list(info["answers"])
+
+    def view(self, split: BabiSplit, index: int, preset: Preset, info: dict) -> View:
+        t, words = split.tensors, info["words"]
+
+        def text(tokens, length) -> str:
+            return " ".join(words[int(token)] for token in tokens[:int(length)])
+
+        rows = t["stories"][index, :int(t["story_lengths"][index])]
+        sentences = [text(t["sentences"][row], t["sentence_lengths"][row]) for row in rows]
+        answer = int(t["answers"][index])
+        return View(text(t["questions"][index], t["question_lengths"][index]) + "?",
+                    info["answers"][answer] if answer >= 0 else None,
+                    labels=[f"statement {k + 1}" for k in range(len(sentences))], sentences=sentences)
+
+    def ask(self, inputs: dict, question: str, preset: Preset, info: dict) -> dict:
+        ids, unknown = word_ids(question, tokenize(question), info["words"], UNK)
+        ids = ids.to(inputs["question"].device)
+        return {**inputs, "question": ids, "question_length": torch.tensor([ids.shape[1]], device=ids.device)}, unknown
 
     def build_model(self, preset: Preset, info: dict):
         return TextRN(info["num_words"], info["num_answers"], info["max_story"], **preset.model)

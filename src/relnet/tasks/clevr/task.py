@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from relnet.errors import ConfigError, DataError
-from relnet.tasks.base import Split, Task
-from relnet.tasks.clevr.data import MAX_OBJECTS, OBJECT_FEATURES, load_cache, read_vocab
+from relnet.tasks.base import Split, Task, View, word_ids
+from relnet.tasks.clevr.data import (MAX_OBJECTS, OBJECT_FEATURES, UNK, encode_questions, load_cache, object_table,
+                                     read_vocab, tokenize)
 from relnet.tasks.clevr.models import CNNLSTM, PixelRN, StackedAttention, StateRN
-from relnet.tasks.clevr.schema import ANSWERS, CATEGORIES, CATEGORY_TITLES
+from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, CATEGORY_TITLES
 from relnet.train.preset import Preset
 
 # Paper, Table 1 (test split), and its state-description figure.
@@ -87,17 +90,77 @@ class Clevr(Task):
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> ClevrSplit:
         inputs = preset.data["inputs"]
         vocab = read_vocab(data_dir)
-        if info is not None and info["vocab_size"] != len(vocab["words"]):
-            raise ConfigError(f"{data_dir / 'vocab.json'} has {len(vocab['words'])} words but the run was trained "
-                              f"with {info['vocab_size']}: the cache was rebuilt from other train questions")
+        if info is not None and (info["vocab_size"] != len(vocab["words"]) or info.get("words", vocab["words"]) != vocab["words"]):
+            raise ConfigError(f"{data_dir / 'vocab.json'} holds another vocabulary ({len(vocab['words'])} words) than "
+                              f"the run was trained with ({info['vocab_size']}): the cache was rebuilt from other "
+                              f"train questions")
         arrays = load_cache(data_dir, split, with_images=inputs == "pixels", with_objects=inputs == "state")
+        info = {"vocab_size": len(vocab["words"]), "answers": len(ANSWERS), "image_size": vocab["image_size"],
+                "words": vocab["words"]}
+        return self._split(split, arrays, preset, info)
+
+    @staticmethod
+    def _split(name: str, arrays: dict, preset: Preset, info: dict) -> ClevrSplit:
         # Indices as int64 for gathering; images stay uint8 and objects float32.
-        tensors = {name: torch.from_numpy(array) if name in ("images", "objects") else torch.from_numpy(array).long()
-                   for name, array in arrays.items()}
+        tensors = {key: torch.from_numpy(array) if key in ("images", "objects") else torch.from_numpy(array).long()
+                   for key, array in arrays.items()}
         if preset.data.get("reverse_question"):
             tensors["tokens"] = reverse_words(tensors["tokens"], tensors["lengths"])
-        info = {"vocab_size": len(vocab["words"]), "answers": len(ANSWERS), "image_size": vocab["image_size"]}
-        return ClevrSplit(split, tensors, info, inputs)
+        return ClevrSplit(name, tensors, info, preset.data["inputs"])
+
+    def generated_split(self, preset: Preset, info: dict, count: int, seed: int) -> ClevrSplit:
+        """New scenes rendered and asked questions from the built-in templates, as `relnet data
+        clevr-gen` writes them, encoded with the run's vocabulary."""
+        from relnet.tasks.clevr.generate import GeneratorOptions, QuestionWriter, make_scene
+        from relnet.tasks.clevr.questions import builtin_templates_dir, load_synonyms, load_templates
+
+        options = GeneratorOptions(images=count, split="generated", seed=seed)
+        writer = QuestionWriter(load_templates(builtin_templates_dir()), load_synonyms(None), options)
+        scenes, images = [], []
+        for index in range(count):
+            scene, image = make_scene(index, options)
+            writer.add(scene)
+            scenes.append(scene)
+            size = info["image_size"]
+            images.append(np.asarray(Image.fromarray(image).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)))
+        source = Path("<generated scenes>")
+        arrays, _ = encode_questions(source, writer.questions, {word: i for i, word in enumerate(self._words(info))})
+        arrays.update(object_table(source, scenes, count), images=np.stack(images))
+        return self._split("generated", arrays, preset, info)
+
+    @staticmethod
+    def _words(info: dict) -> list[str]:
+        if "words" not in info:
+            raise ConfigError("this run's checkpoint holds no question vocabulary (it predates relnet storing it); "
+                              "retrain it to ask it new questions")
+        return info["words"]
+
+    def view(self, split: ClevrSplit, index: int, preset: Preset, info: dict) -> View:
+        t, words = split.tensors, split.info().get("words") or self._words(info)
+        tokens = t["tokens"][index:index + 1]
+        if preset.data.get("reverse_question"):
+            tokens = reverse_words(tokens, t["lengths"][index:index + 1])
+        question = " ".join(words[int(token)] for token in tokens[0, :int(t["lengths"][index])])
+        answer = int(t["answer"][index])
+        truth = ANSWERS[answer] if answer >= 0 else None
+        image = int(t["image_index"][index])
+        if split.inputs == "pixels":
+            return View(question, truth, image=t["images"][image].cpu().numpy(), grid=True)
+        objects = t["objects"][image, :int(t["object_count"][image])].cpu()
+        labels, offset = [" "] * len(objects), 3
+        for attribute, values in ATTRIBUTES.items():  # size, color, material, shape
+            chosen = objects[:, offset:offset + len(values)].argmax(1)
+            labels = [f"{label} {values[int(k)]}".strip() for label, k in zip(labels, chosen)]
+            offset += len(values)
+        # Seen from above: the ground plane's x to the right, y up (drawn with the image convention).
+        return View(question, truth, labels=labels, points=torch.stack([objects[:, 0], -objects[:, 1]], 1).numpy())
+
+    def ask(self, inputs: dict, question: str, preset: Preset, info: dict) -> tuple[dict, list[str]]:
+        ids, unknown = word_ids(question, tokenize(question), self._words(info), UNK)
+        ids, length = ids.to(inputs["question"].device), torch.tensor([ids.shape[1]], device=inputs["question"].device)
+        if preset.data.get("reverse_question"):
+            ids = reverse_words(ids, length)
+        return {**inputs, "question": ids, "question_length": length}, unknown
 
     def build_model(self, preset: Preset, info: dict) -> torch.nn.Module:
         kind = preset.model["kind"]

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from relnet.errors import ConfigError
-from relnet.tasks.base import Split, Task
+from relnet.tasks.base import RelationMap, Split, Task, View
 from relnet.tasks.physics.data import load_split
 from relnet.tasks.physics.figures import draw_scenes
 from relnet.tasks.physics.models import ConnectionRN, CountRN, TrajectoryMLP, upper_pairs
-from relnet.tasks.physics.simulate import MAX_SYSTEMS, NUM_BALLS, NUM_FRAMES, count_systems
+from relnet.tasks.physics.simulate import MAX_SYSTEMS, NUM_BALLS, NUM_FRAMES, count_systems, generate
 from relnet.train.preset import Preset
 
 # A ball as an object: its 16 x positions, then its 16 y positions.
@@ -73,6 +74,14 @@ class PhysicsTask(Task):
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> PhysicsSplit:
         return PhysicsSplit(split, load_split(Path(data_dir) / f"{split}.npz"), self.target)
 
+    def generated_split(self, preset: Preset, info: dict, count: int, seed: int) -> PhysicsSplit:
+        return PhysicsSplit("generated", generate(count, np.random.SeedSequence([seed, 7])), self.target)
+
+    def view(self, split: PhysicsSplit, index: int, preset: Preset, info: dict) -> View:
+        paths = split.tensors["trajectories"][index].cpu().view(NUM_BALLS, 2, NUM_FRAMES).numpy()
+        return View(self.question, self.truth(split, index), labels=[f"ball {ball}" for ball in range(NUM_BALLS)],
+                    trajectories=paths)
+
     def figures(self, split: PhysicsSplit, predictions: torch.Tensor, out_dir: Path) -> list[Path]:
         """A picture of the first test scenes with their true and predicted structure."""
         path = Path(out_dir) / f"scenes_{split.name}.png"
@@ -99,8 +108,33 @@ class PhysicsConnections(PhysicsTask):
         )
     }
 
+    question = "Which balls are joined by springs?"
+
     def rn(self, info: dict, **config):
         return ConnectionRN(**config)
+
+    @staticmethod
+    def springs(pairs: torch.Tensor) -> str:
+        """'0-3, 2-5' for the unordered pairs set in a [45] vector."""
+        first, second = upper_pairs(NUM_BALLS)
+        return ", ".join(f"{int(first[k])}-{int(second[k])}" for k in pairs.nonzero().flatten()) or "none"
+
+    def truth(self, split: PhysicsSplit, index: int) -> str:
+        return self.springs(split.tensors["connections"][index].cpu())
+
+    def relation_map(self, model, inputs: dict, info: dict) -> RelationMap:
+        """The RN's answer is itself per pair: each pair's spring probability (no attribution needed)."""
+        with torch.no_grad():
+            probabilities = torch.sigmoid(model.eval()(**inputs).float())[0].cpu()
+        first, second = upper_pairs(NUM_BALLS)
+        pairs = torch.zeros(NUM_BALLS, NUM_BALLS)
+        pairs[first, second] = pairs[second, first] = probabilities / 2  # c_ij + c_ji = p
+        best = probabilities.topk(5)
+        sure = torch.where(probabilities > 0.5, probabilities, 1 - probabilities).prod()
+        return RelationMap(answer=self.springs(probabilities > 0.5), probability=float(sure),
+                           top=[(f"{int(first[k])}-{int(second[k])}", float(p)) for p, k in zip(best.values, best.indices)],
+                           objects=pairs.sum(1).numpy(), pairs=pairs.numpy(), meaning="spring probability",
+                           threshold=0.5)
 
     def outputs(self, info: dict) -> int:
         return info["num_pairs"]
@@ -158,8 +192,16 @@ class PhysicsCount(PhysicsTask):
         )
     }
 
+    question = "How many systems of balls joined by springs are there?"
+
     def rn(self, info: dict, **config):
         return CountRN(info["num_classes"], **config)
+
+    def truth(self, split: PhysicsSplit, index: int) -> str:
+        return str(int(split.tensors["num_systems"][index]))
+
+    def answer_names(self, info: dict) -> list[str]:
+        return [str(count) for count in range(info["num_classes"])]
 
     def outputs(self, info: dict) -> int:
         return info["num_classes"]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from relnet.errors import ConfigError
-from relnet.tasks.base import Split, Task
+from relnet.tasks.base import Split, Task, View
 from relnet.tasks.sort_of_clevr.data import load_split
-from relnet.tasks.sort_of_clevr.generate import ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES
+from relnet.tasks.sort_of_clevr.generate import (ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES,
+                                                  generate, question_text, render)
 from relnet.tasks.sort_of_clevr.models import CNNMLP, PixelRN, StateMLP, StateRN
 from relnet.train.preset import Preset
 
@@ -31,6 +33,27 @@ def encode_questions(q_color: torch.Tensor, q_kind: torch.Tensor, q_subtype: tor
     kind = F.one_hot(q_kind.long(), len(KINDS))
     subtype = F.one_hot(q_subtype.long(), 3)
     return torch.cat([color_x, color_y, kind, subtype], dim=1).float()
+
+
+def decode_question(vector: torch.Tensor) -> tuple[int, int, tuple[int, int]]:
+    """(kind, subtype, (color x, color y or -1)) of one question vector."""
+    color_x = int(vector[:NUM_COLORS].argmax())
+    color_y = int(vector[NUM_COLORS:2 * NUM_COLORS].argmax()) if vector[NUM_COLORS:2 * NUM_COLORS].any() else -1
+    kind = int(vector[2 * NUM_COLORS:2 * NUM_COLORS + len(KINDS)].argmax())
+    return kind, int(vector[-3:].argmax()), (color_x, color_y)
+
+
+def all_questions(kinds) -> dict[str, tuple[int, int, tuple[int, int]]]:
+    """Every question of the given kinds, by its text."""
+    found = {}
+    for kind in (KINDS.index(name) for name in kinds):
+        seconds = range(NUM_COLORS) if KINDS[kind] == "ternary" else [-1]
+        for subtype in range(3):
+            for x in range(NUM_COLORS):
+                for y in seconds:
+                    if y != x:
+                        found[question_text(kind, subtype, (x, y))] = (kind, subtype, (x, y))
+    return found
 
 
 def encode_objects(object_color: torch.Tensor, object_shape: torch.Tensor, object_xy: torch.Tensor) -> torch.Tensor:
@@ -194,6 +217,41 @@ class SortOfClevr(Task):
 
     def answer_names(self, info: dict) -> list[str]:
         return list(ANSWERS)
+
+    def view(self, split: SortOfClevrSplit, index: int, preset: Preset, info: dict) -> View:
+        image = int(split.tensors["image"][index])
+        kind, subtype, colors = decode_question(split.tensors["question"][index])
+        scene = split.tensors["scene"][image].cpu()
+        if split.use_pixels:
+            return View(question_text(kind, subtype, colors), ANSWERS[int(split.tensors["answer"][index])],
+                        image=scene.numpy(), grid=True)
+        # A state model's objects are the table's rows: drawn where the table puts them.
+        color = scene[:, :NUM_COLORS].argmax(1)
+        shape = scene[:, NUM_COLORS:NUM_COLORS + len(SHAPES)].argmax(1)
+        center = (IMAGE_SIZE - 1) / 2
+        xy = (scene[:, -2:] * center + center).round().long()
+        order = torch.argsort(color)  # render() draws object k in color k
+        picture = render(shape[order].numpy()[None], xy[order].numpy()[None])[0]
+        labels = [f"{COLORS[int(c)]} {SHAPES[int(s)]}" for c, s in zip(color, shape)]
+        return View(question_text(kind, subtype, colors), ANSWERS[int(split.tensors["answer"][index])],
+                    labels=labels, image=picture, points=xy.numpy().astype(float))
+
+    def generated_split(self, preset: Preset, info: dict, count: int, seed: int) -> SortOfClevrSplit:
+        return SortOfClevrSplit(generate(count, np.random.SeedSequence([seed, 7])), preset.model["input"] == "pixels",
+                                "generated", tuple(preset.data.get("kinds", KINDS)))
+
+    def questions(self, preset: Preset) -> list[str]:
+        return list(all_questions(preset.data.get("kinds", KINDS)))
+
+    def ask(self, inputs: dict, question: str, preset: Preset, info: dict) -> dict:
+        known = all_questions(preset.data.get("kinds", KINDS))
+        text = " ".join(question.split())
+        if text not in known:
+            raise ConfigError(f"question {question!r} is not one of this model's {len(known)} questions "
+                              f"(e.g. {next(iter(known))!r})")
+        kind, subtype, (x, y) = known[text]
+        vector = encode_questions(torch.tensor([[x, y]]), torch.tensor([kind]), torch.tensor([subtype]))
+        return {**inputs, "question": vector.to(inputs["question"].device)}, []
 
     def format_metrics(self, metrics: dict) -> str:
         lines = [f"Sort-of-CLEVR, {metrics['split']} split: {metrics['questions']:,} questions",

@@ -1,0 +1,147 @@
+"""Pair attribution (relnet.explain), the per-benchmark views and `relnet explain`."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from relnet import RelationNetwork
+from relnet.cli import main
+from relnet.explain import pair_attribution
+from relnet.look import explain_example
+from relnet.look.figure import DPI, SIZE_INCHES, draw
+from relnet.tasks import PRESETS, get_task
+
+PICTURE_SIZE = (int(SIZE_INCHES[0] * DPI), int(SIZE_INCHES[1] * DPI))
+
+
+def random_batch(seed=0, batch=4, objects=7, masked=True):
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.rand(batch, objects, generator=generator) > 0.3 if masked else None
+    return {"objects": torch.randn(batch, objects, 5, generator=generator),
+            "question": torch.randn(batch, 3, generator=generator), "mask": mask}
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("chunk", [None, 2])
+@pytest.mark.parametrize("versus", [None, "runner-up"])
+def test_pairs_add_up_to_the_linearized_logit(aggregation, chunk, versus):
+    torch.manual_seed(0)
+    rn = RelationNetwork(5, 6, 3, (16, 16), (16,), dropout=0.3, aggregation=aggregation, pair_chunk_size=chunk).train()
+    inputs = random_batch()
+    result = pair_attribution(rn, inputs, versus=versus)
+    assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
+    assert torch.allclose(result.objects.sum(1), result.linearized, atol=1e-5)
+    # The explained value is the model's own logit (margin), computed in eval mode.
+    rn.eval()
+    with torch.no_grad():
+        outputs = rn(**inputs)
+    expected = outputs.gather(1, result.answer[:, None]).squeeze(1)
+    if versus:
+        assert (result.versus != result.answer).all()
+        expected = expected - outputs.gather(1, result.versus[:, None]).squeeze(1)
+    assert torch.allclose(result.logit, expected, atol=1e-5)
+    assert rn.training is False  # pair_attribution restores the mode it found
+    # Padded objects take part in no pair.
+    padded = ~inputs["mask"]
+    assert (result.pairs[padded.unsqueeze(2).expand_as(result.pairs)] == 0).all()
+    assert (result.pairs.transpose(1, 2)[padded.unsqueeze(2).expand_as(result.pairs)] == 0).all()
+
+
+def test_mode_is_restored_and_a_chosen_answer_is_explained():
+    rn = RelationNetwork(5, 6, 3, (16,), (16,), dropout=0.5).train()
+    answer = torch.tensor([5, 4, 3, 2])
+    result = pair_attribution(rn, random_batch(masked=False), answer=answer)
+    assert rn.training and torch.equal(result.answer, answer)
+    assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
+
+
+def test_attribution_follows_the_objects_when_they_are_reordered():
+    torch.manual_seed(1)
+    rn = RelationNetwork(5, 6, 3, (16, 16), (16,))
+    inputs = random_batch(seed=2)
+    order = torch.randperm(7)
+    moved = {**inputs, "objects": inputs["objects"][:, order], "mask": inputs["mask"][:, order]}
+    before, after = pair_attribution(rn, inputs), pair_attribution(rn, moved)
+    assert torch.equal(before.answer, after.answer)
+    assert torch.allclose(after.pairs, before.pairs[:, order][:, :, order], atol=1e-5)
+    assert torch.allclose(after.objects, before.objects[:, order], atol=1e-5)
+
+
+def test_a_model_without_an_rn_is_refused():
+    with pytest.raises(ValueError, match="has no RelationNetwork"):
+        pair_attribution(torch.nn.Linear(3, 2), {"input": torch.zeros(1, 3)})
+
+
+RN_PRESETS = sorted(name for name, preset in PRESETS.items()
+                    if preset.model.get("architecture", "rn") == "rn" and preset.model.get("kind", "rn").endswith("rn"))
+
+
+@pytest.mark.parametrize("name", RN_PRESETS)
+def test_every_rn_explains_an_example_of_its_data(name, small_datasets, tmp_path):
+    preset = PRESETS[name]
+    task = get_task(preset.task)
+    split = task.load(small_datasets[preset.task], task.eval_split, preset)
+    torch.manual_seed(0)
+    model = task.build_model(preset, split.info())
+    explained = explain_example(task, preset, split.info(), model, split, 1)
+    relation, view = explained.relation, explained.view
+    assert relation.pairs.shape == (len(relation.objects),) * 2 and view.question
+    if relation.linearized is not None:  # physics-connections shows its per-pair answer itself
+        assert relation.pairs.sum() == pytest.approx(relation.linearized, rel=1e-3, abs=1e-4)
+    if relation.threshold is None:  # an answer among the answers, not a set of pairs
+        assert relation.answer == relation.top[0][0]
+    path = tmp_path / "picture.png"
+    draw(explained, path)
+    with Image.open(path) as picture:
+        assert picture.size == PICTURE_SIZE
+
+
+def test_cli_explain_writes_the_picture_and_json(tmp_path, capsys):
+    out = tmp_path / "state.png"
+    assert main(["explain", "pretrained:sort-of-clevr-state", "--index", "3", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with Image.open(out) as picture:
+        assert picture.size == PICTURE_SIZE
+    assert report["answer"] == report["top"][0][0] and len(report["objects"]) == 6
+    assert sum(map(sum, report["pairs"])) == pytest.approx(report["linearized"], rel=1e-3)
+    assert main(["explain", "pretrained:physics-connections", "--index", "1", "--out", str(tmp_path / "p.png")]) == 0
+    assert "Which balls are joined by springs?" in capsys.readouterr().out
+    assert main(["explain", "pretrained:sort-of-clevr-pixels", "--question", "Is the red object on the left?",
+                 "--out", str(tmp_path / "asked.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "Is the red object on the left?" in printed and "truth" not in printed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pretrained:sort-of-clevr-state", "--index", "100000"], "example 100000 is out of range"),
+    (["pretrained:sort-of-clevr-state", "--question", "Why?"], "is not one of this model's"),
+    (["pretrained:babi"], "babi has no generator of new examples"),
+    (["pretrained:nope"], "no pretrained model 'nope'"),
+    (["pretrained:sort-of-clevr-state", "--split", "test"], "--split test needs --data"),
+])
+def test_cli_explain_errors_are_one_line(argv, message, tmp_path, capsys):
+    out = tmp_path / "never.png"
+    assert main(["explain", *argv, "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1 and error.startswith("relnet: error:")
+    assert not out.exists()
+
+
+def test_cli_explain_refuses_a_baseline(tiny_sort_of_clevr, tmp_path, capsys):
+    run = tmp_path / "mlp"
+    assert main(["train", "--preset", "sort-of-clevr-state-mlp", "--data", str(tiny_sort_of_clevr), "--out", str(run),
+                 "--epochs", "1", "--no-progress"]) == 0
+    assert main(["explain", str(run), "--data", str(tiny_sort_of_clevr), "--out", str(tmp_path / "x.png")]) == 2
+    assert "baselines have no pairs to show" in capsys.readouterr().err
+
+
+def test_babi_story_questions_can_be_typed(small_datasets, tmp_path, capsys):
+    out = tmp_path / "babi.png"
+    assert main(["explain", "pretrained:babi", "--data", str(small_datasets["babi"]), "--index", "2",
+                 "--question", "Where is zorblax mary?", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "unknown words (read as unknown): zorblax" in printed
+    assert main(["explain", "pretrained:babi", "--data", str(small_datasets["babi"]), "--question", "zorblax?"]) == 2
+    assert "has no word the model knows" in capsys.readouterr().err
