@@ -145,3 +145,20 @@ def test_babi_story_questions_can_be_typed(small_datasets, tmp_path, capsys):
     assert "unknown words (read as unknown): zorblax" in printed
     assert main(["explain", "pretrained:babi", "--data", str(small_datasets["babi"]), "--question", "zorblax?"]) == 2
     assert "has no word the model knows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["clevr-state", "clevr-pixels"])
+def test_clevr_new_scenes_and_typed_questions(name, small_datasets):
+    preset = PRESETS[name]
+    task = get_task(preset.task)
+    info = task.load(small_datasets["clevr"], "val", preset).info()
+    torch.manual_seed(0)
+    model = task.build_model(preset, info)
+    scenes = task.generated_split(preset, info, 2, seed=3)
+    again = task.generated_split(preset, info, 2, seed=3)
+    assert len(scenes) >= 2 and all(torch.equal(scenes.tensors[key], again.tensors[key]) for key in scenes.tensors)
+    own = explain_example(task, preset, info, model, scenes, 0)
+    assert own.view.truth is not None and own.view.question.endswith("?")
+    asked = explain_example(task, preset, info, model, scenes, 0, question="How many zorbs are red?")
+    assert asked.unknown_words == ["zorbs"] and asked.view.truth is None
+    assert asked.relation.pairs.sum() == pytest.approx(asked.relation.linearized, rel=1e-3, abs=1e-4)

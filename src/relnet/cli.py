@@ -33,6 +33,12 @@ def positive_float(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return int(text)
+
+
 def cmd_data_sort_of_clevr(args) -> int:
     from relnet.tasks.sort_of_clevr.data import write_dataset
 
@@ -269,6 +275,25 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        from relnet.look.server import serve
+    except ImportError as error:
+        raise ConfigError(f"relnet serve needs FastAPI and uvicorn ({error}): pip install 'relnet[serve]'") from None
+    from relnet.train.loop import resolve_device
+
+    data = {}
+    for entry in args.data or []:
+        task, separator, directory = entry.partition("=")
+        if not separator or not directory:
+            raise ConfigError(f"--data {entry!r}: expected TASK=DIR, e.g. babi=data/en-valid")
+        if not Path(directory).is_dir():
+            raise ConfigError(f"--data {entry!r}: {directory} is not a directory")
+        data[task] = Path(directory)
+    serve(args.host, args.port, args.run or [], data, str(resolve_device(args.device)))
+    return 0
+
+
 def cmd_presets(args) -> int:
     from relnet.tasks import PRESETS
 
@@ -460,6 +485,20 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--device", default="auto", help="cpu, cuda or auto")
     explain.add_argument("--json", action="store_true", help="print the answer and the attribution as JSON")
     explain.set_defaults(handler=cmd_explain)
+
+    serve = commands.add_parser(
+        "serve", help="a local web page to ask trained RNs questions and see their relation maps",
+        description="Serve a page where you pick a model (every shipped pretrained one, plus --run), browse test "
+                    "examples or make a new random scene (Sort-of-CLEVR, CLEVR, physics), pick or type a question "
+                    "and see the answer, the top-5 answers and the relation map. Needs relnet[serve].")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
+    serve.add_argument("--run", action="append", metavar="RUN", help="also offer this run directory; repeatable")
+    serve.add_argument("--data", action="append", metavar="TASK=DIR",
+                       help="test examples of a benchmark (sort-of-clevr, babi, physics, clevr); repeatable. "
+                            "Without it, benchmarks with a generator show generated examples; bAbI needs it")
+    serve.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    serve.set_defaults(handler=cmd_serve)
 
     presets = commands.add_parser("presets", help="list the experiment presets and pretrained models",
                                   description="List the experiment presets and the pretrained models that ship.")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,14 +24,22 @@ class Explained:
 
 
 def explain_example(task: Task, preset: Preset, info: dict, model: nn.Module, split: Split, index: int,
-                    question: str | None = None) -> Explained:
-    """Example ``index`` of ``split`` (asked ``question`` instead of its own, if given): what the
-    model answers and which objects and pairs carried the answer."""
+                    question: str | None = None, image: np.ndarray | None = None) -> Explained:
+    """Example ``index`` of ``split`` (asked ``question`` instead of its own, and about ``image``
+    [H, W, 3] uint8 instead of its own, if given): what the model answers and which objects and
+    pairs carried the answer."""
     if not 0 <= index < len(split):
         raise ConfigError(f"example {index} is out of range: the {split.name} split has {len(split)} (0 to {len(split) - 1})")
     inputs, _ = split.batch(torch.tensor([index], device=_device(split)))
     view = task.view(split, index, preset, info)
     unknown: list[str] = []
+    if image is not None:
+        if "images" not in inputs:
+            raise ConfigError(f"preset {preset.name!r} reads state descriptions, not images")
+        pixels = torch.tensor(np.asarray(image, dtype=np.uint8), device=inputs["images"].device)
+        inputs = {**inputs, "images": pixels.unsqueeze(0)}
+        inputs.pop("image_index", None)
+        view.image, view.truth = image, None
     if question is not None:
         inputs, unknown = task.ask(inputs, question, preset, info)
         view.question, view.truth = " ".join(question.split()), None  # the truth of a new question is unknown

@@ -114,6 +114,8 @@ class Task:
     curve_group: str = ""
     # The split evaluated after every epoch of training.
     eval_split: str = "test"
+    # Whether a person can type a question of their own (text read with the model's vocabulary).
+    typed_questions: bool = False
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> Split:
         """One split as tensors. ``info`` (from the train split or a checkpoint) fixes the

@@ -84,6 +84,7 @@ class Babi(Task):
     curve_group = "by_task"
     # The official test files are for the final table; training watches the validation split.
     eval_split = "valid"
+    typed_questions = True
     presets = {
         preset.name: preset for preset in (
             Preset(

@@ -69,6 +69,7 @@ class Clevr(Task):
     name = "clevr"
     curve_group = "by_category"
     eval_split = "val"
+    typed_questions = True
     presets = {p.name: p for p in [
         _preset("clevr-pixels", "CLEVR from 128x128 pixels: CNN cells as objects, LSTM question, RN (paper's model)",
                 model={"kind": "pixel-rn"}, data={"inputs": "pixels", "reverse_question": True},
