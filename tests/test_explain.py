@@ -31,10 +31,18 @@ def test_pairs_add_up_to_the_linearized_logit(aggregation, chunk, versus):
     rn = RelationNetwork(5, 6, 3, (16, 16), (16,), dropout=0.3, aggregation=aggregation, pair_chunk_size=chunk).train()
     inputs = random_batch()
     result = pair_attribution(rn, inputs, versus=versus)
+    assert rn.training  # pair_attribution restores the mode it found
     assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
     assert torch.allclose(result.objects.sum(1), result.linearized, atol=1e-5)
-    # The explained value is the model's own logit (margin), computed in eval mode.
+    # The explained value is the model's own logit (margin), computed in eval mode, and the
+    # direction d is its gradient at the aggregate: d · r computed here by plain autograd.
     rn.eval()
+    aggregate = rn.relations(**inputs).detach().requires_grad_(True)
+    value = rn.f(aggregate).gather(1, result.answer[:, None]).squeeze(1)
+    if versus:
+        value = value - rn.f(aggregate).gather(1, result.versus[:, None]).squeeze(1)
+    direction, = torch.autograd.grad(value.sum(), aggregate)
+    assert torch.allclose((direction * aggregate).sum(1), result.linearized, atol=1e-5)
     with torch.no_grad():
         outputs = rn(**inputs)
     expected = outputs.gather(1, result.answer[:, None]).squeeze(1)
@@ -42,7 +50,6 @@ def test_pairs_add_up_to_the_linearized_logit(aggregation, chunk, versus):
         assert (result.versus != result.answer).all()
         expected = expected - outputs.gather(1, result.versus[:, None]).squeeze(1)
     assert torch.allclose(result.logit, expected, atol=1e-5)
-    assert rn.training is False  # pair_attribution restores the mode it found
     # Padded objects take part in no pair.
     padded = ~inputs["mask"]
     assert (result.pairs[padded.unsqueeze(2).expand_as(result.pairs)] == 0).all()
@@ -54,6 +61,23 @@ def test_mode_is_restored_and_a_chosen_answer_is_explained():
     answer = torch.tensor([5, 4, 3, 2])
     result = pair_attribution(rn, random_batch(masked=False), answer=answer)
     assert rn.training and torch.equal(result.answer, answer)
+    assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
+
+
+def test_with_a_linear_f_the_pairs_and_the_bias_make_the_logit():
+    torch.manual_seed(3)
+    rn = RelationNetwork(5, 6, 3, (16, 16), ())  # f is one linear layer: the linearization is exact
+    result = pair_attribution(rn, random_batch())
+    bias = rn.f[-1].bias if isinstance(rn.f, torch.nn.Sequential) else rn.f.bias
+    assert torch.allclose(result.pairs.sum((1, 2)) + bias.detach()[result.answer], result.logit, atol=1e-5)
+
+
+def test_exact_inside_the_callers_autocast():
+    torch.manual_seed(4)
+    rn = RelationNetwork(5, 6, 3, (64, 64), (64,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = pair_attribution(rn, random_batch())
+    assert result.pairs.dtype == torch.float32
     assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
 
 
@@ -129,12 +153,21 @@ def test_cli_explain_errors_are_one_line(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_cli_explain_refuses_a_baseline(tiny_sort_of_clevr, tmp_path, capsys):
+def test_cli_explain_refuses_a_negative_seed(capsys):
+    with pytest.raises(SystemExit):
+        main(["explain", "pretrained:sort-of-clevr-state", "--seed", "-1"])
+    assert "expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset, data", [("sort-of-clevr-state-mlp", "sort-of-clevr"),
+                                          ("physics-mlp-connections", "physics-connections")])
+def test_cli_explain_refuses_a_baseline(preset, data, small_datasets, tmp_path, capsys):
     run = tmp_path / "mlp"
-    assert main(["train", "--preset", "sort-of-clevr-state-mlp", "--data", str(tiny_sort_of_clevr), "--out", str(run),
+    assert main(["train", "--preset", preset, "--data", str(small_datasets[data]), "--out", str(run),
                  "--epochs", "1", "--no-progress"]) == 0
-    assert main(["explain", str(run), "--data", str(tiny_sort_of_clevr), "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["explain", str(run), "--data", str(small_datasets[data]), "--out", str(tmp_path / "x.png")]) == 2
     assert "baselines have no pairs to show" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_babi_story_questions_can_be_typed(small_datasets, tmp_path, capsys):

@@ -18,6 +18,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from relnet.errors import ConfigError  # noqa: E402
 from relnet.look.server import create_app  # noqa: E402
 from relnet.tasks.sort_of_clevr.generate import generate  # noqa: E402
 
@@ -82,6 +83,8 @@ def test_a_question_typed_or_picked_and_an_uploaded_image(client):
     ({"model": "pretrained:sort-of-clevr-pixels", "question": "Why is the sky blue?"}, 400, "is not one of"),
     ({"model": "pretrained:sort-of-clevr-pixels", "source": "upload", "image": "aGVsbG8="}, 400, "cannot be decoded"),
     ({"model": "pretrained:sort-of-clevr-pixels", "source": "upload", "image": "%%%"}, 400, "not valid base64"),
+    ({"model": "pretrained:sort-of-clevr-pixels", "source": "upload", "image": "data:image/png;base64"}, 400,
+     "data: URL without data"),
     ({"model": "pretrained:sort-of-clevr-pixels", "source": "upload"}, 400, "needs an image"),
     ({"model": "pretrained:sort-of-clevr-state", "source": "upload", "image": "aGVsbG8="}, 400, "not images"),
     ({"model": "pretrained:sort-of-clevr-state", "source": "elsewhere"}, 422, "malformed request: source"),
@@ -106,6 +109,35 @@ def test_a_clevr_run_answers_typed_questions_about_new_scenes(small_datasets, tm
     reply = explain(client, model="clevr-state", source="new", seed=4, question="Is there a blorp cube?").json()
     assert reply["unknown_words"] == ["blorp"] and reply["question"] == "Is there a blorp cube?"
     assert len(reply["objects"]) >= 3
+
+
+def test_a_broken_run_is_listed_unavailable_and_names_must_differ(tmp_path, monkeypatch):
+    import torch
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    torch.save({"version": 0}, broken / "checkpoint.pt")
+    client = TestClient(create_app(runs=[str(broken)]))
+    models = {model["name"]: model for model in client.get("/api/models").json()}
+    assert "not a relnet checkpoint" in models["broken"]["error"]
+    assert "error" not in models["pretrained:sort-of-clevr-state"]
+    assert explain(client, model="broken").status_code == 400
+    other = tmp_path / "elsewhere" / "broken"
+    other.mkdir(parents=True)
+    torch.save({}, other / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="another run is also named 'broken'"):
+        create_app(runs=[str(broken), str(other)])
+
+
+def test_new_scenes_kept_in_memory_are_bounded(monkeypatch):
+    import relnet.look.server as server
+
+    monkeypatch.setattr(server, "KEPT_SPLITS", 3)
+    app = create_app()
+    client = TestClient(app)
+    for seed in range(6):
+        assert explain(client, model="pretrained:sort-of-clevr-state", source="new", seed=seed).status_code == 200
+    assert len(app.state.models.splits) == 3
 
 
 def test_babi_needs_its_data(small_datasets):

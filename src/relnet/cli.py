@@ -33,6 +33,12 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def port_number(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
@@ -479,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--split", help="split of --data (default: the one training evaluates)")
     explain.add_argument("--index", type=int, default=0, metavar="K", help="example to explain (default 0)")
     explain.add_argument("--question", metavar="TEXT", help="ask this question about the example instead of its own")
-    explain.add_argument("--seed", type=int, default=0, help="seed of the generated examples (default 0)")
+    explain.add_argument("--seed", type=non_negative_int, default=0, help="seed of the generated examples (default 0)")
     explain.add_argument("--out", metavar="FILE.png",
                          help="picture to write (default explain-PRESET-SPLIT-K.png in the current directory)")
     explain.add_argument("--device", default="auto", help="cpu, cuda or auto")

@@ -93,8 +93,8 @@ def pair_attribution(model: nn.Module, inputs: dict[str, torch.Tensor], answer: 
             if other is not None:
                 logit = logit - outputs.gather(1, other.unsqueeze(1)).squeeze(1)
             direction, = torch.autograd.grad(logit.sum(), captured["aggregate"])
-        with torch.no_grad():
-            pairs = _pair_contributions(rn, captured, direction)
+            with torch.no_grad():  # still in fp32: the pairs must add up to what the forward pass summed
+                pairs = _pair_contributions(rn, captured, direction)
     finally:
         for hook in hooks:
             hook.remove()

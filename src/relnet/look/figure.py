@@ -40,6 +40,8 @@ def draw(explained: Explained, path: str | Path | None = None) -> bytes:
     figure.text(0.02, 0.88, f"answer: {relation.answer} (p = {relation.probability:.2f}){truth}", va="top", fontsize=11)
     arcs = f"the {STRONGEST_PAIRS} strongest pairs" if relation.threshold is None else \
         f"the pairs above {relation.threshold:g}"
+    if view.true_pairs:
+        arcs += "; green dashed: the true ones"
     figure.text(0.60, 0.08, "\n".join(textwrap.wrap(f"shading: each object's share of the {relation.meaning}; "
                                                      f"arcs: {arcs}", 52)),
                 fontsize=8, color="0.3", va="top")
@@ -124,8 +126,10 @@ def _draw_story(axis, view, relation, norm) -> None:
 
 
 def _draw_balls(axis, view, relation, norm) -> None:
-    """Physics: each ball's path (dot = last frame); pairs joined at the first frame."""
+    """Physics: each ball's path; pairs joined at the first frame (true springs: green, dashed)."""
     start = view.trajectories[:, :, 0]
+    for i, j in view.true_pairs:
+        axis.plot(start[[i, j], 0], start[[i, j], 1], "--", color="tab:green", linewidth=2, zorder=4)
     for ball, path in enumerate(view.trajectories):
         axis.plot(path[0], path[1], "-", color="0.6", linewidth=1)
         axis.annotate(str(ball), start[ball], textcoords="offset points", xytext=(5, 5), fontsize=8)

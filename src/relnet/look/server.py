@@ -2,7 +2,7 @@
 
 FastAPI serves one static page (page.html, plain JavaScript) and a small JSON API; uvicorn runs
 it. Every request that relnet cannot answer gets a 4xx JSON ``{"error": ...}`` and the server
-keeps serving. Models load on first use and stay in memory; one lock serializes the model and
+keeps serving. Models load when the page first lists them and stay in memory; one lock serializes the model and
 matplotlib work (neither is thread-safe, and one CPU request at a time is the fastest anyway).
 """
 
@@ -12,6 +12,7 @@ import base64
 import binascii
 import io
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from relnet.train.checkpoint import load_trained
 PAGE = Path(__file__).with_name("page.html")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 4096 * 4096
+KEPT_SPLITS = 64  # example sets held in memory (the data directories' and recent new scenes)
 
 
 class NotFound(RelnetError):
@@ -54,10 +56,13 @@ class Models:
         for run in runs:
             if not (Path(run) / "checkpoint.pt").is_file():
                 raise ConfigError(f"{run}: no checkpoint.pt there (expected a run directory written by `relnet train`)")
-            self.specs[Path(run).resolve().name] = run
+            name = Path(run).resolve().name
+            if name in self.specs:
+                raise ConfigError(f"--run {run}: another run is also named {name!r}; give runs distinct folder names")
+            self.specs[name] = run
         self.data, self.device = data, device
         self.loaded: dict[str, tuple] = {}
-        self.splits: dict[tuple, object] = {}
+        self.splits: OrderedDict[tuple, object] = OrderedDict()  # the most recently used, at most KEPT_SPLITS
 
     def get(self, name: str):
         if name not in self.specs:
@@ -77,10 +82,17 @@ class Models:
             else:
                 split = task.generated_split(preset, info, 1, seed)
             self.splits[key] = split.to(self.device)
+            while len(self.splits) > KEPT_SPLITS:  # every "New scene" click makes one: keep memory bounded
+                self.splits.popitem(last=False)
+        self.splits.move_to_end(key)
         return self.splits[key]
 
     def describe(self, name: str) -> dict:
-        task, preset, info, _ = self.get(name)
+        """What the page shows of a model; a model that cannot be loaded is listed with the reason."""
+        try:
+            task, preset, info, _ = self.get(name)
+        except RelnetError as error:
+            return {"name": name, "error": str(error)}
         return {"name": name, "preset": preset.name, "task": preset.task, "description": preset.description,
                 "questions": task.questions(preset), "typed_questions": task.typed_questions,
                 "images": _reads_images(preset)}
@@ -92,7 +104,11 @@ def _reads_images(preset) -> bool:
 
 def decode_image(text: str, size: int) -> np.ndarray:
     """An uploaded image (data URL or base64) as uint8 [size, size, 3]; a DataError if it is not one."""
-    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    payload = text
+    if text.startswith("data:"):
+        _, comma, payload = text.partition(",")
+        if not comma:
+            raise DataError("the uploaded image is a data: URL without data (expected data:image/...;base64,...)")
     try:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -115,10 +131,16 @@ def create_app(runs: list[str] | None = None, data: dict[str, Path] | None = Non
     models = Models(runs or [], data or {}, torch.device(device))
     lock = threading.Lock()
     app = FastAPI(title="relnet", description="Ask trained Relation Networks and see which pairs carried the answer.")
+    app.state.models = models
 
     @app.exception_handler(RelnetError)
     async def relnet_error(request, error: RelnetError):
         return JSONResponse({"error": str(error)}, status_code=404 if isinstance(error, NotFound) else 400)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request, error: Exception):
+        # A bug, not a bad request: still JSON, so the page can show it, and the server goes on.
+        return JSONResponse({"error": f"internal error ({type(error).__name__}: {error})"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def malformed_request(request, error: RequestValidationError):

@@ -88,6 +88,7 @@ class View:
     points: np.ndarray | None = None  # [N, 2]
     sentences: list[str] | None = None
     trajectories: np.ndarray | None = None  # [N, 2, frames]
+    true_pairs: list[tuple[int, int]] = field(default_factory=list)  # pairs the truth relates (physics: springs)
 
 
 @dataclass

@@ -28,7 +28,7 @@ PAPER = {"clevr-pixels": {"overall": 0.955, "count": 0.901, "exist": 0.978, "com
 
 def reverse_words(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Each row's first ``length`` tokens in reverse order, padding left in place."""
-    positions = torch.arange(tokens.shape[1]).expand_as(tokens)
+    positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
     source = torch.where(positions < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - positions, positions)
     return tokens.gather(1, source)
 

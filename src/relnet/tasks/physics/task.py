@@ -79,8 +79,10 @@ class PhysicsTask(Task):
 
     def view(self, split: PhysicsSplit, index: int, preset: Preset, info: dict) -> View:
         paths = split.tensors["trajectories"][index].cpu().view(NUM_BALLS, 2, NUM_FRAMES).numpy()
+        first, second = upper_pairs(NUM_BALLS)
+        springs = split.tensors["connections"][index].cpu().nonzero().flatten()
         return View(self.question, self.truth(split, index), labels=[f"ball {ball}" for ball in range(NUM_BALLS)],
-                    trajectories=paths)
+                    trajectories=paths, true_pairs=[(int(first[k]), int(second[k])) for k in springs])
 
     def figures(self, split: PhysicsSplit, predictions: torch.Tensor, out_dir: Path) -> list[Path]:
         """A picture of the first test scenes with their true and predicted structure."""
@@ -124,6 +126,8 @@ class PhysicsConnections(PhysicsTask):
 
     def relation_map(self, model, inputs: dict, info: dict) -> RelationMap:
         """The RN's answer is itself per pair: each pair's spring probability (no attribution needed)."""
+        if not isinstance(model, ConnectionRN):
+            raise ConfigError(f"{type(model).__name__} has no RelationNetwork: {self.name} baselines have no pairs to show")
         with torch.no_grad():
             probabilities = torch.sigmoid(model.eval()(**inputs).float())[0].cpu()
         first, second = upper_pairs(NUM_BALLS)
@@ -133,7 +137,7 @@ class PhysicsConnections(PhysicsTask):
         sure = torch.where(probabilities > 0.5, probabilities, 1 - probabilities).prod()
         return RelationMap(answer=self.springs(probabilities > 0.5), probability=float(sure),
                            top=[(f"{int(first[k])}-{int(second[k])}", float(p)) for p, k in zip(best.values, best.indices)],
-                           objects=pairs.sum(1).numpy(), pairs=pairs.numpy(), meaning="spring probability",
+                           objects=2 * pairs.sum(1).numpy(), pairs=pairs.numpy(), meaning="spring probability",
                            threshold=0.5)
 
     def outputs(self, info: dict) -> int:
