@@ -91,3 +91,22 @@ def test_run_trained_on_the_device_loads_and_evaluates_on_cpu(tiny_sort_of_clevr
     evaluated = json.loads((run / "eval_test.json").read_text())
     # The device's matmuls (TF32 on CUDA) may flip an answer or two of 180.
     assert evaluated["overall"] == pytest.approx(trained["overall"], abs=0.02)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["sort-of-clevr-pixels", "babi", "physics-count", "clevr-state", "clevr-pixels"])
+def test_examples_are_explained_and_asked_on_the_device(small_datasets, device, name):
+    """relnet explain / serve on the device: views, typed questions and attribution on a split moved there."""
+    from relnet.look import explain_example
+    from relnet.tasks import get_task
+
+    preset = PRESETS[name]
+    task = get_task(preset.task)
+    split = task.load(small_datasets[preset.task], task.eval_split, preset)
+    info = split.info()
+    torch.manual_seed(0)
+    model = task.build_model(preset, info).to(device)
+    question = {"sort-of-clevr": "Is the red object on the left?", "babi": "Where is mary?",
+                "clevr": "How many red things are there?"}.get(preset.task)
+    explained = explain_example(task, preset, info, model, split.to(device), 1, question)
+    assert explained.relation.pairs.sum() == pytest.approx(explained.relation.linearized, rel=1e-3, abs=1e-4)
