@@ -60,8 +60,6 @@ def test_data_refuses_to_overwrite(tmp_path, capsys):
     (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--set", "lrate=1"], "unknown key 'lrate'"),
     (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--set", "schedule=linear"],
      "unknown schedule 'linear'"),
-    (["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", "{run}", "--set", "lr=1", "--resume"],
-     "--set cannot be combined with --resume"),
     (["eval", "pretrained:no-such-model", "--data", "D"], "no pretrained model 'no-such-model'"),
     (["export", "{run}", "--name", "x"], "no checkpoint"),
 ])
@@ -71,6 +69,14 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("relnet: error:") and message in err and "\n" not in err
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_set_cannot_change_a_run_that_is_resumed(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run's checkpoint")
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", str(tmp_path / "run"),
+                 "--set", "lr=1", "--resume"]) == 2
+    assert "--set cannot be combined with --resume" in capsys.readouterr().err
 
 
 def test_corrupt_data_file_is_named(tmp_path, capsys):

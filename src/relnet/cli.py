@@ -45,6 +45,17 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+def output_directory(path: str, command: str):
+    """Hold ``path`` as the output directory of ``command``: refused when it names a file or
+    another relnet process is writing there."""
+    from relnet.io import directory_lock
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: a file of that name exists; expected a directory")
+    return directory_lock(out, command)
+
+
 def cmd_data_sort_of_clevr(args) -> int:
     from relnet.tasks.sort_of_clevr.data import write_dataset
 
@@ -52,8 +63,9 @@ def cmd_data_sort_of_clevr(args) -> int:
     existing = [out / name for name in ("train.npz", "test.npz") if (out / name).exists()]
     if existing and not args.overwrite:
         raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it or choose another --out")
-    paths = write_dataset(out, train_images=args.train_images, test_images=args.test_images, seed=args.seed,
-                          progress=not args.no_progress)
+    with output_directory(args.out, "relnet data sort-of-clevr"):
+        paths = write_dataset(out, train_images=args.train_images, test_images=args.test_images, seed=args.seed,
+                              progress=not args.no_progress)
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -99,8 +111,10 @@ def cmd_data_physics(args) -> int:
     existing = [out / f"{split}.npz" for split in SPLITS if (out / f"{split}.npz").exists()]
     if existing and not args.overwrite:
         raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it or choose another --out")
-    for path in write_dataset(out, train_scenes=args.scenes, test_scenes=args.test_scenes, seed=args.seed,
-                              progress=not args.no_progress):
+    with output_directory(args.out, "relnet data physics"):
+        paths = write_dataset(out, train_scenes=args.scenes, test_scenes=args.test_scenes, seed=args.seed,
+                              progress=not args.no_progress)
+    for path in paths:
         print(f"wrote {path}")
     return 0
 
@@ -115,12 +129,13 @@ def cmd_data_clevr_gen(args) -> int:
                                seed=args.seed, start_index=args.start_index,
                                scene=SceneOptions(min_objects=args.min_objects, max_objects=args.max_objects))
     sources = dict(templates_dir=args.templates, synonyms_path=args.synonyms, metadata_path=args.metadata)
-    if args.scenes:
-        result = generate_questions(Path(args.scenes), Path(args.out), options, overwrite=args.overwrite,
-                                    progress=not args.no_progress, **sources)
-    else:
-        result = generate(Path(args.out), options, workers=args.workers, overwrite=args.overwrite,
-                          progress=not args.no_progress, **sources)
+    with output_directory(args.out, "relnet data clevr-gen"):
+        if args.scenes:
+            result = generate_questions(Path(args.scenes), Path(args.out), options, overwrite=args.overwrite,
+                                        progress=not args.no_progress, **sources)
+        else:
+            result = generate(Path(args.out), options, workers=args.workers, overwrite=args.overwrite,
+                              progress=not args.no_progress, **sources)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -162,7 +177,8 @@ def cmd_train(args) -> int:
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
 
-    if args.set and args.resume:
+    if args.set and args.resume and (Path(args.out) / "checkpoint.pt").exists():
+        # (Without a checkpoint yet, --resume starts the run afresh, --set included.)
         raise ConfigError("--set cannot be combined with --resume: a resumed run keeps the preset it was started with")
     preset = get_preset(args.preset).with_overrides(args.set or [])
     task = get_task(preset.task)
@@ -197,12 +213,15 @@ def cmd_eval(args) -> int:
     from relnet.io import write_json
     from relnet.train.loop import predict
 
+    # A run directory gets the metrics and pictures; a pretrained model has no directory of its own.
+    out_dir = Path(args.out) if args.out else None if args.run.startswith(pretrained.PREFIX) else Path(args.run)
+    if out_dir is not None and out_dir.exists() and not (out_dir.is_dir() and os.access(out_dir, os.W_OK)):
+        raise ConfigError(f"{out_dir}: cannot write eval_{args.split or 'SPLIT'}.json there (not a writable "
+                          f"directory); pass --out DIR")
     task, preset, _, model, split, device, precision = _load_run(args)
     predictions = predict(task, model, split, preset.eval_batch_size, device, precision, progress=not args.no_progress)
     metrics = {**task.metrics(split, predictions), "preset": preset.name, "model": args.run}
     print(json.dumps(metrics, indent=2) if args.json else task.format_metrics(metrics))
-    # A run directory gets the metrics and pictures; a pretrained model has no directory of its own.
-    out_dir = Path(args.out) if args.out else None if args.run.startswith(pretrained.PREFIX) else Path(args.run)
     if out_dir is not None:
         out = out_dir / f"eval_{args.split}.json"
         write_json(out, metrics)
@@ -322,7 +341,8 @@ def cmd_presets(args) -> int:
 def add_generator_options(parser: argparse.ArgumentParser, handler) -> None:
     """The options every data generator shares."""
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives byte-identical files (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed; the same seed gives byte-identical files (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=handler)
@@ -368,9 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "questions/CLEVR_SPLIT_questions.json). With --scenes, only write questions for an existing "
                     "scene file. See docs/clevr.md.")
     gen.add_argument("--images", type=positive_int, default=1000, metavar="N", help="images to render (default 1000)")
-    gen.add_argument("--questions-per-image", type=int, default=10, metavar="K", help="questions per image (default 10)")
+    gen.add_argument("--questions-per-image", type=positive_int, default=10, metavar="K", help="questions per image (default 10)")
     gen.add_argument("--split", default="train", help="split name: train, val, test, ... (default train)")
-    gen.add_argument("--start-index", type=int, default=0, metavar="I", help="index of the first image (default 0)")
+    gen.add_argument("--start-index", type=non_negative_int, default=0, metavar="I", help="index of the first image (default 0)")
     gen.add_argument("--min-objects", type=positive_int, default=3, metavar="A", help="fewest objects per scene (default 3)")
     gen.add_argument("--max-objects", type=positive_int, default=10, metavar="B", help="most objects per scene (default 10)")
     gen.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
@@ -415,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (default: the preset's)")
     train.add_argument("--max-minutes", type=positive_float, metavar="M",
                        help="training time budget; the learning-rate schedule completes within it")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
     train.add_argument("--precision", default="auto",
                        help="fp32, bf16 (autocast) or auto (default: bf16 on CUDA and on CPUs with native bf16 "
@@ -470,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
     export.add_argument("--name", required=True, help="model name (pretrained:NAME)")
     export.add_argument("--dir", metavar="DIR", help="folder to write into (default: relnet/pretrained in the package)")
-    export.add_argument("--data-seed", type=int, default=0, help="seed of the data the run trained on (default 0)")
+    export.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of the data the run trained on (default 0)")
     export.add_argument("--commit", help="commit the run was trained with (default: git rev-parse HEAD)")
     export.set_defaults(handler=cmd_export)
 
@@ -512,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: Exception) -> str:
+    """An error message on one line (some libraries' messages span several)."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -519,8 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except RelnetError as error:
-        print(f"relnet: error: {error}", file=sys.stderr)
+        print(f"relnet: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system refused (permissions, a full disk, a name that is a directory)
+        print(f"relnet: error: {one_line(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         print(f"relnet: interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
         return 130

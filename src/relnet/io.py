@@ -1,18 +1,26 @@
-"""Files: atomic writes (a reader never sees a half-written file, and a failed write leaves none)
-and byte-deterministic .npz archives of named arrays (no pickle)."""
+"""Files: atomic writes (a reader never sees a half-written file, and a failed write leaves none),
+byte-deterministic .npz archives of named arrays (no pickle), checked reads of .npz, JSON and
+image files, and directory locks."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from relnet.errors import DataError
+from relnet.errors import ConfigError, DataError
+
+# Images larger than this are refused before they are decoded (CLEVR's are 480 x 320): a small
+# file can declare a huge image (a decompression bomb).
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 # Earliest date a zip entry can hold; a fixed stamp keeps identical arrays byte-identical on disk.
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -71,10 +79,93 @@ def load_npz(path: str | os.PathLike, keys: Sequence[str], how_to_make: str) -> 
             if key not in archive.files:
                 raise DataError(f"{path}: missing key '{key}'; expected keys {', '.join(keys)}")
             try:
+                _check_member_size(archive.zip, f"{key}.npy")
                 arrays[key] = archive[key]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-                raise DataError(f"{path}: key '{key}' cannot be read ({error})") from error
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+                raise DataError(f"{path}: key '{key}' cannot be read ({error})") from None
     return arrays
+
+
+def _check_member_size(archive: zipfile.ZipFile, member: str) -> None:
+    """Refuse an array whose header declares more data than the member holds, before numpy
+    allocates it (a few bytes can declare an array of hundreds of GiB)."""
+    info = archive.getinfo(member)
+    with archive.open(info) as file:
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(file)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects, which relnet never reads (no pickle)")
+        declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if declared > info.file_size:
+            raise ValueError(f"its header declares {declared:,} bytes of {dtype} {shape} but it holds "
+                             f"{info.file_size:,}")
+
+
+def read_json_file(path: str | os.PathLike, what: str):
+    """A JSON file relnet wrote itself (a vocabulary, a manifest), or a DataError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file ({what})") from None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable {what} ({error}); rebuild it") from None
+
+
+def read_image(source, size: int, name: str) -> np.ndarray:
+    """An image file (path or binary file) as uint8 RGB [size, size, 3], or a DataError naming
+    ``name``: images over MAX_IMAGE_PIXELS are refused before decoding, and 16-bit grayscale is
+    scaled to 8 bits (converting it straight to RGB would clip it to white)."""
+    from PIL import Image
+
+    try:
+        with Image.open(source) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{name}: a {image.width} x {image.height} image; at most {MAX_IMAGE_PIXELS:,} "
+                                f"pixels are read")
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                gray = np.asarray(image, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
+                image = Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8), mode="L")
+            elif image.mode == "F":
+                raise DataError(f"{name}: a floating-point image; expected 8- or 16-bit color or grayscale")
+            return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+    except FileNotFoundError:
+        raise DataError(f"{name}: image missing") from None
+    except DataError:
+        raise
+    except Exception as error:  # PIL raises many types (and DecompressionBombError) for bad files
+        raise DataError(f"{name}: image unreadable ({type(error).__name__}: {error})") from None
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike, what: str):
+    """Hold ``directory/.lock`` for the duration: a second relnet process that wants the same
+    directory is refused at once instead of interleaving its files with ours. The lock is the
+    kernel's (flock), so a killed process releases it. A directory made for the lock and left
+    empty (the command failed before writing) is removed again."""
+    directory = Path(directory)
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "?"
+            raise ConfigError(f"{directory}: in use by another relnet process (pid {holder}, {what}); wait for it "
+                              f"or choose another directory") from None
+        file.seek(0)
+        file.truncate()
+        file.write(str(os.getpid()))
+        file.flush()
+        try:
+            yield
+        finally:
+            if created and [path.name for path in directory.iterdir()] == [".lock"]:
+                (directory / ".lock").unlink()
+                directory.rmdir()
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def _umask() -> int:

@@ -20,18 +20,17 @@ import torch
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from relnet import pretrained
 from relnet.errors import ConfigError, DataError, RelnetError
+from relnet.io import read_image
 from relnet.look import example_split, explain_example, object_labels
 from relnet.look.figure import draw, shown_pairs
 from relnet.train.checkpoint import load_trained
 
 PAGE = Path(__file__).with_name("page.html")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 4096 * 4096
 KEPT_SPLITS = 64  # example sets held in memory (the data directories' and recent new scenes)
 
 
@@ -115,16 +114,7 @@ def decode_image(text: str, size: int) -> np.ndarray:
         raise DataError("the uploaded image is not valid base64") from None
     if len(raw) > MAX_UPLOAD_BYTES:
         raise DataError(f"the uploaded image is {len(raw):,} bytes; at most {MAX_UPLOAD_BYTES:,} are accepted")
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            if image.width * image.height > MAX_UPLOAD_PIXELS:
-                raise DataError(f"the uploaded image is {image.width}x{image.height}; at most {MAX_UPLOAD_PIXELS:,} "
-                                f"pixels are accepted")
-            return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-    except DataError:
-        raise
-    except Exception as error:  # PIL raises many types for files it cannot decode
-        raise DataError(f"the uploaded image cannot be decoded ({type(error).__name__}: {error})") from None
+    return read_image(io.BytesIO(raw), size, "the uploaded image")
 
 
 def create_app(runs: list[str] | None = None, data: dict[str, Path] | None = None, device: str = "cpu") -> FastAPI:

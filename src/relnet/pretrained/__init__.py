@@ -44,7 +44,7 @@ def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module
     from relnet.train.preset import Preset
 
     model_card = card(name)
-    preset = Preset(**model_card["preset"])
+    preset = Preset.from_dict(model_card["preset"], str(FOLDER / f"{name}.json"))
     model = get_task(preset.task).build_model(preset, model_card["info"])
     weights = load_file(FOLDER / f"{name}.safetensors")
     try:

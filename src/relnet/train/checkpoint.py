@@ -18,6 +18,11 @@ FORMAT = "relnet-checkpoint"
 VERSION = 2
 
 
+# What every checkpoint holds, and of which type.
+REQUIRED = {"preset": dict, "info": dict, "options": dict, "model": dict, "optimizer": dict, "progress": dict,
+            "rng": dict, "history": list, "loss_log": list}
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
 
@@ -34,6 +39,9 @@ def load_checkpoint(path: Path) -> dict:
         raise ConfigError(f"{path}: not a relnet checkpoint (missing format tag {FORMAT!r})")
     if state.get("version") != VERSION:
         raise ConfigError(f"{path}: checkpoint version {state.get('version')} is not supported (expected {VERSION})")
+    wrong = [key for key, kind in REQUIRED.items() if not isinstance(state.get(key), kind)]
+    if wrong:
+        raise ConfigError(f"{path}: damaged checkpoint: {', '.join(wrong)} missing or of the wrong type")
     return state
 
 
@@ -46,11 +54,11 @@ def load_trained(spec: str, device: torch.device | str = "cpu"):
 
     if spec.startswith(pretrained.PREFIX):
         model, card = pretrained.load(spec[len(pretrained.PREFIX):], device)
-        preset, info = Preset(**card["preset"]), card["info"]
+        preset, info = Preset.from_dict(card["preset"], f"pretrained card {spec}"), card["info"]
         return get_task(preset.task), preset, info, model
     run = Path(spec)
     state = load_checkpoint(run / "checkpoint.pt")
-    preset, info = Preset(**state["preset"]), state["info"]
+    preset, info = Preset.from_dict(state["preset"], str(run / "checkpoint.pt")), state["info"]
     task = get_task(preset.task)
     model = task.build_model(preset, info)
     try:

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from relnet.errors import ConfigError
-from relnet.io import write_json
+from relnet.io import directory_lock, write_json
 from relnet.train import distributed
 from relnet.train.checkpoint import load_checkpoint, save_checkpoint
 from relnet.train.plots import plot_curves
@@ -91,22 +91,29 @@ def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: fl
     return preset.lr * warmup * (preset.min_lr_ratio + (1 - preset.min_lr_ratio) * cosine)
 
 
-@torch.no_grad()
+class _Stopped(Exception):
+    """A stop request (Ctrl-C, SIGTERM) arrived during an evaluation."""
+
+
 def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
-             device: torch.device, precision: str = "fp32", progress: bool = True) -> dict:
+             device: torch.device, precision: str = "fp32", progress: bool = True, stop=None) -> dict:
     """Metrics of ``model`` on every example of ``split`` (the last partial batch included)."""
-    return task.metrics(split, predict(task, model, split, batch_size, device, precision, progress))
+    return task.metrics(split, predict(task, model, split, batch_size, device, precision, progress, stop))
 
 
 @torch.no_grad()
 def predict(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
-            device: torch.device, precision: str = "fp32", progress: bool = True) -> torch.Tensor:
-    """The model's prediction for every example of ``split``, in the split's order (on the CPU)."""
+            device: torch.device, precision: str = "fp32", progress: bool = True, stop=None) -> torch.Tensor:
+    """The model's prediction for every example of ``split``, in the split's order (on the CPU).
+    ``stop`` (a stop request, checked every batch) ends it early with _Stopped."""
     was_training = model.training
     model.eval()
     order = split.eval_order().to(device)
     chunks = []
     for start in tqdm(range(0, len(split), batch_size), desc="eval", leave=False, disable=not progress):
+        if stop is not None and stop.requested:
+            model.train(was_training)
+            raise _Stopped
         inputs, _ = split.batch(order[start:start + batch_size])
         with autocast(device, precision):
             chunks.append(task.predict(model(**inputs)))
@@ -202,15 +209,23 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     ``command`` (the command line that started the run) is recorded in config.json.
     """
     wall_start = time.perf_counter()
-    run = _setup(task, preset, Path(data_dir), Path(out_dir), epochs=epochs, max_minutes=max_minutes, seed=seed,
-                 device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
-                 compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command)
-    run.model.train()
-    with _StopRequest() as stop:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: a file of that name exists; expected a run directory")
+    # One run owns a run directory: a second `relnet train` on it is refused, not interleaved.
+    owner = directory_lock(out_dir, "relnet train") if distributed.world_from_environment().is_main \
+        else contextlib.nullcontext()
+    with owner, _StopRequest() as stop:
+        run = _setup(task, preset, Path(data_dir), out_dir, epochs=epochs, max_minutes=max_minutes, seed=seed,
+                     device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
+                     compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command)
+        run.model.train()
         while run.progress.epoch < run.epochs:
+            if run.world.any(stop.requested, run.device):  # Ctrl-C between epochs stops here too
+                _stop(run)
             if not _train_epoch(run, stop, checkpoint_minutes):
                 break
-    return _finish(run, wall_start)
+        return _finish(run, wall_start)
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
@@ -219,7 +234,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     world = distributed.world_from_environment()
     state = _checkpoint_to_resume(out_dir, preset, resume)
     if state:  # a resumed run keeps its preset, seed and recording options; budgets may be given anew
-        preset, stored = Preset(**state["preset"]), state["options"]
+        preset, stored = Preset.from_dict(state["preset"], str(out_dir / "checkpoint.pt")), state["options"]
         seed, command = stored["seed"], stored.get("command")
         epochs = epochs or stored["epochs"]
         max_minutes = max_minutes if max_minutes is not None else stored["max_minutes"]
@@ -235,10 +250,18 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     distributed.start(world, torch_device)
 
     # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
-    train_split = task.load(data_dir, "train", preset, state["info"] if state else None).to(torch_device)
+    train_split = task.load(data_dir, "train", preset, state["info"] if state else None)
+    data_fingerprint = train_split.fingerprint()
+    if state and state["options"].get("data_fingerprint", data_fingerprint) != data_fingerprint:
+        raise ConfigError(f"{out_dir / 'checkpoint.pt'}: the run was trained on other data "
+                          f"({state['options'].get('train_examples')} training examples, fingerprint "
+                          f"{state['options']['data_fingerprint']}); {data_dir} holds {len(train_split)} "
+                          f"(fingerprint {data_fingerprint}): resume with the data it started with")
+    train_split = train_split.to(torch_device)
     info = train_split.info()
     eval_split = task.load(data_dir, task.eval_split, preset, info).to(torch_device)
-    model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world)
+    model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world,
+                                                  out_dir / "checkpoint.pt")
     # DDP copies rank 0's weights to every process when it wraps the model.
     step_model = torch.nn.parallel.DistributedDataParallel(model) if world.launched else model
     if compile:
@@ -247,7 +270,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
                "device": str(torch_device), "data": str(data_dir), "processes": world.size,
                "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
-               "command": command}
+               "command": command, "data_fingerprint": data_fingerprint, "train_examples": len(train_split)}
     if world.is_main:
         write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
         tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "
@@ -294,17 +317,22 @@ def _check_options(preset: Preset, world: distributed.World, epochs: int, max_mi
                           f"{world.size} process(es) x {accumulate} accumulation step(s)")
 
 
-def _build_model(task, preset, info, device, state, seed, world):
-    """The model and optimizer, fresh from ``seed`` or restored from ``state``, and the run's progress."""
+def _build_model(task, preset, info, device, state, seed, world, path):
+    """The model and optimizer, fresh from ``seed`` or restored from ``state`` (read from ``path``),
+    and the run's progress."""
     torch.manual_seed(seed)
     model = task.build_model(preset, info).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     run_progress = _Progress()
     if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        run_progress = _Progress(**state["progress"])
-        torch.set_rng_state(state["rng"]["torch"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            run_progress = _Progress(**state["progress"])
+            torch.set_rng_state(state["rng"]["torch"])
+        except (RuntimeError, TypeError, ValueError, KeyError) as error:
+            raise ConfigError(f"{path}: damaged checkpoint, or not of this preset's model "
+                              f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"])
     if world.size > 1:
@@ -376,7 +404,7 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                                 lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
             if eval_due and progress.batch_in_epoch < run.steps_per_epoch:
-                _evaluate_into_history(run, summed, subset=True)
+                _evaluate_into_history(run, summed, subset=True, stop=stop)
                 step_start = time.perf_counter()  # evaluation time is not training time
             # Rank 0's clock decides, so that every process stops at the same step.
             if world.any(bool(run.budget) and world.is_main and progress.train_seconds >= run.budget, run.device):
@@ -391,27 +419,37 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
             break
     bar.close()
     if stop_requested:
-        _save(run)
-        world.barrier()
-        distributed.stop(world)
-        raise KeyboardInterrupt(f"stopped at step {progress.step}; continue with --resume")
-    if progress.batch_in_epoch == run.steps_per_epoch:
+        _stop(run)
+    if progress.batch_in_epoch >= run.steps_per_epoch:
         progress.epoch += 1
         progress.batch_in_epoch = 0
-    _evaluate_into_history(run, world.sum(totals).tolist(), subset=False)
+    _evaluate_into_history(run, world.sum(totals).tolist(), subset=False, stop=stop)
     _save(run)
     return within_budget
 
 
-def _evaluate_into_history(run: _Run, epoch_totals: list[float], subset: bool) -> None:
+def _stop(run: _Run):
+    """Checkpoint and end the run at a clean point (Ctrl-C or SIGTERM)."""
+    _save(run)
+    run.world.barrier()
+    distributed.stop(run.world)
+    raise KeyboardInterrupt(f"stopped at step {run.progress.step}; continue with --resume")
+
+
+def _evaluate_into_history(run: _Run, epoch_totals: list[float], subset: bool, stop: _StopRequest) -> None:
     """Evaluate on rank 0 (the whole evaluation split, or the fixed subset), append to the
-    history on every process, and write history.json and curves.png."""
+    history on every process, and write history.json and curves.png. A stop request during the
+    evaluation ends the run at once (the checkpoint keeps the training done)."""
     loss_sum, correct, seen = epoch_totals
     entry = None
     if run.world.is_main:
         split = run.eval_subset if subset else run.eval_split
-        metrics = evaluate(run.task, run.model, split, run.preset.eval_batch_size, run.device, run.precision,
-                           run.show_progress)
+        try:
+            # One process alone can stop mid-evaluation; with several, the others wait in a collective.
+            metrics = evaluate(run.task, run.model, split, run.preset.eval_batch_size, run.device, run.precision,
+                               run.show_progress, stop=stop if run.world.size == 1 else None)
+        except _Stopped:
+            _stop(run)
         entry = {"epoch": run.progress.epoch + run.progress.batch_in_epoch / run.steps_per_epoch,
                  "step": run.progress.step, "questions_seen": run.questions_seen,
                  "train_seconds": run.progress.train_seconds, "train_loss": loss_sum / max(seen, 1),

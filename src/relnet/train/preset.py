@@ -51,6 +51,20 @@ class Preset:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, fields, where: str) -> "Preset":
+        """A preset stored in a checkpoint or card (``where`` names it), or a ConfigError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(fields, dict) or not {"name", "task"} <= set(fields):
+            raise ConfigError(f"{where}: no preset with a name and a task stored there")
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(f"{where}: the stored preset has fields this relnet does not know: {', '.join(unknown)}")
+        try:
+            return cls(**fields)
+        except TypeError as error:
+            raise ConfigError(f"{where}: the stored preset is malformed ({error})") from None
+
     def with_overrides(self, assignments: Sequence[str]) -> "Preset":
         """A copy with ``KEY=VALUE`` assignments applied (``relnet train --set``): KEY is a field
         (``lr``) or an entry of ``model``/``data`` (``model.g_widths``); VALUE is JSON

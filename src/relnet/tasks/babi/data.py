@@ -29,6 +29,10 @@ TASK_NAMES = {
 PAD, UNK = "<pad>", "<unk>"
 # The paper's RN sees at most the 20 most recent statements before a question.
 MAX_STORY = 20
+# The longest official line is under 200 characters; anything far longer is not bAbI (and a
+# multi-megabyte line would be padded into a huge tensor).
+MAX_LINE_CHARS = 2000
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -70,14 +74,20 @@ def read_file(path: Path, task: int, max_story: int = MAX_STORY) -> list[Example
     tokenized: dict[str, tuple[str, ...]] = {}  # bAbI repeats its sentences: tokenize each once
     previous_id = 0
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes; a bAbI file is at most {MAX_FILE_BYTES:,}")
+        # Lines end at \n (or \r\n) only: str.splitlines would also split at \v, \f and others.
+        lines = path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read: {error}") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_CHARS:
+            raise DataError(f"{path}:{number}: line of {len(line):,} characters; bAbI lines are at most "
+                            f"{MAX_LINE_CHARS:,}")
         head, _, rest = line.partition(" ")
-        if not head.isdigit() or not rest.strip():
+        if not (head.isascii() and head.isdigit()) or not rest.strip():
             raise DataError(f"{path}:{number}: expected 'ID text' with a numeric ID, got {line[:60]!r}")
         sentence_id = int(head)
         if sentence_id == 1:

@@ -6,6 +6,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -14,9 +15,13 @@ from relnet.errors import DataError
 
 OFFICIAL_URL = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz"
 ARCHIVE_ROOT = "tasks_1-20_v1-2"
+# Seconds a connection or a read may wait for the server: a server that accepts and then never
+# answers ends the download with an error instead of hanging it.
+TIMEOUT_SECONDS = 60
+MAX_ARCHIVE_BYTES = 64 * 1024 * 1024  # the official archive is 15 MB
 
 
-def download(out_dir: Path, url: str = OFFICIAL_URL, progress: bool = True) -> Path:
+def download(out_dir: Path, url: str = OFFICIAL_URL, progress: bool = True, timeout: float | None = None) -> Path:
     """Download the archive at ``url`` and unpack it into ``out_dir``; returns ``out_dir/tasks_1-20_v1-2``.
 
     The archive is unpacked in a temporary directory beside the destination and moved into place
@@ -30,19 +35,21 @@ def download(out_dir: Path, url: str = OFFICIAL_URL, progress: bool = True) -> P
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".babi-download-") as scratch:
         archive = Path(scratch) / "babi.tar.gz"
         try:
-            with urllib.request.urlopen(url) as response, open(archive, "wb") as file:
+            with urllib.request.urlopen(url, timeout=timeout or TIMEOUT_SECONDS) as response, open(archive, "wb") as file:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc="bAbI", disable=not progress) as bar:
                     while chunk := response.read(1 << 20):
+                        if bar.n + len(chunk) > MAX_ARCHIVE_BYTES:
+                            raise DataError(f"{url}: more than {MAX_ARCHIVE_BYTES:,} bytes; the bAbI archive is 15 MB")
                         file.write(chunk)
                         bar.update(len(chunk))
-        except (OSError, ValueError) as error:
-            raise DataError(f"cannot download {url}: {error}") from None
+        except (OSError, ValueError) as error:  # timeouts are OSErrors
+            raise DataError(f"cannot download {url}: {error or type(error).__name__}") from None
         unpacked = Path(scratch) / "unpacked"
         try:
-            with tarfile.open(archive) as tar:
+            with tarfile.open(archive, "r:gz") as tar:
                 tar.extractall(unpacked, filter="data")  # refuses absolute paths, links out, devices
-        except (tarfile.TarError, OSError) as error:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as error:  # EOFError: a truncated archive
             raise DataError(f"{url}: not a readable bAbI archive: {error}") from None
         if not (unpacked / ARCHIVE_ROOT / "en").is_dir():
             raise DataError(f"{url}: the archive has no {ARCHIVE_ROOT}/en directory; is it the bAbI v1.2 archive?")

@@ -2,29 +2,36 @@
 
 Cache files, per split S (all plain arrays, no pickle):
 - ``S_images.npy``: uint8 [images, 128, 128, 3], memory-mappable; written in chunks by a pool
-  of workers, resumable (``S_images.partial.npy`` + ``S_images.progress.json`` until done);
+  of workers, resumable (``S_images.partial.npy`` + ``S_images.progress.json`` until done), with
+  ``S_images.json``: the fingerprint of the source images (names, sizes, times) and the size;
 - ``S_questions.npz``: ``tokens`` int32 [Q, L] (0 pads), ``lengths``, ``image_index``,
   ``answer`` (index into the 28 answers, -1 where the split has none), ``category`` (index into
-  the five Table 1 categories, -1 where unknown), ``family`` (-1 where unknown);
+  the five Table 1 categories, -1 where unknown), ``family`` (-1 where unknown), and ``build``,
+  ``vocab``: the ids of the run that wrote it and of the vocabulary its tokens index;
 - ``S_objects.npz`` (splits with scenes): ``objects`` float32 [images, 10, 18] (3D coordinates,
-  then one-hot color, shape, material, size) and ``object_count``;
-- ``vocab.json``: the question words of the train split (0 ``<pad>``, 1 ``<unk>``) and the answers.
+  then one-hot color, shape, material, size), ``object_count`` and ``build``;
+- ``vocab.json``: the question words of the train split (0 ``<pad>``, 1 ``<unk>``), the answers
+  and its id;
+- ``cache.json``: the manifest, written last: which build of every file belongs to the cache.
+  A run removes it first, so a cache whose rebuild stopped midway is refused, never read mixed.
+
+Source images are re-cached whenever their fingerprint or the image size changes.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
 import sys
+import uuid
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from relnet.errors import ConfigError, DataError
-from relnet.io import load_npz, save_npz, write_json
-from relnet.tasks.clevr.generate import read_json
+from relnet.io import directory_lock, load_npz, read_image, read_json_file, save_npz, write_json
+from relnet.tasks.clevr.files import read_questions, read_scenes
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, category_of
 
 SPLITS = ("train", "val", "test")
@@ -32,6 +39,8 @@ MAX_OBJECTS = 10
 OBJECT_FEATURES = 3 + sum(len(values) for values in ATTRIBUTES.values())
 PAD, UNK = "<pad>", "<unk>"
 HOW_TO_MAKE = "make the cache with `relnet data clevr --clevr-dir DIR --out CACHE`"
+MANIFEST = "cache.json"
+CACHE_FORMAT = 2
 
 
 def tokenize(question: str) -> list[str]:
@@ -105,28 +114,59 @@ def _load_image(job) -> np.ndarray:
     paths, size = job
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     for row, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                out[row] = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-        except FileNotFoundError:
-            raise DataError(f"{path}: image missing") from None
-        except (OSError, UnidentifiedImageError) as error:
-            raise DataError(f"{path}: image unreadable ({error})") from None
+        out[row] = read_image(path, size, str(path))
     return out
 
 
+def images_fingerprint(paths: list[Path], size: int) -> str:
+    """What a split's cached images are derived from: every source image's name, size and
+    modification time, and the image size."""
+    digest = hashlib.sha256(f"{size}\n".encode())
+    for path in paths:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise DataError(f"{path}: image missing") from None
+        digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _resumable(partial: Path, progress_file: Path, shape: tuple, fingerprint: str) -> int:
+    """Images already in ``partial`` from an interrupted run on the same sources, else 0."""
+    if not (partial.exists() and progress_file.exists()):
+        return 0
+    try:
+        state = read_json_file(progress_file, "image-caching progress file")
+        done = int(state["images_done"])
+    except (DataError, KeyError, TypeError, ValueError):
+        return 0  # derived and re-creatable: start over rather than trust it
+    if (tuple(state.get("shape", ())) != shape or state.get("fingerprint") != fingerprint
+            or not 0 < done <= shape[0] or partial.stat().st_size != _npy_data_offset(partial) + int(np.prod(shape))):
+        return 0  # other sources, or a truncated file that numpy would silently extend with zeros
+    return done
+
+
+def _npy_data_offset(path: Path) -> int:
+    """Where the data of a .npy file begins (the size of its header), or -1 if it has none."""
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(file)
+            return file.tell()
+    except (OSError, ValueError):
+        return -1
+
+
 def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress: bool, chunk: int = 64) -> None:
-    """Resized images into ``out`` (.npy), resuming a previous interrupted run."""
+    """Resized images into ``out`` (.npy) with their fingerprint beside it, resuming a previous
+    interrupted run on the same sources."""
     from tqdm import tqdm
 
     partial = out.with_name(out.stem + ".partial.npy")
     progress_file = out.with_name(out.stem + ".progress.json")
     shape = (len(paths), size, size, 3)
-    done = 0
-    if partial.exists() and progress_file.exists():
-        state = json.loads(progress_file.read_text())
-        if tuple(state.get("shape", ())) == shape:
-            done = int(state["images_done"])
+    fingerprint = images_fingerprint(paths, size)
+    done = _resumable(partial, progress_file, shape, fingerprint)
     if done == 0:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     else:
@@ -139,7 +179,7 @@ def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress
         array[done:done + len(block)] = block
         done += len(block)
         array.flush()
-        write_json(progress_file, {"shape": list(shape), "images_done": done})
+        write_json(progress_file, {"shape": list(shape), "images_done": done, "fingerprint": fingerprint})
         bar.update(len(block))
 
     if workers > 1 and len(jobs) > 1:
@@ -152,82 +192,205 @@ def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress
     bar.close()
     array.flush()
     partial.replace(out)
+    write_json(_images_record(out), {"fingerprint": fingerprint, "shape": list(shape)})
     progress_file.unlink(missing_ok=True)
 
 
+def _images_record(images: Path) -> Path:
+    return images.with_suffix(".json")
+
+
+def _cached_images_match(out: Path, paths: list[Path], size: int) -> bool:
+    record = _images_record(out)
+    if not (out.exists() and record.exists()):
+        return False
+    try:
+        stored = read_json_file(record, "image fingerprint")
+    except DataError:
+        return False
+    return isinstance(stored, dict) and stored.get("fingerprint") == images_fingerprint(paths, size)
+
+
 def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: int = 1, progress: bool = True) -> list[Path]:
-    """Build the cache of every split of ``clevr_dir`` that has a question file (or of ``splits``)."""
+    """Build the cache of every split of ``clevr_dir`` that has a question file (or of ``splits``).
+
+    Every input is read and checked before anything is written; the manifest goes first and comes
+    back last, so an interrupted or failed run leaves a cache that loading refuses, not one that
+    mixes two builds. Two runs on one cache directory are refused (a lock)."""
     if not clevr_dir.is_dir():
         raise DataError(f"{clevr_dir}: no such directory; expected CLEVR_v1.0/ with images/, questions/, scenes/")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: a file of that name exists; expected a cache directory")
     splits = list(splits) if splits else [s for s in SPLITS if _question_file(clevr_dir, s).exists()]
     if not splits:
         raise DataError(f"{clevr_dir}: no questions/CLEVR_{{train,val,test}}_questions.json found")
-    if "train" not in splits and not (out / "vocab.json").exists():
-        raise ConfigError(f"the question vocabulary is built on the train split; include train or reuse a cache "
-                          f"that has {out / 'vocab.json'}")
-    written = []
-    vocab_path = out / "vocab.json"
-    loaded = {split: read_json(_question_file(clevr_dir, split), "questions")["questions"] for split in splits}
-    if "train" in loaded:
-        words = sorted({word for q in loaded["train"] for word in tokenize(q.get("question", ""))})
+    with directory_lock(out, "relnet data clevr"):
+        return _prepare_locked(clevr_dir, out, splits, size, workers, progress)
+
+
+def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Path]:
+    previous = _read_manifest(out) if (out / MANIFEST).exists() else None
+    if "train" not in splits and previous is None:
+        raise ConfigError(f"the question vocabulary is built on the train split; include train or reuse a complete "
+                          f"cache (with {out / MANIFEST})")
+    build = uuid.uuid4().hex
+    sources = {split: _read_split(clevr_dir, split) for split in splits}  # everything checked before writing
+    if "train" in sources:
+        words = sorted({word for q in sources["train"]["questions"] for word in tokenize(q.get("question", ""))})
         vocab = {"words": [PAD, UNK, *words], "answers": list(ANSWERS), "categories": list(CATEGORIES),
-                 "image_size": size}
-        write_json(vocab_path, vocab)
-        written.append(vocab_path)
-    vocab = json.loads(vocab_path.read_text())
+                 "image_size": size, "build": build}
+    else:
+        vocab = read_vocab(out)
+        if vocab["image_size"] != size:
+            raise ConfigError(f"{out / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; pass "
+                              f"--image-size {vocab['image_size']} or rebuild it with train")
     word_index = {word: i for i, word in enumerate(vocab["words"])}
-    for split, questions in loaded.items():
-        path = _question_file(clevr_dir, split)
-        arrays, unknown = encode_questions(path, questions, word_index)
+    encoded = {}
+    for split, source in sources.items():
+        arrays, unknown = encode_questions(source["path"], source["questions"], word_index)
         if unknown:
             print(f"warning: {split}: {unknown} question words are not in the train vocabulary; encoded as {UNK}",
                   file=sys.stderr)
-        images = int(arrays["image_index"].max()) + 1 if len(questions) else 0
-        save_npz(out / f"{split}_questions.npz", arrays)
-        written.append(out / f"{split}_questions.npz")
-        scenes_path = clevr_dir / "scenes" / f"CLEVR_{split}_scenes.json"
-        if scenes_path.exists():
-            scenes = read_json(scenes_path, "scenes")["scenes"]
-            images = max(images, len(scenes))
-            save_npz(out / f"{split}_objects.npz", object_table(scenes_path, scenes, images))
-            written.append(out / f"{split}_objects.npz")
+        encoded[split] = {**arrays, "build": _id_array(build), "vocab": _id_array(vocab["build"])}
+
+    (out / MANIFEST).unlink(missing_ok=True)  # from here until the end the cache is incomplete
+    manifest = previous if previous is not None and "train" not in splits else \
+        {"format": CACHE_FORMAT, "image_size": size, "splits": {}}
+    manifest["vocab"] = vocab["build"]
+    written = []
+    for split, source in sources.items():
         image_out = out / f"{split}_images.npy"
-        if not image_out.exists():
-            paths = [clevr_dir / "images" / split / f"CLEVR_{split}_{i:06d}.png" for i in range(images)]
-            cache_images(paths, image_out, size, workers, progress)
-        written.append(image_out)
+        if not _cached_images_match(image_out, source["images"], size):
+            cache_images(source["images"], image_out, size, workers, progress)
+        save_npz(out / f"{split}_questions.npz", encoded[split])
+        entry = {"build": build, "images": read_json_file(_images_record(image_out), "image fingerprint")["fingerprint"],
+                 "objects": source["scenes"] is not None}
+        written += [image_out, out / f"{split}_questions.npz"]
+        objects_path = out / f"{split}_objects.npz"
+        if source["scenes"] is not None:
+            save_npz(objects_path, {**object_table(source["scenes_path"], source["scenes"], len(source["images"])),
+                                    "build": _id_array(build)})
+            written.append(objects_path)
+        else:
+            objects_path.unlink(missing_ok=True)
+        manifest["splits"][split] = entry
+    if "train" in sources:
+        write_json(out / "vocab.json", vocab)
+        written.insert(0, out / "vocab.json")
+    write_json(out / MANIFEST, manifest)
     return written
 
 
+def _read_split(clevr_dir: Path, split: str) -> dict:
+    """A split's questions and scenes, read and checked, and its image paths."""
+    path = _question_file(clevr_dir, split)
+    questions = read_questions(path)
+    scenes_path = clevr_dir / "scenes" / f"CLEVR_{split}_scenes.json"
+    scenes = read_scenes(scenes_path) if scenes_path.exists() else None
+    images = max((q["image_index"] for q in questions), default=-1) + 1
+    if scenes is not None:
+        held = {scene["image_index"] for scene in scenes}
+        missing = next((q for q in questions if q["image_index"] not in held), None)
+        if missing is not None:
+            raise DataError(f"{path}: a question is about image_index {missing['image_index']}, which "
+                            f"{scenes_path} does not hold")
+        images = max(images, max(held, default=-1) + 1)
+    paths = [clevr_dir / "images" / split / f"CLEVR_{split}_{i:06d}.png" for i in range(images)]
+    return {"path": path, "questions": questions, "scenes": scenes, "scenes_path": scenes_path, "images": paths}
+
+
+def _id_array(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode(), dtype=np.uint8).copy()
+
+
+def _read_manifest(cache: Path) -> dict:
+    manifest = read_json_file(cache / MANIFEST, "cache manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT or not isinstance(
+            manifest.get("splits"), dict):
+        raise DataError(f"{cache / MANIFEST}: not a relnet CLEVR cache manifest of format {CACHE_FORMAT}; {HOW_TO_MAKE}")
+    return manifest
+
+
 def load_cache(cache: Path, split: str, with_images: bool, with_objects: bool) -> dict[str, np.ndarray]:
-    """One split of the cache as arrays, checked for consistency."""
-    if not (cache / "vocab.json").exists():
-        raise DataError(f"{cache / 'vocab.json'}: no such file; {HOW_TO_MAKE}")
+    """One split of the cache as arrays, checked against the manifest and for values in range."""
+    if not (cache / MANIFEST).exists():
+        if (cache / "vocab.json").exists():
+            raise DataError(f"{cache}: incomplete cache (no {MANIFEST}: a `relnet data clevr` run stopped or failed "
+                            f"midway, or it predates relnet {CACHE_FORMAT}-format caches); {HOW_TO_MAKE}")
+        raise DataError(f"{cache / MANIFEST}: no such file; {HOW_TO_MAKE}")
+    manifest = _read_manifest(cache)
+    entry = manifest["splits"].get(split)
+    if entry is None:
+        raise DataError(f"{cache}: the cache has no {split} split (it holds {', '.join(manifest['splits']) or 'none'}); "
+                        f"{HOW_TO_MAKE}")
+    vocab = read_vocab(cache)
     arrays = load_npz(cache / f"{split}_questions.npz", ("tokens", "lengths", "image_index", "answer", "category",
-                                                        "family"), HOW_TO_MAKE)
+                                                        "family", "build", "vocab"), HOW_TO_MAKE)
+    if _text(arrays.pop("build")) != entry["build"] or _text(arrays.pop("vocab")) != vocab["build"]:
+        raise DataError(f"{cache / f'{split}_questions.npz'}: written by another build of the cache than "
+                        f"{cache / MANIFEST} names; {HOW_TO_MAKE}")
     images = int(arrays["image_index"].max()) + 1 if len(arrays["image_index"]) else 0
+    _check_question_values(cache / f"{split}_questions.npz", arrays, len(vocab["words"]))
     if with_images:
         path = cache / f"{split}_images.npy"
-        if not path.exists():
-            raise DataError(f"{path}: no such file; {HOW_TO_MAKE}")
-        arrays["images"] = np.load(path, allow_pickle=False)
+        record = read_json_file(_images_record(path), "image fingerprint") if _images_record(path).exists() else {}
+        if not path.exists() or record.get("fingerprint") != entry["images"]:
+            raise DataError(f"{path}: missing or not the images {cache / MANIFEST} names; {HOW_TO_MAKE}")
+        try:
+            arrays["images"] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise DataError(f"{path}: not a readable .npy array ({error}); {HOW_TO_MAKE}") from None
         if arrays["images"].ndim != 4 or arrays["images"].shape[0] < images or arrays["images"].dtype != np.uint8:
             raise DataError(f"{path}: expected uint8 [>= {images}, H, W, 3], got {arrays['images'].dtype} "
                             f"{arrays['images'].shape}")
     if with_objects:
-        objects = load_npz(cache / f"{split}_objects.npz", ("objects", "object_count"),
-                           f"the split needs a scenes file (CLEVR_{split}_scenes.json) for state descriptions")
+        if not entry.get("objects"):
+            raise DataError(f"{cache}: the {split} split has no object tables (its CLEVR_{split}_scenes.json was "
+                            f"absent); state descriptions need the scenes")
+        objects = load_npz(cache / f"{split}_objects.npz", ("objects", "object_count", "build"), HOW_TO_MAKE)
+        if _text(objects.pop("build")) != entry["build"]:
+            raise DataError(f"{cache / f'{split}_objects.npz'}: written by another build of the cache; {HOW_TO_MAKE}")
         if objects["objects"].shape[0] < images or objects["objects"].shape[1:] != (MAX_OBJECTS, OBJECT_FEATURES):
             raise DataError(f"{cache / f'{split}_objects.npz'}: expected objects [>= {images}, {MAX_OBJECTS}, "
                             f"{OBJECT_FEATURES}], got {objects['objects'].shape}")
+        if not np.isfinite(objects["objects"]).all():
+            raise DataError(f"{cache / f'{split}_objects.npz'}: object tables hold NaN or infinite values")
         arrays.update(objects)
     return arrays
 
 
+def _text(array: np.ndarray) -> str:
+    return bytes(np.asarray(array, dtype=np.uint8)).decode(errors="replace")
+
+
+def _check_question_values(path: Path, arrays: dict, vocab_size: int) -> None:
+    """Every index in range: a cache edited or damaged by hand is refused, never gathered out of bounds."""
+    tokens, lengths = arrays["tokens"], arrays["lengths"]
+    checks = [
+        ("tokens", tokens.ndim == 2 and (tokens.size == 0 or 0 <= tokens.min() and tokens.max() < vocab_size),
+         f"word ids in 0..{vocab_size - 1}"),
+        ("lengths", lengths.shape == tokens.shape[:1] and (lengths.size == 0 or 0 <= lengths.min()
+                                                            and lengths.max() <= tokens.shape[1]),
+         f"one length per question in 0..{tokens.shape[1]}"),
+        ("image_index", arrays["image_index"].shape == lengths.shape and (lengths.size == 0 or arrays["image_index"].min() >= 0),
+         "one image index >= 0 per question"),
+        ("answer", arrays["answer"].shape == lengths.shape and (lengths.size == 0 or -1 <= arrays["answer"].min()
+                                                               and arrays["answer"].max() < len(ANSWERS)),
+         f"answers in -1..{len(ANSWERS) - 1}"),
+        ("category", arrays["category"].shape == lengths.shape and (lengths.size == 0 or -1 <= arrays["category"].min()
+                                                                   and arrays["category"].max() < len(CATEGORIES)),
+         f"categories in -1..{len(CATEGORIES) - 1}"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise DataError(f"{path}: {key} out of range; expected {expected}")
+
+
 def read_vocab(cache: Path) -> dict:
-    path = cache / "vocab.json"
-    if not path.exists():
-        raise DataError(f"{path}: no such file; {HOW_TO_MAKE}")
-    return json.loads(path.read_text())
-
-
+    vocab = read_json_file(cache / "vocab.json", f"CLEVR cache vocabulary; {HOW_TO_MAKE}")
+    words = vocab.get("words") if isinstance(vocab, dict) else None
+    if (not isinstance(words, list) or words[:2] != [PAD, UNK] or not all(isinstance(w, str) for w in words)
+            or not isinstance(vocab.get("image_size"), int) or not isinstance(vocab.get("build"), str)):
+        raise DataError(f"{cache / 'vocab.json'}: not a relnet CLEVR vocabulary (words starting {PAD}, {UNK}; "
+                        f"image_size; build); {HOW_TO_MAKE}")
+    return vocab

@@ -7,7 +7,6 @@ main process, which keeps one answer-balancing tally over the whole split.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from collections import Counter, defaultdict
@@ -21,6 +20,7 @@ from PIL import Image
 from relnet import __version__
 from relnet.errors import ConfigError, DataError
 from relnet.io import atomic_write, write_json
+from relnet.tasks.clevr.files import check_split_name, read_scenes
 from relnet.tasks.clevr.questions import (Template, builtin_templates_dir, check_metadata, instantiate, load_synonyms,
                                           load_templates, question_text)
 from relnet.tasks.clevr.render import render, sample_lights
@@ -147,6 +147,7 @@ def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_d
     """Write images, scenes and questions of one split in the official CLEVR layout under ``out``."""
     from tqdm import tqdm
 
+    check_split_name(options.split, "--split")
     templates, synonyms = _load_question_sources(templates_dir, synonyms_path, metadata_path)
     scenes_path = out / "scenes" / f"CLEVR_{options.split}_scenes.json"
     questions_path = out / "questions" / f"CLEVR_{options.split}_questions.json"
@@ -154,6 +155,10 @@ def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_d
     for path in (scenes_path, questions_path):
         if path.exists() and not overwrite:
             raise ConfigError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    # Replacing a split: its old scenes and questions go first, so that a run stopped midway never
+    # leaves new images beside old scenes and questions that a reader would take as complete.
+    for path in (scenes_path, questions_path):
+        path.unlink(missing_ok=True)
     image_dir.mkdir(parents=True, exist_ok=True)
     writer = QuestionWriter(templates, synonyms, options)
     jobs = [(index, options, str(image_dir)) for index in range(options.start_index, options.start_index + options.images)]
@@ -184,8 +189,12 @@ def generate_questions(scenes_file: Path, out: Path, options: GeneratorOptions, 
     from tqdm import tqdm
 
     templates, synonyms = _load_question_sources(templates_dir, synonyms_path, metadata_path)
-    scenes = read_json(scenes_file, "scenes")["scenes"]
-    split = scenes[0]["split"] if scenes and "split" in scenes[0] else options.split
+    scenes = read_scenes(scenes_file)
+    bare = next((position for position, scene in enumerate(scenes) if "relationships" not in scene), None)
+    if bare is not None:
+        raise DataError(f"{scenes_file}: scene {bare} has no relationships; questions need them (as in CLEVR's scenes)")
+    # The output name comes from the file: read_scenes has checked it names no other directory.
+    split = scenes[0]["split"] if scenes and "split" in scenes[0] else check_split_name(options.split, "--split")
     questions_path = out / "questions" / f"CLEVR_{split}_questions.json"
     if questions_path.exists() and not overwrite:
         raise ConfigError(f"{questions_path} already exists; pass --overwrite to replace it or choose another --out")
@@ -194,20 +203,6 @@ def generate_questions(scenes_file: Path, out: Path, options: GeneratorOptions, 
         writer.add(scene)
     write_json(questions_path, {"info": _info(split), "questions": writer.questions})
     return {"questions": str(questions_path), "summary": summarize(writer.questions)}
-
-
-def read_json(path: Path, key: str) -> dict:
-    """A CLEVR JSON file holding a list under ``key``, or a DataError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise DataError(f"{path}: expected a JSON object with a list under {key!r}")
-    return data
 
 
 def summarize(questions: list[dict]) -> dict:

@@ -68,6 +68,10 @@ def load_templates(directory: str | Path) -> list[Template]:
             except (KeyError, IndexError, TypeError, ValueError) as error:
                 raise DataError(f"{path}: template {position} is malformed ({error!r}); expected keys text, "
                                 f"nodes, params, constraints as in the CLEVR templates") from error
+            unknown = sorted(set(templates[-1].params.values()) - {*PARAM_TYPES, "Relation"})
+            if unknown:
+                raise DataError(f"{path}: template {position} has parameters of unknown types {unknown}; "
+                                f"expected {sorted({*PARAM_TYPES, 'Relation'})}")
     return templates
 
 

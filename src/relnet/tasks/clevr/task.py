@@ -96,6 +96,9 @@ class Clevr(Task):
                               f"the run was trained with ({info['vocab_size']}): the cache was rebuilt from other "
                               f"train questions")
         arrays = load_cache(data_dir, split, with_images=inputs == "pixels", with_objects=inputs == "state")
+        if split == "train" and (arrays["answer"] < 0).any():
+            raise DataError(f"{data_dir / 'train_questions.npz'}: {int((arrays['answer'] < 0).sum())} training "
+                            f"questions have no answer; a training split needs every answer")
         info = {"vocab_size": len(vocab["words"]), "answers": len(ANSWERS), "image_size": vocab["image_size"],
                 "words": vocab["words"]}
         return self._split(split, arrays, preset, info)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from relnet.errors import DataError
-from relnet.tasks.clevr.generate import read_json
+from relnet.tasks.clevr.files import read_questions, read_scenes
 from relnet.tasks.clevr.program import ProgramError, answer_text, execute
 
 
@@ -13,8 +13,8 @@ def verify(clevr_dir: Path, split: str, max_failures: int = 20) -> dict:
     """How many questions of ``split`` reproduce their stored answer on their scene."""
     questions_path = clevr_dir / "questions" / f"CLEVR_{split}_questions.json"
     scenes_path = clevr_dir / "scenes" / f"CLEVR_{split}_scenes.json"
-    questions = read_json(questions_path, "questions")["questions"]
-    scenes = {scene.get("image_index"): scene for scene in read_json(scenes_path, "scenes")["scenes"]}
+    questions = read_questions(questions_path)
+    scenes = {scene["image_index"]: scene for scene in read_scenes(scenes_path)}
     checked = matched = 0
     failures = []
     for position, question in enumerate(questions):
@@ -28,7 +28,7 @@ def verify(clevr_dir: Path, split: str, max_failures: int = 20) -> dict:
         checked += 1
         try:
             got = answer_text(execute(question["program"], scene))
-        except (ProgramError, KeyError, TypeError) as error:
+        except (ProgramError, KeyError, TypeError, ValueError, IndexError) as error:
             got = f"error: {error}"
         if got == question["answer"]:
             matched += 1

@@ -1,0 +1,136 @@
+"""Reading CLEVR-format files (scenes, questions), validated once for every command.
+
+Every reader of a scene or question file goes through here, so a malformed or hostile file gets
+one DataError naming the file, the entry and what was expected, never a traceback, a NaN in
+training, or a file name taken unchecked from its contents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from relnet.errors import ConfigError, DataError
+from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, RELATIONS
+
+MAX_JSON_BYTES = 4 * 1024 ** 3  # CLEVR's largest file (train questions) is about 0.9 GB
+# A split name becomes part of file names (CLEVR_{split}_scenes.json, images/{split}/): letters,
+# digits, '-' and '_' only, so it can never name another directory.
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+
+
+def check_split_name(name, where: str) -> str:
+    if not isinstance(name, str) or not SPLIT_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: split name {name!r} is not allowed: expected 1 to 64 letters, digits, '-' or '_'")
+    return name
+
+
+def read_json(path: Path, key: str) -> dict:
+    """A CLEVR JSON file holding a list under ``key``, or a DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise DataError(f"{path}: {path.stat().st_size:,} bytes; at most {MAX_JSON_BYTES:,} are read")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise DataError(f"{path}: expected a JSON object with a list under {key!r}")
+    return data
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_scenes(path: Path) -> list[dict]:
+    """The scenes of a CLEVR scene file, each checked: a unique whole ``image_index`` >= 0, objects
+    with finite 3D coordinates and known attribute values, relationships between real objects."""
+    scenes = read_json(path, "scenes")["scenes"]
+    seen = set()
+    for position, scene in enumerate(scenes):
+        where = f"{path}: scene {position}"
+        if not isinstance(scene, dict) or not isinstance(scene.get("objects"), list):
+            raise DataError(f"{where}: expected an object with a list of objects")
+        index = scene.get("image_index")
+        if not _whole(index) or index < 0:
+            raise DataError(f"{where}: image_index {index!r} is not a whole number >= 0")
+        if index in seen:
+            raise DataError(f"{where}: image_index {index} appears twice")
+        seen.add(index)
+        if "split" in scene:
+            check_split_name(scene["split"], where)
+        filename = scene.get("image_filename")
+        if filename is not None and (not isinstance(filename, str) or not FILE_NAME.fullmatch(filename)
+                                     or filename in (".", "..")):
+            raise DataError(f"{where}: image_filename {filename!r} is not a plain file name")
+        for slot, obj in enumerate(scene["objects"]):
+            _check_object(obj, f"{where}, object {slot}")
+        _check_relationships(scene.get("relationships"), len(scene["objects"]), where)
+    return scenes
+
+
+def _check_object(obj, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected an object, got {type(obj).__name__}")
+    coords = obj.get("3d_coords")
+    if (not isinstance(coords, list) or len(coords) != 3
+            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in coords)):
+        raise DataError(f"{where}: 3d_coords {coords!r} is not three finite numbers")
+    for attribute, values in ATTRIBUTES.items():
+        if obj.get(attribute) not in values:
+            raise DataError(f"{where}: {attribute} {obj.get(attribute)!r} is not one of {list(values)}")
+
+
+def _check_relationships(relationships, count: int, where: str) -> None:
+    if relationships is None:
+        return
+    if not isinstance(relationships, dict):
+        raise DataError(f"{where}: relationships must map {list(RELATIONS)} to lists")
+    for name, rows in relationships.items():
+        if name not in RELATIONS or not isinstance(rows, list) or len(rows) != count or not all(
+                isinstance(row, list) and all(_whole(k) and 0 <= k < count for k in row) for row in rows):
+            raise DataError(f"{where}: relationships[{name!r}] must list, for each of the {count} objects, "
+                            f"indices of other objects (0 to {count - 1})")
+
+
+def read_questions(path: Path) -> list[dict]:
+    """The questions of a CLEVR question file, each checked: a whole ``image_index`` >= 0, text,
+    and where present an answer among CLEVR's 28, a program of well-formed nodes and a family."""
+    questions = read_json(path, "questions")["questions"]
+    for position, question in enumerate(questions):
+        where = f"{path}: question {position}"
+        if not isinstance(question, dict):
+            raise DataError(f"{where}: expected an object, got {type(question).__name__}")
+        index = question.get("image_index")
+        if not _whole(index) or index < 0:
+            raise DataError(f"{where}: image_index {index!r} is not a whole number >= 0")
+        if not isinstance(question.get("question", ""), str):
+            raise DataError(f"{where}: question text {question.get('question')!r} is not a string")
+        if "answer" in question and question["answer"] not in ANSWERS:
+            raise DataError(f"{where}: answer {question['answer']!r} is not one of CLEVR's 28 answers")
+        family = question.get("question_family_index", 0)
+        if not _whole(family) or family < 0:
+            raise DataError(f"{where}: question_family_index {family!r} is not a whole number >= 0")
+        if "program" in question:
+            _check_program(question["program"], where)
+    return questions
+
+
+def _check_program(program, where: str) -> None:
+    if not isinstance(program, list) or not program:
+        raise DataError(f"{where}: program must be a non-empty list of nodes")
+    for step, node in enumerate(program):
+        function = node.get("function", node.get("type")) if isinstance(node, dict) else None
+        inputs = node.get("inputs", []) if isinstance(node, dict) else None
+        values = node.get("value_inputs", []) if isinstance(node, dict) else None
+        if (not isinstance(function, str) or not isinstance(inputs, list)
+                or not all(_whole(k) and 0 <= k < step for k in inputs)
+                or not isinstance(values, list) or not all(isinstance(v, str) for v in values)):
+            raise DataError(f"{where}: program node {step} must have a function name, inputs among the earlier "
+                            f"nodes (0 to {step - 1}) and string value_inputs")

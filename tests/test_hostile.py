@@ -1,0 +1,933 @@
+"""The malformed- and hostile-input corpus: every reader and command fed broken and hostile
+variants, built here by code (no large files). Each case must end with a non-zero exit and one
+line `relnet: error: ...` naming the file and the problem (no traceback), write nothing outside
+--out and nothing half-written, and finish within its time limit. Interruption (kill -9) and
+concurrency (two writers) cases are at the end. docs/reliability.md lists the promises checked."""
+
+import io
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from relnet.cli import main
+from relnet.errors import DataError
+from relnet.io import directory_lock, save_npz
+from relnet.tasks.clevr.generate import GeneratorOptions, generate
+from relnet.tasks.sort_of_clevr.data import write_dataset
+
+CASE_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def time_limit():
+    """No case may hang: each gets CASE_SECONDS, then fails."""
+    def expire(signum, frame):
+        raise TimeoutError(f"the case did not finish within {CASE_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(CASE_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def refused(capsys, argv, *needles, code=2):
+    """Run the CLI; assert a non-zero exit with one `relnet: error:` line holding ``needles``."""
+    assert main([str(arg) for arg in argv]) == code
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning: ")]
+    assert len(err) == 1 and err[0].startswith("relnet: error:"), err
+    for needle in needles:
+        assert str(needle) in err[0], (needle, err[0])
+    return err[0]
+
+
+def files_under(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file() and path.name != ".lock"}
+
+
+# ---------------------------------------------------------------- bAbI text files
+
+STORY = "1 Mary moved to the bathroom.\n2 John went to the hallway.\n3 Where is Mary? \tbathroom\t1\n"
+
+
+def babi_dir(root: Path, text: str | bytes, task: int = 1) -> Path:
+    data = root / "babi"
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / f"qa{task}_train.txt"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return data
+
+
+BABI_CASES = {
+    "non-numeric id": ("x Mary moved.\n", ":1: expected 'ID text'"),
+    "superscript digit id": ("\u00b2 Mary moved.\n", ":1: expected 'ID text'"),
+    "arabic-indic digit id": ("\u0661 Mary moved.\n", ":1: expected 'ID text'"),
+    "negative id": ("-1 Mary moved.\n", ":1: expected 'ID text'"),
+    "id skips": ("1 Mary moved.\n3 John went.\n", ":2: sentence ID 3 does not follow 1"),
+    "id zero": ("0 Mary moved.\n", ":1: sentence ID 0 does not follow 0"),
+    "question without answer": ("1 Mary moved.\n2 Where is Mary?\t\t1\n", ":2: expected 'ID question<TAB>answer"),
+    "too many tabs": ("1 Where?\ta\tb\tc\n", ":1: expected 'ID question<TAB>answer"),
+    "id only": ("1\n", ":1: expected 'ID text'"),
+    "no questions": ("1 Mary moved.\n", "no questions found"),
+    "empty file": ("", "no questions found"),
+    "invalid utf-8": (b"1 Mary \xff\xfe moved.\n", "cannot read"),
+    "line of megabytes": ("1 " + "word " * 300_000 + "\n", ":1: line of 1,500,002 characters"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BABI_CASES))
+def test_babi_files(name, tmp_path, capsys):
+    text, message = BABI_CASES[name]
+    data = babi_dir(tmp_path, text)
+    refused(capsys, ["data", "babi", "--data", data], "qa1_train.txt", message)
+
+
+def test_babi_vertical_tab_stays_inside_its_statement(tmp_path):
+    from relnet.tasks.babi.data import read_file
+
+    path = babi_dir(tmp_path, "1 Mary moved\vto the bathroom.\r\n2 Where is Mary?\tbathroom\t1\r\n") / "qa1_train.txt"
+    example, = read_file(path, 1)
+    assert example.story == [("mary", "moved", "to", "the", "bathroom")] and example.answer == "bathroom"
+
+
+def test_babi_file_too_large_is_refused_before_reading(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.babi.data as babi
+
+    monkeypatch.setattr(babi, "MAX_FILE_BYTES", 10)
+    refused(capsys, ["data", "babi", "--data", babi_dir(tmp_path, STORY)], "qa1_train.txt", "a bAbI file is at most 10")
+
+
+def test_babi_file_that_is_a_device_is_not_read(tmp_path, capsys):
+    data = tmp_path / "babi"
+    data.mkdir()
+    (data / "qa1_train.txt").symlink_to("/dev/zero")  # reading it would never end
+    refused(capsys, ["train", "--preset", "babi", "--data", data, "--out", tmp_path / "run"], "no train file")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+# ---------------------------------------------------------------- bAbI download
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+GOOD_ARCHIVE = {"tasks_1-20_v1-2/en/qa1_single-supporting-fact_train.txt": STORY.encode()}
+DOWNLOAD_CASES = {
+    "truncated archive": (tar_gz(GOOD_ARCHIVE)[:60], "not a readable bAbI archive"),
+    "not an archive": (b"<html>moved</html>", "not a readable bAbI archive"),
+    "empty": (b"", "not a readable bAbI archive"),
+    "no en directory": (tar_gz({"tasks_1-20_v1-2/readme.txt": b"x"}), "has no tasks_1-20_v1-2/en directory"),
+    "path traversal": (tar_gz({"../escaped.txt": b"x"}), "not a readable bAbI archive"),
+    # The "data" filter extracts an absolute name inside the destination, where it is not bAbI.
+    "absolute path": (tar_gz({"/tmp/relnet-escaped.txt": b"x"}), "has no tasks_1-20_v1-2/en directory"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOWNLOAD_CASES))
+def test_babi_download_archives(name, tmp_path, capsys):
+    payload, message = DOWNLOAD_CASES[name]
+    archive = tmp_path / "served.tar.gz"
+    archive.write_bytes(payload)
+    out = tmp_path / "out"
+    refused(capsys, ["data", "babi", "--download", out, "--url", archive.as_uri(), "--no-progress"], message)
+    assert not (out / "tasks_1-20_v1-2").exists() and files_under(out) == set()  # no scratch left
+    assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/relnet-escaped.txt").exists()
+
+
+def test_babi_download_from_a_server_that_never_answers(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.babi.download as download
+
+    monkeypatch.setattr(download, "TIMEOUT_SECONDS", 1)
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True)
+    thread.start()
+    started = time.monotonic()
+    refused(capsys, ["data", "babi", "--download", tmp_path / "out", "--no-progress",
+                     "--url", f"http://127.0.0.1:{server.getsockname()[1]}/babi.tar.gz"], "cannot download", "timed out")
+    assert time.monotonic() - started < 20
+    server.close()
+
+
+def test_babi_download_larger_than_the_archive_can_be(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.babi.download as download
+
+    monkeypatch.setattr(download, "MAX_ARCHIVE_BYTES", 100)
+    archive = tmp_path / "big.tar.gz"
+    archive.write_bytes(b"x" * 1000)
+    refused(capsys, ["data", "babi", "--download", tmp_path / "out", "--url", archive.as_uri(), "--no-progress"],
+            "more than 100 bytes")
+
+
+# ---------------------------------------------------------------- option values
+
+VALUE_CASES = {
+    "negative seed (sort-of-clevr)": (["data", "sort-of-clevr", "--out", "{out}", "--seed", "-1"], "--seed"),
+    "negative seed (physics)": (["data", "physics", "--out", "{out}", "--seed", "-3"], "--seed"),
+    "negative seed (clevr-gen)": (["data", "clevr-gen", "--out", "{out}", "--seed", "-3"], "--seed"),
+    "negative seed (train)": (["train", "--preset", "sort-of-clevr-state", "--data", "{out}", "--out", "{out}",
+                               "--seed", "-5"], "--seed"),
+    "negative start index": (["data", "clevr-gen", "--out", "{out}", "--start-index", "-1"], "--start-index"),
+    "negative questions per image": (["data", "clevr-gen", "--out", "{out}", "--questions-per-image", "-1"],
+                                     "--questions-per-image"),
+    "zero questions per image": (["data", "clevr-gen", "--out", "{out}", "--questions-per-image", "0"],
+                                 "--questions-per-image"),
+    "zero images": (["data", "clevr-gen", "--out", "{out}", "--images", "0"], "--images"),
+    "zero image size": (["data", "clevr", "--clevr-dir", "{out}", "--out", "{out}", "--image-size", "0"],
+                        "--image-size"),
+    "fractional epochs": (["train", "--preset", "babi", "--data", "{out}", "--out", "{out}", "--epochs", "1.5"],
+                          "--epochs"),
+    "nan minutes": (["train", "--preset", "babi", "--data", "{out}", "--out", "{out}", "--max-minutes", "nan"],
+                    "--max-minutes"),
+    "port out of range": (["serve", "--port", "70000"], "--port"),
+    "unknown preset": (["train", "--preset", "nope", "--data", "{out}", "--out", "{out}"], "unknown preset 'nope'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_CASES))
+def test_option_values(name, tmp_path, capsys):
+    argv, message = VALUE_CASES[name]
+    out = tmp_path / "out"
+    argv = [arg.replace("{out}", str(out)) for arg in argv]
+    if name == "unknown preset":
+        refused(capsys, argv, message)
+    else:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists() or files_under(out) == set()
+
+
+# ---------------------------------------------------------------- output and run directories
+
+@pytest.mark.parametrize("argv", [
+    ["data", "sort-of-clevr", "--out", "{file}", "--train-images", "2", "--test-images", "2"],
+    ["data", "physics", "--out", "{file}", "--scenes", "2", "--test-scenes", "2"],
+    ["data", "clevr-gen", "--out", "{file}", "--images", "1"],
+    ["data", "clevr", "--clevr-dir", "{dir}", "--out", "{file}"],
+    ["train", "--preset", "sort-of-clevr-state", "--data", "{dir}", "--out", "{file}"],
+], ids=["sort-of-clevr", "physics", "clevr-gen", "clevr", "train"])
+def test_out_naming_an_existing_file(argv, tmp_path, capsys):
+    file = tmp_path / "taken"
+    file.write_text("keep me")
+    data = tmp_path / "data"
+    data.mkdir()
+    refused(capsys, [arg.replace("{file}", str(file)).replace("{dir}", str(data)) for arg in argv],
+            str(file), "a file of that name exists")
+    assert file.read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def soc(tmp_path_factory) -> dict[str, Path]:
+    """Two Sort-of-CLEVR data sets of different sizes."""
+    root = tmp_path_factory.mktemp("soc")
+    write_dataset(root / "small", train_images=4, test_images=2, seed=1, progress=False)
+    write_dataset(root / "large", train_images=12, test_images=2, seed=2, progress=False)
+    return {"small": root / "small", "large": root / "large"}
+
+
+def train_argv(data, run, *extra):
+    return ["train", "--preset", "sort-of-clevr-state", "--data", str(data), "--out", str(run), "--no-progress",
+            "--set", "batch_size=8", "--epochs", "2", *extra]
+
+
+def test_resume_on_other_data_is_refused_not_looped(soc, tmp_path, capsys):
+    """The audit's hang: stopped mid-epoch, resumed on a larger data directory, it evaluated and
+    checkpointed forever. Now the data's fingerprint is checked first."""
+    run = tmp_path / "run"
+    assert main(train_argv(soc["small"], run, "--max-minutes", "0.00001")) == 0
+    capsys.readouterr()
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    refused(capsys, ["train", "--preset", "sort-of-clevr-state", "--data", soc["large"], "--out", run, "--resume",
+                     "--no-progress"], "the run was trained on other data", "resume with the data it started with")
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(soc["small"]), "--out", str(run),
+                 "--resume", "--no-progress", "--max-minutes", "5"]) == 0  # the same data resumes
+
+
+def test_a_run_directory_has_one_owner(soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    with directory_lock(run, "relnet train"):  # another relnet train holds it
+        refused(capsys, train_argv(soc["small"], run), str(run), "in use by another relnet process",
+                f"pid {os.getpid()}")
+    assert not (run / "config.json").exists()
+    assert main(train_argv(soc["small"], run, "--epochs", "1")) == 0  # released
+
+
+def test_two_trains_on_one_run_directory_at_once(soc, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "relnet.cli", *train_argv(soc["large"], run, "--epochs", "30")]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if (run / "config.json").exists():
+                break
+            time.sleep(0.05)
+        second = subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=CASE_SECONDS)
+        assert second.returncode == 2 and "in use by another relnet process" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=CASE_SECONDS)
+    assert first.returncode == 130 and json.loads((run / "config.json").read_text())["options"]["epochs"] == 30
+
+
+def test_stop_is_honored_during_an_evaluation(soc, tmp_path, monkeypatch):
+    """SIGINT while the epoch's evaluation runs: the run checkpoints and stops there."""
+    import relnet.train.loop as loop
+
+    evaluate = loop.evaluate
+
+    def interrupted_evaluation(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", interrupted_evaluation)
+    run = tmp_path / "run"
+    assert main(train_argv(soc["small"], run)) == 130
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["progress"]["epoch"] == 1 and not (run / "metrics.json").exists()
+
+
+def test_eval_into_a_directory_it_cannot_write(soc, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(train_argv(soc["small"], run, "--epochs", "1")) == 0
+    capsys.readouterr()
+    import relnet.cli as cli
+
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)  # a read-only directory
+    refused(capsys, ["eval", run, "--data", soc["small"], "--no-progress"], str(run), "not a writable directory")
+
+
+def test_a_write_the_file_system_refuses_is_one_line(soc, tmp_path, capsys, monkeypatch):
+    import relnet.io
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(relnet.io, "atomic_write", full_disk)
+    refused(capsys, ["data", "sort-of-clevr", "--out", tmp_path / "d", "--train-images", "2", "--test-images", "2",
+                     "--no-progress"], "No space left on device", code=1)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def damaged(state: dict, name: str) -> dict:
+    state = dict(state)
+    if name.startswith("without "):
+        del state[name.removeprefix("without ")]
+    elif name == "extra preset field":
+        state["preset"] = {**state["preset"], "shiny_new_option": 1}
+    elif name == "preset without name":
+        state["preset"] = {key: value for key, value in state["preset"].items() if key != "name"}
+    elif name == "history not a list":
+        state["history"] = {"a": 1}
+    elif name == "weights of another shape":
+        state["model"] = {key: torch.zeros(3) for key in state["model"]}
+    elif name == "progress with an extra field":
+        state["progress"] = {**state["progress"], "warp": 9}
+    return state
+
+
+CHECKPOINT_CASES = {
+    **{f"without {key}": "damaged checkpoint" for key in
+       ("preset", "info", "options", "model", "optimizer", "progress", "rng", "history", "loss_log")},
+    "extra preset field": "fields this relnet does not know: shiny_new_option",
+    "preset without name": "no preset with a name and a task",
+    "history not a list": "damaged checkpoint: history",
+}
+RESUME_CASES = {
+    "weights of another shape": "damaged checkpoint, or not of this preset's model",
+    "progress with an extra field": "damaged checkpoint, or not of this preset's model",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(soc, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert main(train_argv(soc["small"], run, "--epochs", "1")) == 0
+    return run
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_CASES))
+def test_damaged_checkpoints_for_eval(name, trained, soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(damaged(torch.load(trained / "checkpoint.pt", weights_only=True), name), run / "checkpoint.pt")
+    refused(capsys, ["eval", run, "--data", soc["small"], "--no-progress"], "checkpoint", CHECKPOINT_CASES[name])
+    assert files_under(run) == {run / "checkpoint.pt"}
+
+
+@pytest.mark.parametrize("name", sorted(RESUME_CASES))
+def test_damaged_checkpoints_for_resume(name, trained, soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(damaged(torch.load(trained / "checkpoint.pt", weights_only=True), name), run / "checkpoint.pt")
+    refused(capsys, ["train", "--preset", "sort-of-clevr-state", "--data", soc["small"], "--out", run, "--resume",
+                     "--no-progress"], "checkpoint.pt", RESUME_CASES[name])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable relnet checkpoint"),
+    (b"PK\x03\x04 not really a zip", "not a readable relnet checkpoint"),
+    (b"\x80\x04\x95 pickle bytes", "not a readable relnet checkpoint"),
+], ids=["empty", "broken zip", "raw pickle"])
+def test_files_that_are_not_checkpoints(content, message, soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(content)
+    refused(capsys, ["eval", run, "--data", soc["small"], "--no-progress"], "checkpoint.pt", message)
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/relnet-pwned",))
+
+
+def test_a_checkpoint_that_runs_code_is_not_run(soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": "relnet-checkpoint", "version": 2, "payload": Payload()}, run / "checkpoint.pt")
+    refused(capsys, ["eval", run, "--data", soc["small"], "--no-progress"], "not a readable relnet checkpoint")
+    assert not Path("/tmp/relnet-pwned").exists()
+
+
+# ---------------------------------------------------------------- CLEVR scene files
+
+@pytest.fixture(scope="module")
+def clevr(tmp_path_factory) -> Path:
+    """A tiny CLEVR-format data set (3 train, 2 val images) from relnet's generator."""
+    root = tmp_path_factory.mktemp("clevr") / "raw"
+    generate(root, GeneratorOptions(images=3, questions_per_image=4, split="train", seed=1), progress=False)
+    generate(root, GeneratorOptions(images=2, questions_per_image=4, split="val", seed=1), progress=False)
+    return root
+
+
+def scene_file(clevr: Path, tmp_path: Path, change) -> Path:
+    data = json.loads((clevr / "scenes" / "CLEVR_train_scenes.json").read_text())
+    change(data)
+    path = tmp_path / "scenes.json"
+    path.write_text(json.dumps(data))  # NaN and Infinity are written as JSON allows them (Python's extension)
+    return path
+
+
+def set_path(data, keys, value):
+    for key in keys[:-1]:
+        data = data[key]
+    if value is DELETE:
+        del data[keys[-1]]
+    else:
+        data[keys[-1]] = value
+
+
+DELETE = object()
+S0 = ("scenes", 0)
+O0 = ("scenes", 0, "objects", 0)
+SCENE_CASES = {
+    "split escapes --out": ((*S0, "split"), "/../../escaped", "split name '/../../escaped' is not allowed"),
+    "split with a slash": ((*S0, "split"), "a/b", "split name 'a/b' is not allowed"),
+    "split dot-dot": ((*S0, "split"), "..", "split name '..' is not allowed"),
+    "split empty": ((*S0, "split"), "", "split name '' is not allowed"),
+    "split not a string": ((*S0, "split"), 7, "split name 7 is not allowed"),
+    "negative image_index": ((*S0, "image_index"), -1, "image_index -1 is not a whole number >= 0"),
+    "fractional image_index": ((*S0, "image_index"), 1.5, "image_index 1.5 is not a whole number"),
+    "boolean image_index": ((*S0, "image_index"), True, "image_index True is not a whole number"),
+    "string image_index": ((*S0, "image_index"), "0", "image_index '0' is not a whole number"),
+    "duplicate image_index": ((*S0, "image_index"), 1, "image_index 1 appears twice"),
+    "objects not a list": ((*S0, "objects"), {}, "expected an object with a list of objects"),
+    "object not an object": ((*O0,), 5, "object 0: expected an object"),
+    "NaN coordinate": ((*O0, "3d_coords", 0), math.nan, "3d_coords [nan"),
+    "infinite coordinate": ((*O0, "3d_coords", 1), math.inf, "is not three finite numbers"),
+    "two coordinates": ((*O0, "3d_coords"), [0.5, 1.0], "is not three finite numbers"),
+    "string coordinate": ((*O0, "3d_coords", 2), "0.3", "is not three finite numbers"),
+    "unknown color": ((*O0, "color"), "magenta", "color 'magenta' is not one of"),
+    "unknown shape": ((*O0, "shape"), "cone", "shape 'cone' is not one of"),
+    "material missing": ((*O0, "material"), DELETE, "material None is not one of"),
+    "size a number": ((*O0, "size"), 0.7, "size 0.7 is not one of"),
+    "image_filename escapes": ((*S0, "image_filename"), "../../x.png", "is not a plain file name"),
+    "relationships not an object": ((*S0, "relationships"), [], "relationships must map"),
+    "relationship to a missing object": ((*S0, "relationships", "left", 0), [99], "relationships['left']"),
+    "unknown relationship": ((*S0, "relationships", "above"), [], "relationships['above']"),
+    "relationships missing": ((*S0, "relationships"), DELETE, "has no relationships"),
+    "scenes not a list": (("scenes",), {"a": 1}, "expected a JSON object with a list under 'scenes'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENE_CASES))
+def test_clevr_scene_files(name, clevr, tmp_path, capsys):
+    keys, value, message = SCENE_CASES[name]
+    if name == "duplicate image_index":
+        keys = ("scenes", 0, "image_index")
+    path = scene_file(clevr, tmp_path, lambda data: set_path(data, keys, value))
+    out = tmp_path / "deep" / "out"
+    before = files_under(tmp_path)
+    refused(capsys, ["data", "clevr-gen", "--scenes", path, "--out", out, "--no-progress"], str(path), message)
+    assert files_under(tmp_path) == before  # nothing written, inside --out or out of it
+    assert not (tmp_path / "escaped").exists() and not Path("/escaped").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "not valid JSON"), ("{", "not valid JSON"), ("[]", "expected a JSON object with a list under 'scenes'"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON"), ("\udcff", "not valid JSON"),
+], ids=["empty", "truncated", "list", "deeply nested", "bad unicode"])
+def test_clevr_scene_files_that_are_not_json(content, message, tmp_path, capsys):
+    path = tmp_path / "scenes.json"
+    path.write_bytes(content.encode(errors="surrogateescape"))
+    refused(capsys, ["data", "clevr-gen", "--scenes", path, "--out", tmp_path / "out"], str(path), message)
+
+
+def test_clevr_split_option_is_a_plain_name(tmp_path, capsys):
+    refused(capsys, ["data", "clevr-gen", "--split", "../x", "--out", tmp_path / "out", "--images", "1"],
+            "split name '../x' is not allowed")
+    assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- CLEVR question files and clevr-verify
+
+Q0 = ("questions", 0)
+QUESTION_CASES = {
+    "negative image_index": ((*Q0, "image_index"), -2, "image_index -2 is not a whole number >= 0"),
+    "image_index a string": ((*Q0, "image_index"), "1", "image_index '1' is not a whole number"),
+    "image_index missing": ((*Q0, "image_index"), DELETE, "image_index None is not a whole number"),
+    "image without a scene": ((*Q0, "image_index"), 40, "image_index 40"),
+    "text not a string": ((*Q0, "question"), 17, "question text 17 is not a string"),
+    "unknown answer": ((*Q0, "answer"), "maybe", "answer 'maybe' is not one of CLEVR's 28 answers"),
+    "answer a number": ((*Q0, "answer"), 3, "answer 3 is not one of CLEVR's 28 answers"),
+    "negative family": ((*Q0, "question_family_index"), -4, "question_family_index -4"),
+    "program not a list": ((*Q0, "program"), "scene()", "program must be a non-empty list"),
+    "empty program": ((*Q0, "program"), [], "program must be a non-empty list"),
+    "node without function": ((*Q0, "program", 0), {"inputs": []}, "program node 0"),
+    "input from a later node": ((*Q0, "program", 0, "inputs"), [3], "program node 0"),
+    "input a string": ((*Q0, "program", 1, "inputs"), ["0"], "program node 1"),
+    "value input a number": ((*Q0, "program", 1, "value_inputs"), [1], "program node 1"),
+    "questions not a list": (("questions",), None, "expected a JSON object with a list under 'questions'"),
+}
+
+
+def question_dir(clevr: Path, tmp_path: Path, keys, value) -> Path:
+    root = tmp_path / "clevr"
+    for sub in ("scenes", "questions"):
+        (root / sub).mkdir(parents=True)
+        for split in ("train", "val"):
+            source = clevr / sub / f"CLEVR_{split}_{sub}.json"
+            (root / sub / source.name).write_bytes(source.read_bytes())
+    (root / "images").symlink_to(clevr / "images")
+    path = root / "questions" / "CLEVR_train_questions.json"
+    data = json.loads(path.read_text())
+    set_path(data, keys, value)
+    path.write_text(json.dumps(data))
+    return root
+
+
+@pytest.mark.parametrize("command", ["clevr-verify", "clevr"])
+@pytest.mark.parametrize("name", sorted(QUESTION_CASES))
+def test_clevr_question_files(name, command, clevr, tmp_path, capsys):
+    keys, value, message = QUESTION_CASES[name]
+    root = question_dir(clevr, tmp_path, keys, value)
+    cache = tmp_path / "cache"
+    argv = ["data", "clevr-verify", "--clevr-dir", root, "--split", "train"] if command == "clevr-verify" else \
+        ["data", "clevr", "--clevr-dir", root, "--out", cache, "--workers", "1", "--no-progress"]
+    refused(capsys, argv, "CLEVR_train_questions.json", message)
+    assert not cache.exists() or files_under(cache) == set()  # refused before anything is written
+
+
+# ---------------------------------------------------------------- templates
+
+@pytest.mark.parametrize("content, message", [
+    ('[{"text": ["Is there a <Z>?"], "nodes": [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [0]}], '
+     '"params": [{"name": "<Z>", "type": "Weight"}], "constraints": []}]', "parameters of unknown types ['Weight']"),
+    ('{"text": []}', "expected a JSON list of templates"),
+    ('[{"text": ["x"], "params": []}]', "template 0 is malformed"),
+    ("[", "not a readable JSON template file"),
+], ids=["unknown parameter type", "not a list", "no nodes", "truncated"])
+def test_clevr_template_files(content, message, tmp_path, capsys):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "mine.json").write_text(content)
+    refused(capsys, ["data", "clevr-gen", "--templates", templates, "--out", tmp_path / "out", "--images", "1",
+                     "--no-progress"], "mine.json", message)
+    assert not (tmp_path / "out" / "images").exists() or not any((tmp_path / "out" / "images").rglob("*.png"))
+
+
+# ---------------------------------------------------------------- images
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+IMAGE_CASES = {
+    "truncated png": (lambda good: good[:len(good) // 2], "image unreadable"),
+    "text, not an image": (lambda good: b"this is not a png", "image unreadable"),
+    "empty file": (lambda good: b"", "image unreadable"),
+    "decompression bomb": (lambda good: png_bytes(Image.new("1", (5000, 5000))), "a 5000 x 5000 image"),
+    "floating-point tiff": (lambda good: (lambda b: (Image.new("F", (8, 8)).save(b, format="TIFF"), b.getvalue())[1])(
+        io.BytesIO()), "a floating-point image"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_CASES))
+def test_clevr_images(name, clevr, tmp_path, capsys):
+    make, message = IMAGE_CASES[name]
+    root = question_dir(clevr, tmp_path, ("questions", 0, "question_family_index"), 0)
+    (root / "images").unlink()
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        for source in (clevr / "images" / split).iterdir():
+            (root / "images" / split / source.name).write_bytes(source.read_bytes())
+    victim = root / "images" / "val" / "CLEVR_val_000001.png"
+    victim.write_bytes(make(victim.read_bytes()))
+    cache = tmp_path / "cache"
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", cache, "--workers", "1", "--image-size", "16",
+                     "--no-progress"], "CLEVR_val_000001.png", message)
+    with pytest.raises(DataError, match="cache.json"):  # nothing half-built is read
+        from relnet.tasks.clevr.data import load_cache
+
+        load_cache(cache, "train", with_images=True, with_objects=False)
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_white(tmp_path):
+    from relnet.io import read_image
+
+    gray = np.full((4, 4), 257 * 100, dtype=np.uint16)  # 16-bit value 25700 = 8-bit 100
+    path = tmp_path / "gray16.png"
+    Image.fromarray(gray).save(path)
+    assert Image.open(path).mode.startswith("I")
+    assert (read_image(path, 4, "gray16.png") == 100).all()
+
+
+# ---------------------------------------------------------------- .npz files (Sort-of-CLEVR, physics, caches)
+
+def npz_member_header(shape, dtype="<u1") -> bytes:
+    """A .npy member that is only a header (magic included): it declares ``shape`` and holds nothing."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def npz_with(members: dict[str, bytes], compress=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compress) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def valid_members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def corrupt_deflate(path: Path) -> bytes:
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("images.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for offset in range(start + 10, start + info.compress_size - 10, 7):
+        data[offset] ^= 0x5A
+    return bytes(data)
+
+
+def pickled_member() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+NPZ_CASES = {
+    "member declaring 157 GiB": (lambda good: npz_with({**valid_members(good), "images.npy": npz_member_header(
+        (40_000, 75, 75, 3 * 2_500))}), "its header declares"),
+    "corrupt deflate data": (corrupt_deflate, "cannot be read"),
+    "object array (pickle)": (lambda good: npz_with({**valid_members(good), "answer.npy": pickled_member()}),
+                              "cannot be read"),
+    "missing key": (lambda good: npz_with({k: v for k, v in valid_members(good).items() if k != "answer.npy"}),
+                    "missing key 'answer'"),
+    "not a zip": (lambda good: b"hello", "not a readable .npz file"),
+    "empty file": (lambda good: b"", "not a readable .npz file"),
+    "truncated zip": (lambda good: good.read_bytes()[:200], "not a readable .npz file"),
+    "a single .npy": (lambda good: (lambda b: (np.save(b, np.zeros(3)), b.getvalue())[1])(io.BytesIO()),
+                      "found a single .npy array"),
+    "answers out of range": (lambda good: npz_with({**valid_members(good), "answer.npy": (lambda b: (
+        np.save(b, np.full(len(np.load(good)["answer"]), 99, dtype=np.int8)), b.getvalue())[1])(io.BytesIO())}),
+        "key 'answer' holds 99"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NPZ_CASES))
+def test_npz_files(name, soc, tmp_path, capsys):
+    make, message = NPZ_CASES[name]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.npz").write_bytes((soc["small"] / "train.npz").read_bytes())
+    (data / "test.npz").write_bytes(make(soc["small"] / "test.npz"))
+    run = tmp_path / "run"
+    refused(capsys, train_argv(data, run), "test.npz", message)
+    assert not (run / "checkpoint.pt").exists()
+
+
+def test_physics_trajectories_with_nan(tmp_path, capsys):
+    from relnet.tasks.physics.data import load_split, write_dataset as write_physics
+
+    write_physics(tmp_path / "physics", train_scenes=4, test_scenes=2, progress=False)
+    arrays = load_split(tmp_path / "physics" / "test.npz")
+    arrays["trajectories"][0, 0, 0, 0] = np.nan
+    save_npz(tmp_path / "physics" / "test.npz", arrays)
+    refused(capsys, ["eval", "pretrained:physics-connections", "--data", tmp_path / "physics", "--no-progress"],
+            "test.npz", "outside the box")
+
+
+# ---------------------------------------------------------------- CLEVR caches
+
+@pytest.fixture(scope="module")
+def cache(clevr, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cache") / "cache"
+    assert main(["data", "clevr", "--clevr-dir", str(clevr), "--out", str(out), "--workers", "1", "--image-size", "16",
+                 "--no-progress"]) == 0
+    return out
+
+
+def cache_copy(cache: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(cache, tmp_path / "cache"))
+
+
+def rewrite_npz(path: Path, **changes) -> None:
+    arrays = dict(np.load(path))
+    arrays.update(changes)
+    save_npz(path, arrays)
+
+
+CACHE_CASES = {
+    "vocab not JSON": (lambda c: (c / "vocab.json").write_text("{"), "vocab.json: not a readable"),
+    "vocab of the wrong shape": (lambda c: (c / "vocab.json").write_text('{"words": 3}'), "not a relnet CLEVR vocabulary"),
+    "manifest not JSON": (lambda c: (c / "cache.json").write_text("[1,"), "cache.json: not a readable"),
+    "manifest of another format": (lambda c: (c / "cache.json").write_text('{"format": 1, "splits": {}}'),
+                                   "not a relnet CLEVR cache manifest"),
+    "manifest missing (rebuild stopped)": (lambda c: (c / "cache.json").unlink(), "incomplete cache"),
+    "token ids past the vocabulary": (lambda c: rewrite_npz(c / "train_questions.npz", tokens=np.full((12, 3), 10_000,
+                                                                                                      np.int32),
+                                                            lengths=np.full(12, 3, np.int32)), "tokens out of range"),
+    "negative lengths": (lambda c: rewrite_npz(c / "train_questions.npz",
+                                               lengths=-np.ones(12, np.int32)), "lengths out of range"),
+    "answers past the 28": (lambda c: rewrite_npz(c / "train_questions.npz", answer=np.full(12, 40, np.int16)),
+                            "answer out of range"),
+    "training split without answers": (lambda c: rewrite_npz(c / "train_questions.npz",
+                                                             answer=np.full(12, -1, np.int16)), "have no answer"),
+    "questions from another build": (lambda c: rewrite_npz(c / "train_questions.npz",
+                                                           build=np.frombuffer(b"f" * 32, np.uint8)),
+                                     "written by another build"),
+    "objects with NaN": (lambda c: rewrite_npz(c / "train_objects.npz", objects=np.full((3, 10, 18), np.nan,
+                                                                                          np.float32)),
+                         "NaN or infinite"),
+    "images replaced": (lambda c: np.save(c / "train_images.npy", np.zeros((3, 16, 16, 3), np.uint8)) or
+                        (c / "train_images.json").write_text('{"fingerprint": "other"}'), "not the images"),
+    "questions truncated": (lambda c: (c / "train_questions.npz").write_bytes(
+        (c / "train_questions.npz").read_bytes()[:100]), "not a readable .npz file"),
+}
+
+
+@pytest.mark.parametrize("preset", ["clevr-state", "clevr-pixels"])
+@pytest.mark.parametrize("name", sorted(CACHE_CASES))
+def test_clevr_caches(name, preset, cache, tmp_path, capsys):
+    damage, message = CACHE_CASES[name]
+    if (name == "objects with NaN" and preset == "clevr-pixels") or (name == "images replaced" and preset == "clevr-state"):
+        pytest.skip("the preset does not read that part of the cache")
+    copy = cache_copy(cache, tmp_path)
+    damage(copy)
+    run = tmp_path / "run"
+    refused(capsys, ["train", "--preset", preset, "--data", copy, "--out", run, "--no-progress"], message)
+    assert not (run / "checkpoint.pt").exists()
+
+
+def test_a_failed_rebuild_leaves_the_old_vocabulary_and_a_refused_cache(clevr, cache, tmp_path, capsys):
+    """The audit: a re-run that failed midway had already replaced vocab.json."""
+    copy = cache_copy(cache, tmp_path)
+    vocab = (copy / "vocab.json").read_bytes()
+    root = question_dir(clevr, tmp_path, ("questions", 0, "question"), "Zebras and quokkas are how many?")
+    (root / "images").unlink()
+    (root / "images" / "train").mkdir(parents=True)  # no images: the rebuild fails while caching them
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", copy, "--workers", "1", "--image-size", "8",
+                     "--no-progress"], "image missing")
+    assert (copy / "vocab.json").read_bytes() == vocab
+    refused(capsys, ["train", "--preset", "clevr-state", "--data", copy, "--out", tmp_path / "run", "--no-progress"],
+            "incomplete cache")
+
+
+def test_cached_images_follow_their_sources(clevr, tmp_path, capsys):
+    """Re-running `relnet data clevr` re-caches a split's images when the image size or a source
+    image changed, and reuses them when nothing did."""
+    import shutil
+
+    from relnet.tasks.clevr.data import load_cache
+
+    root = Path(shutil.copytree(clevr, tmp_path / "raw"))
+    out = tmp_path / "cache"
+    argv = ["data", "clevr", "--clevr-dir", root, "--out", out, "--workers", "1", "--no-progress"]
+    assert main([str(a) for a in [*argv, "--image-size", "8"]]) == 0
+    first = (out / "val_images.npy").stat().st_mtime_ns
+    assert main([str(a) for a in [*argv, "--image-size", "8"]]) == 0
+    assert (out / "val_images.npy").stat().st_mtime_ns == first  # reused
+    assert main([str(a) for a in [*argv, "--image-size", "12"]]) == 0
+    assert load_cache(out, "val", with_images=True, with_objects=False)["images"].shape[1:] == (12, 12, 3)
+    victim = root / "images" / "val" / "CLEVR_val_000000.png"
+    Image.new("RGB", (48, 32), (255, 0, 0)).save(victim)
+    assert main([str(a) for a in [*argv, "--image-size", "12"]]) == 0
+    images = load_cache(out, "val", with_images=True, with_objects=False)["images"]
+    assert (images[0] == [255, 0, 0]).all() and not (images[1] == [255, 0, 0]).all()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("damage", ["corrupt progress file", "truncated partial images", "other sources"])
+def test_an_interrupted_image_cache_resumes_only_what_it_can_trust(damage, clevr, tmp_path, monkeypatch):
+    import relnet.tasks.clevr.data as data
+
+    paths = sorted((clevr / "images" / "train").iterdir())
+    out = tmp_path / "train_images.npy"
+    load, calls = data._load_image, []
+
+    def stop_after_one_chunk(job):
+        calls.append(len(job[0]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return load(job)
+
+    monkeypatch.setattr(data, "_load_image", stop_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        data.cache_images(paths, out, 8, workers=1, progress=False, chunk=1)
+    partial = tmp_path / "train_images.partial.npy"
+    if damage == "corrupt progress file":
+        (tmp_path / "train_images.progress.json").write_text("{not json")
+    elif damage == "truncated partial images":
+        partial.write_bytes(partial.read_bytes()[:-50])  # numpy would extend it with zeros
+    else:
+        os.utime(paths[2], ns=(1, 1))
+    calls.clear()
+    monkeypatch.setattr(data, "_load_image", lambda job: calls.append(len(job[0])) or load(job))
+    data.cache_images(paths, out, 8, workers=1, progress=False, chunk=1)
+    assert calls == [1, 1, 1]  # started over
+    fresh = tmp_path / "fresh.npy"
+    data.cache_images(paths, fresh, 8, workers=1, progress=False, chunk=1)
+    assert np.array_equal(np.load(out), np.load(fresh))
+
+
+# ---------------------------------------------------------------- interruption (kill -9) and concurrency
+
+def relnet_process(*argv) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "relnet.cli", *map(str, argv)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def kill_after(process: subprocess.Popen, seconds: float) -> None:
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=CASE_SECONDS)
+
+
+KILL_DELAYS = [0.6, 1.7, 3.0]  # seconds after start: while starting, rendering or caching, near the end
+
+
+@pytest.mark.parametrize("delay", KILL_DELAYS)
+def test_clevr_gen_killed_then_run_again(delay, tmp_path):
+    """An existing split replaced with --overwrite and killed: never new images beside the old
+    scenes and questions passing as complete; the re-run is whole."""
+    from relnet.tasks.clevr.verify import verify
+
+    out = tmp_path / "clevr"
+    assert main(["data", "clevr-gen", "--out", str(out), "--images", "4", "--questions-per-image", "3",
+                 "--workers", "1", "--no-progress"]) == 0
+    old_images = {path.name: path.read_bytes() for path in (out / "images" / "train").iterdir()}
+    kill_after(relnet_process("data", "clevr-gen", "--out", out, "--images", "12", "--seed", "9", "--overwrite",
+                              "--workers", "1", "--no-progress"), delay)
+    scenes = out / "scenes" / "CLEVR_train_scenes.json"
+    if scenes.exists():  # killed before it began (the old data, untouched) or after it ended (the new data)
+        count = len(json.loads(scenes.read_text())["scenes"])
+        assert count in (4, 12) and verify(out, "train")["failures"] == 0
+        if count == 4:
+            assert all((out / "images" / "train" / name).read_bytes() == data for name, data in old_images.items())
+    else:
+        with pytest.raises(DataError, match="no such file"):
+            verify(out, "train")
+    assert main(["data", "clevr-gen", "--out", str(out), "--images", "12", "--seed", "9", "--overwrite",
+                 "--workers", "1", "--no-progress"]) == 0
+    assert len(json.loads(scenes.read_text())["scenes"]) == 12 and verify(out, "train")["failures"] == 0
+
+
+@pytest.fixture(scope="module")
+def clevr_many(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clevr-many") / "raw"
+    generate(root, GeneratorOptions(images=40, questions_per_image=2, split="train", seed=5), workers=2, progress=False)
+    return root
+
+
+@pytest.mark.parametrize("delay", KILL_DELAYS)
+def test_data_clevr_killed_then_run_again(delay, clevr_many, tmp_path):
+    from relnet.tasks.clevr.data import load_cache
+
+    out = tmp_path / "cache"
+    argv = ("data", "clevr", "--clevr-dir", clevr_many, "--out", out, "--workers", "1", "--image-size", "64",
+            "--no-progress")
+    kill_after(relnet_process(*argv), delay)
+    try:
+        arrays = load_cache(out, "train", with_images=True, with_objects=True)
+        assert arrays["images"].shape == (40, 64, 64, 3)  # it had finished: complete
+    except DataError as error:
+        assert "cache.json" in str(error) or "incomplete cache" in str(error)
+    assert main(list(map(str, argv))) == 0
+    resumed = load_cache(out, "train", with_images=True, with_objects=True)
+    clean = tmp_path / "clean"
+    assert main(list(map(str, (*argv[:4], "--out", clean, *argv[6:])))) == 0
+    fresh = load_cache(clean, "train", with_images=True, with_objects=True)
+    assert np.array_equal(resumed["images"], fresh["images"]) and np.array_equal(resumed["tokens"], fresh["tokens"])
+
+
+@pytest.mark.parametrize("delay", KILL_DELAYS)
+def test_train_killed_then_resumed_matches_an_uninterrupted_run(delay, soc, tmp_path):
+    argv = train_argv(soc["large"], tmp_path / "killed", "--epochs", "3", "--checkpoint-minutes", "0.002")
+    kill_after(relnet_process(*argv), delay + 1.5)  # + the time to import torch
+    if (tmp_path / "killed" / "checkpoint.pt").exists():
+        argv = [arg for arg in argv if arg not in ("--set", "batch_size=8")]  # the run keeps its preset
+    assert main([*argv, "--resume"]) == 0
+    assert main(train_argv(soc["large"], tmp_path / "whole", "--epochs", "3")) == 0
+    killed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(killed[key], whole[key]) for key in whole)
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "clevr", "--clevr-dir", "{clevr}", "--out", "{out}", "--workers", "1", "--no-progress"],
+    ["data", "clevr-gen", "--out", "{out}", "--images", "1", "--no-progress"],
+    ["data", "sort-of-clevr", "--out", "{out}", "--train-images", "2", "--test-images", "2", "--no-progress"],
+    ["data", "physics", "--out", "{out}", "--scenes", "2", "--test-scenes", "2", "--no-progress"],
+], ids=["clevr cache", "clevr-gen", "sort-of-clevr", "physics"])
+def test_two_writers_of_one_directory(argv, clevr, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [arg.replace("{out}", str(out)).replace("{clevr}", str(clevr)) for arg in argv]
+    with directory_lock(out, "another writer"):
+        refused(capsys, argv, str(out), "in use by another relnet process")
+    assert files_under(out) == set()
+    assert main(argv) == 0  # once the other writer is done
