@@ -220,10 +220,8 @@ def test_cache_and_every_preset_trains(generated, tmp_path, capsys):
     assert len(answers) == 24 and set(answers) <= set(ANSWERS)
 
 
-def test_cache_names_a_missing_image_and_resumes(tmp_path, generated, monkeypatch):
+def test_cache_names_a_missing_image_and_resumes(tmp_path, generated, stopped_image_cache):
     from PIL import Image
-
-    import relnet.tasks.clevr.data as data
 
     paths = [generated / "images" / "train" / f"CLEVR_train_{i:06d}.png" for i in range(10)]
     holes = tmp_path / "images"
@@ -238,20 +236,8 @@ def test_cache_names_a_missing_image_and_resumes(tmp_path, generated, monkeypatc
     assert not out.exists() and not (tmp_path / "train_images.partial.npy").exists()  # refused before caching
     (holes / paths[7].name).write_bytes(paths[7].read_bytes())
     # Stopped after the first chunk of 4 images, then resumed: only the rest are read again.
-    load, calls = data._load_image, []
-
-    def stop_after_one_chunk(job):
-        calls.append(len(job[0]))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return load(job)
-
-    monkeypatch.setattr(data, "_load_image", stop_after_one_chunk)
-    with pytest.raises(KeyboardInterrupt):
-        cache_images(patched, out, 32, workers=1, progress=False, chunk=4)
+    calls = stopped_image_cache(patched, out, 32, chunk=4)
     assert json.loads((tmp_path / "train_images.progress.json").read_text())["images_done"] == 4
-    calls.clear()
-    monkeypatch.setattr(data, "_load_image", lambda job: calls.append(len(job[0])) or load(job))
     cache_images(patched, out, 32, workers=1, progress=False, chunk=4)
     assert calls == [4, 2]
     fresh = tmp_path / "fresh.npy"

@@ -801,22 +801,15 @@ def test_cached_images_follow_their_sources(clevr, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage", ["corrupt progress file", "truncated partial images", "other sources"])
-def test_an_interrupted_image_cache_resumes_only_what_it_can_trust(damage, clevr, tmp_path, monkeypatch):
+def test_an_interrupted_image_cache_resumes_only_what_it_can_trust(damage, clevr, tmp_path, stopped_image_cache):
     import relnet.tasks.clevr.data as data
 
-    paths = sorted((clevr / "images" / "train").iterdir())
+    (tmp_path / "images").mkdir()
+    paths = [tmp_path / "images" / source.name for source in sorted((clevr / "images" / "train").iterdir())]
+    for path in paths:
+        path.write_bytes((clevr / "images" / "train" / path.name).read_bytes())
     out = tmp_path / "train_images.npy"
-    load, calls = data._load_image, []
-
-    def stop_after_one_chunk(job):
-        calls.append(len(job[0]))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return load(job)
-
-    monkeypatch.setattr(data, "_load_image", stop_after_one_chunk)
-    with pytest.raises(KeyboardInterrupt):
-        data.cache_images(paths, out, 8, workers=1, progress=False, chunk=1)
+    calls = stopped_image_cache(paths, out, 8, chunk=1)
     partial = tmp_path / "train_images.partial.npy"
     if damage == "corrupt progress file":
         (tmp_path / "train_images.progress.json").write_text("{not json")
@@ -824,8 +817,6 @@ def test_an_interrupted_image_cache_resumes_only_what_it_can_trust(damage, clevr
         partial.write_bytes(partial.read_bytes()[:-50])  # numpy would extend it with zeros
     else:
         os.utime(paths[2], ns=(1, 1))
-    calls.clear()
-    monkeypatch.setattr(data, "_load_image", lambda job: calls.append(len(job[0])) or load(job))
     data.cache_images(paths, out, 8, workers=1, progress=False, chunk=1)
     assert calls == [1, 1, 1]  # started over
     fresh = tmp_path / "fresh.npy"

@@ -235,15 +235,7 @@ def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Pat
                           f"cache (with {out / MANIFEST})")
     build = uuid.uuid4().hex
     sources = {split: _read_split(clevr_dir, split) for split in splits}  # everything checked before writing
-    if "train" in sources:
-        words = sorted({word for q in sources["train"]["questions"] for word in tokenize(q.get("question", ""))})
-        vocab = {"words": [PAD, UNK, *words], "answers": list(ANSWERS), "categories": list(CATEGORIES),
-                 "image_size": size, "build": build}
-    else:
-        vocab = read_vocab(out)
-        if vocab["image_size"] != size:
-            raise ConfigError(f"{out / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; pass "
-                              f"--image-size {vocab['image_size']} or rebuild it with train")
+    vocab = _vocabulary(sources, out, size, build)
     word_index = {word: i for i, word in enumerate(vocab["words"])}
     encoded = {}
     for split, source in sources.items():
@@ -254,31 +246,49 @@ def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Pat
         encoded[split] = {**arrays, "build": _id_array(build), "vocab": _id_array(vocab["build"])}
 
     (out / MANIFEST).unlink(missing_ok=True)  # from here until the end the cache is incomplete
-    manifest = previous if previous is not None and "train" not in splits else \
-        {"format": CACHE_FORMAT, "image_size": size, "splits": {}}
+    # A new vocabulary re-encodes every split: only the splits built now belong to the cache.
+    manifest = previous if "train" not in splits else {"format": CACHE_FORMAT, "image_size": size, "splits": {}}
     manifest["vocab"] = vocab["build"]
     written = []
     for split, source in sources.items():
-        image_out = out / f"{split}_images.npy"
-        if not _cached_images_match(image_out, source["images"], size):
-            cache_images(source["images"], image_out, size, workers, progress)
-        save_npz(out / f"{split}_questions.npz", encoded[split])
-        entry = {"build": build, "images": read_json_file(_images_record(image_out), "image fingerprint")["fingerprint"],
-                 "objects": source["scenes"] is not None}
-        written += [image_out, out / f"{split}_questions.npz"]
-        objects_path = out / f"{split}_objects.npz"
-        if source["scenes"] is not None:
-            save_npz(objects_path, {**object_table(source["scenes_path"], source["scenes"], len(source["images"])),
-                                    "build": _id_array(build)})
-            written.append(objects_path)
-        else:
-            objects_path.unlink(missing_ok=True)
-        manifest["splits"][split] = entry
+        manifest["splits"][split] = _write_split(out, split, source, encoded[split], build, size, workers, progress)
+        written += [out / f"{split}_images.npy", out / f"{split}_questions.npz"]
+        written += [out / f"{split}_objects.npz"] if source["scenes"] is not None else []
     if "train" in sources:
         write_json(out / "vocab.json", vocab)
         written.insert(0, out / "vocab.json")
     write_json(out / MANIFEST, manifest)
     return written
+
+
+def _vocabulary(sources: dict, out: Path, size: int, build: str) -> dict:
+    """The train split's words (a new vocabulary), or the cache's own when train is not rebuilt."""
+    if "train" in sources:
+        words = sorted({word for q in sources["train"]["questions"] for word in tokenize(q.get("question", ""))})
+        return {"words": [PAD, UNK, *words], "answers": list(ANSWERS), "categories": list(CATEGORIES),
+                "image_size": size, "build": build}
+    vocab = read_vocab(out)
+    if vocab["image_size"] != size:
+        raise ConfigError(f"{out / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; pass "
+                          f"--image-size {vocab['image_size']} or rebuild it with train")
+    return vocab
+
+
+def _write_split(out: Path, split: str, source: dict, encoded: dict, build: str, size: int, workers: int,
+                 progress: bool) -> dict:
+    """A split's images (re-cached only when their sources or size changed), questions and object
+    tables; returns its manifest entry."""
+    image_out = out / f"{split}_images.npy"
+    if not _cached_images_match(image_out, source["images"], size):
+        cache_images(source["images"], image_out, size, workers, progress)
+    save_npz(out / f"{split}_questions.npz", encoded)
+    objects_path = out / f"{split}_objects.npz"
+    if source["scenes"] is not None:
+        save_npz(objects_path, {**object_table(source["scenes_path"], source["scenes"], len(source["images"])),
+                                "build": _id_array(build)})
+    else:
+        objects_path.unlink(missing_ok=True)
+    return {"build": build, "images": images_fingerprint(source["images"], size), "objects": source["scenes"] is not None}
 
 
 def _read_split(clevr_dir: Path, split: str) -> dict:
@@ -334,7 +344,7 @@ def load_cache(cache: Path, split: str, with_images: bool, with_objects: bool) -
     if with_images:
         path = cache / f"{split}_images.npy"
         record = read_json_file(_images_record(path), "image fingerprint") if _images_record(path).exists() else {}
-        if not path.exists() or record.get("fingerprint") != entry["images"]:
+        if not path.exists() or not isinstance(record, dict) or record.get("fingerprint") != entry["images"]:
             raise DataError(f"{path}: missing or not the images {cache / MANIFEST} names; {HOW_TO_MAKE}")
         try:
             arrays["images"] = np.load(path, allow_pickle=False)
