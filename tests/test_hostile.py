@@ -307,7 +307,9 @@ def test_stop_is_honored_during_an_evaluation(soc, tmp_path, monkeypatch):
     run = tmp_path / "run"
     assert main(train_argv(soc["small"], run)) == 130
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert state["progress"]["epoch"] == 1 and not (run / "metrics.json").exists()
+    # Stopped in the first epoch's evaluation: not one step of the next epoch was taken.
+    assert state["progress"]["epoch"] == 1 and state["progress"]["batch_in_epoch"] == 0
+    assert state["history"] == [] and not (run / "metrics.json").exists()
 
 
 def test_eval_into_a_directory_it_cannot_write(soc, tmp_path, capsys, monkeypatch):
