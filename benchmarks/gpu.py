@@ -326,7 +326,7 @@ def training_summary(run: Path, finished: bool, group: str, targets: dict[str, t
     """A run's last evaluation, its evaluations against examples seen, and when each target was first met."""
     history = json.loads((run / "history.json").read_text())
     curve = [{"questions_seen": entry["questions_seen"], "train_seconds": round(entry["train_seconds"], 1),
-              "train_loss": round(entry["train_loss"], 4), "overall": round(entry["eval"]["overall"], 4),
+              "train_loss": entry["train_loss"] and round(entry["train_loss"], 4), "overall": round(entry["eval"]["overall"], 4),
               "eval_examples": entry["eval_examples"],
               **{key: round(value, 4) for key, value in entry["eval"].get(group, {}).items()}} for entry in history]
     last = curve[-1]

@@ -4,6 +4,7 @@ line `relnet: error: ...` naming the file and the problem (no traceback), write 
 --out and nothing half-written, and finish within its time limit. Interruption (kill -9) and
 concurrency (two writers) cases are at the end. docs/reliability.md lists the promises checked."""
 
+import contextlib
 import io
 import json
 import math
@@ -305,11 +306,20 @@ def test_stop_is_honored_during_an_evaluation(soc, tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "evaluate", interrupted_evaluation)
     run = tmp_path / "run"
-    assert main(train_argv(soc["small"], run)) == 130
+    assert main(train_argv(soc["small"], run, "--epochs", "1")) == 130
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    # Stopped in the first epoch's evaluation: not one step of the next epoch was taken.
-    assert state["progress"]["epoch"] == 1 and state["progress"]["batch_in_epoch"] == 0
+    # Stopped in the first epoch's evaluation: every step of it taken, none of the next, the
+    # epoch not counted until its evaluation has run.
+    steps = state["progress"]["step"]
+    assert state["progress"]["epoch"] == 0 and state["progress"]["batch_in_epoch"] == steps > 0
     assert state["history"] == [] and not (run / "metrics.json").exists()
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(soc["small"]), "--out", str(run),
+                 "--resume", "--no-progress"]) == 0  # the resumed run evaluates the epoch, then ends
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["progress"] == {**state["progress"], "epoch": 1, "batch_in_epoch": 0, "step": steps}
+    assert [entry["epoch"] for entry in state["history"]] == [1.0] and state["history"][0]["train_loss"] is None
+    assert json.loads((run / "metrics.json").read_text())["steps"] == steps
 
 
 def test_eval_into_a_directory_it_cannot_write(soc, tmp_path, capsys, monkeypatch):
@@ -349,6 +359,14 @@ def damaged(state: dict, name: str) -> dict:
         state["model"] = {key: torch.zeros(3) for key in state["model"]}
     elif name == "progress with an extra field":
         state["progress"] = {**state["progress"], "warp": 9}
+    elif name == "options without a seed":
+        state["options"] = {}
+    elif name == "info without sizes":
+        state["info"] = {}
+    elif name == "model options not an object":
+        state["preset"] = {**state["preset"], "model": "zzz"}
+    elif name == "learning rate a word":
+        state["preset"] = {**state["preset"], "lr": "fast"}
     return state
 
 
@@ -358,10 +376,16 @@ CHECKPOINT_CASES = {
     "extra preset field": "fields this relnet does not know: shiny_new_option",
     "preset without name": "no preset with a name and a task",
     "history not a list": "damaged checkpoint: history",
+    "info without sizes": "do not describe a sort-of-clevr-state model",
+    "model options not an object": "values of the wrong type for model",
+    "learning rate a word": "values of the wrong type for lr",
 }
 RESUME_CASES = {
     "weights of another shape": "damaged checkpoint, or not of this preset's model",
     "progress with an extra field": "damaged checkpoint, or not of this preset's model",
+    "preset without name": "no preset with a name and a task",
+    "options without a seed": "its options lack the seed or epochs",
+    "learning rate a word": "values of the wrong type for lr",
 }
 
 
@@ -452,7 +476,11 @@ SCENE_CASES = {
     "split dot-dot": ((*S0, "split"), "..", "split name '..' is not allowed"),
     "split empty": ((*S0, "split"), "", "split name '' is not allowed"),
     "split not a string": ((*S0, "split"), 7, "split name 7 is not allowed"),
-    "negative image_index": ((*S0, "image_index"), -1, "image_index -1 is not a whole number >= 0"),
+    "negative image_index": ((*S0, "image_index"), -1, "image_index -1 is not a whole number from 0"),
+    "image_index of billions": ((*S0, "image_index"), 3_000_000_000, "image_index 3000000000 is not a whole number"),
+    "coordinate of 401 digits": ((*O0, "3d_coords", 0), 10 ** 400, "is not three finite numbers"),
+    "coordinate past float32": ((*O0, "3d_coords", 0), 1e300, "is not three finite numbers"),
+    "relationships partial": ((*S0, "relationships"), {"left": []}, "relationships must map each of"),
     "fractional image_index": ((*S0, "image_index"), 1.5, "image_index 1.5 is not a whole number"),
     "boolean image_index": ((*S0, "image_index"), True, "image_index True is not a whole number"),
     "string image_index": ((*S0, "image_index"), "0", "image_index '0' is not a whole number"),
@@ -470,7 +498,7 @@ SCENE_CASES = {
     "image_filename escapes": ((*S0, "image_filename"), "../../x.png", "is not a plain file name"),
     "relationships not an object": ((*S0, "relationships"), [], "relationships must map"),
     "relationship to a missing object": ((*S0, "relationships", "left", 0), [99], "relationships['left']"),
-    "unknown relationship": ((*S0, "relationships", "above"), [], "relationships['above']"),
+    "unknown relationship": ((*S0, "relationships", "above"), [], "relationships must map each of"),
     "relationships missing": ((*S0, "relationships"), DELETE, "has no relationships"),
     "scenes not a list": (("scenes",), {"a": 1}, "expected a JSON object with a list under 'scenes'"),
 }
@@ -509,7 +537,9 @@ def test_clevr_split_option_is_a_plain_name(tmp_path, capsys):
 
 Q0 = ("questions", 0)
 QUESTION_CASES = {
-    "negative image_index": ((*Q0, "image_index"), -2, "image_index -2 is not a whole number >= 0"),
+    "negative image_index": ((*Q0, "image_index"), -2, "image_index -2 is not a whole number from 0"),
+    "image_index of millions": ((*Q0, "image_index"), 20_000_000, "image_index 20000000 is not a whole number"),
+    "family past int16": ((*Q0, "question_family_index"), 40_000, "question_family_index 40000"),
     "image_index a string": ((*Q0, "image_index"), "1", "image_index '1' is not a whole number"),
     "image_index missing": ((*Q0, "image_index"), DELETE, "image_index None is not a whole number"),
     "image without a scene": ((*Q0, "image_index"), 40, "image_index 40"),
@@ -562,7 +592,27 @@ def test_clevr_question_files(name, command, clevr, tmp_path, capsys):
     ('{"text": []}', "expected a JSON list of templates"),
     ('[{"text": ["x"], "params": []}]', "template 0 is malformed"),
     ("[", "not a readable JSON template file"),
-], ids=["unknown parameter type", "not a list", "no nodes", "truncated"])
+    *[(json.dumps([{"text": text, "nodes": nodes, "params": [{"name": "<Z>", "type": "Size"}],
+                    "constraints": constraints}]), message) for text, nodes, constraints, message in [
+        (["Is there a <Z> thing?"], [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [5]}], [],
+         "node 1 takes inputs [5]"),
+        (["Is there a <Z> thing?"], [{"type": "scene", "inputs": []}, {"type": "filter_exist", "inputs": [0],
+                                                                        "side_inputs": ["<Q>"]}], [],
+         "names side inputs ['<Q>']"),
+        (["Is there a <Z> thing?"], [{"type": "scene", "inputs": []}, {"type": "teleport", "inputs": [0]},
+                                     {"type": "exist", "inputs": [1]}], [], "node 1 has unknown type 'teleport'"),
+        (["Is there a <Z> thing?"], [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [0]}],
+         [{"type": "MAYBE", "params": ["<Z>"]}], "has constraint"),
+        (["Is there a <Z> thing?"], [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [0]}],
+         [{"type": "NULL"}], "has constraint"),
+        (["Is there a <Z> thing?"], [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [0]}],
+         [{"type": "OUT_NEQ", "params": [0, 9]}], "has constraint"),
+        ([], [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [0]}], [], "has no text"),
+        ([""], [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [0]}], [], "has no text"),
+    ]],
+], ids=["unknown parameter type", "not a list", "no nodes", "truncated", "input from a later node",
+        "unknown side input", "unknown node type", "unknown constraint", "constraint without params",
+        "OUT_NEQ out of range", "no text", "empty text"])
 def test_clevr_template_files(content, message, tmp_path, capsys):
     templates = tmp_path / "templates"
     templates.mkdir()
@@ -637,6 +687,22 @@ def npz_with(members: dict[str, bytes], compress=zipfile.ZIP_DEFLATED) -> bytes:
     return buffer.getvalue()
 
 
+def npz_claiming(members: dict[str, bytes]) -> bytes:
+    """An archive whose images member declares 2**37 bytes and whose zip entry claims to hold them."""
+    header = npz_member_header((2 ** 34,), "<f8")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            if name != "images.npy":
+                archive.writestr(name, data)
+        info = zipfile.ZipInfo("images.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as member:
+            member.write(header)
+        info.file_size = 2 ** 41  # the central directory lies about the size
+    return buffer.getvalue()
+
+
 def valid_members(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
@@ -671,6 +737,10 @@ NPZ_CASES = {
     "truncated zip": (lambda good: good.read_bytes()[:200], "not a readable .npz file"),
     "a single .npy": (lambda good: (lambda b: (np.save(b, np.zeros(3)), b.getvalue())[1])(io.BytesIO()),
                       "found a single .npy array"),
+    "member claiming more than it can hold": (lambda good: npz_claiming(valid_members(good)), "it claims"),
+    "member without the .npy suffix": (lambda good: npz_with({**{k: v for k, v in valid_members(good).items()
+                                                                if k != "answer.npy"}, "answer": b"x"}),
+                                       "key 'answer' cannot be read"),
     "answers out of range": (lambda good: npz_with({**valid_members(good), "answer.npy": (lambda b: (
         np.save(b, np.full(len(np.load(good)["answer"]), 99, dtype=np.int8)), b.getvalue())[1])(io.BytesIO())}),
         "key 'answer' holds 99"),
@@ -764,18 +834,45 @@ def test_clevr_caches(name, preset, cache, tmp_path, capsys):
     assert not (run / "checkpoint.pt").exists()
 
 
-def test_a_failed_rebuild_leaves_the_old_vocabulary_and_a_refused_cache(clevr, cache, tmp_path, capsys):
+def test_a_failed_rebuild_leaves_the_old_cache_whole(clevr, cache, tmp_path, capsys):
     """The audit: a re-run that failed midway had already replaced vocab.json."""
+    from relnet.tasks.clevr.data import load_cache
+
     copy = cache_copy(cache, tmp_path)
     vocab = (copy / "vocab.json").read_bytes()
     root = question_dir(clevr, tmp_path, ("questions", 0, "question"), "Zebras and quokkas are how many?")
     (root / "images").unlink()
-    (root / "images" / "train").mkdir(parents=True)  # no images: the rebuild fails while caching them
+    (root / "images" / "train").mkdir(parents=True)  # no images: the rebuild stops before writing
     refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", copy, "--workers", "1", "--image-size", "8",
                      "--no-progress"], "image missing")
     assert (copy / "vocab.json").read_bytes() == vocab
-    refused(capsys, ["train", "--preset", "clevr-state", "--data", copy, "--out", tmp_path / "run", "--no-progress"],
-            "incomplete cache")
+    assert load_cache(copy, "train", with_images=True, with_objects=True)["images"].shape[1] == 16
+
+
+def test_a_partial_rebuild_stopped_midway_keeps_the_other_splits(clevr, cache, tmp_path, capsys, monkeypatch):
+    """`--splits val` fails while caching val's images: train still loads, val is refused."""
+    import relnet.tasks.clevr.data as data
+    from relnet.tasks.clevr.data import load_cache
+
+    copy = cache_copy(cache, tmp_path)
+    (copy / "val_images.json").unlink()  # val's images must be re-cached
+
+    def broken(job):
+        raise DataError("CLEVR_val_000001.png: image unreadable (simulated)")
+
+    monkeypatch.setattr(data, "_load_image", broken)
+    refused(capsys, ["data", "clevr", "--clevr-dir", clevr, "--out", copy, "--splits", "val", "--workers", "1",
+                     "--image-size", "16", "--no-progress"], "image unreadable")
+    assert load_cache(copy, "train", with_images=True, with_objects=True)["images"].shape == (3, 16, 16, 3)
+    with pytest.raises(DataError, match="no val split"):
+        load_cache(copy, "val", with_images=True, with_objects=False)
+
+
+def test_a_damaged_manifest_does_not_block_a_full_rebuild(clevr, cache, tmp_path):
+    copy = cache_copy(cache, tmp_path)
+    (copy / "cache.json").write_text('{"format": 1}')
+    assert main(["data", "clevr", "--clevr-dir", str(clevr), "--out", str(copy), "--workers", "1",
+                 "--image-size", "16", "--no-progress"]) == 0
 
 
 def test_cached_images_follow_their_sources(clevr, tmp_path, capsys):
@@ -924,3 +1021,140 @@ def test_two_writers_of_one_directory(argv, clevr, tmp_path, capsys):
         refused(capsys, argv, str(out), "in use by another relnet process")
     assert files_under(out) == set()
     assert main(argv) == 0  # once the other writer is done
+
+
+# ---------------------------------------------------------------- found by the second audit
+
+def test_questions_for_scenes_without_split_or_file_names(clevr, tmp_path, capsys):
+    def strip(data):
+        for scene in data["scenes"]:
+            scene.pop("split")
+            scene.pop("image_filename")
+
+    path = scene_file(clevr, tmp_path, strip)
+    assert main(["data", "clevr-gen", "--scenes", str(path), "--out", str(tmp_path / "out"), "--split", "mine",
+                 "--no-progress"]) == 0
+    questions = json.loads((tmp_path / "out" / "questions" / "CLEVR_mine_questions.json").read_text())["questions"]
+    assert questions and questions[0]["image_filename"].startswith("CLEVR_mine_")
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "clevr", "--clevr-dir", "{clevr}", "--out", "{out}", "--splits", "../escaped"],
+    ["data", "clevr-verify", "--clevr-dir", "{clevr}", "--split", "../escaped"],
+], ids=["clevr --splits", "clevr-verify --split"])
+def test_split_options_name_no_other_directory(argv, clevr, tmp_path, capsys):
+    out = tmp_path / "cache"
+    refused(capsys, [arg.replace("{clevr}", str(clevr)).replace("{out}", str(out)) for arg in argv],
+            "split name '../escaped' is not allowed")
+    assert not list(tmp_path.glob("escaped*"))
+
+
+def test_planted_links_are_not_written_through(clevr, tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "cache"
+    out.mkdir()
+    (out / ".lock").symlink_to(victim)
+    refused(capsys, ["data", "clevr", "--clevr-dir", clevr, "--out", out, "--no-progress"], ".lock",
+            "cannot be used as a lock file")
+    (out / ".lock").unlink()
+    (out / "train_images.partial.npy").symlink_to(victim)
+    (out / "train_images.progress.json").write_text('{"images_done": 1}')
+    assert main(["data", "clevr", "--clevr-dir", str(clevr), "--out", str(out), "--workers", "1", "--image-size", "8",
+                 "--no-progress"]) == 0
+    assert victim.read_text() == "precious" and not (out / "train_images.npy").is_symlink()
+
+
+def test_an_image_that_is_a_fifo_is_not_read(clevr, tmp_path, capsys):
+    root = question_dir(clevr, tmp_path, ("questions", 0, "question_family_index"), 0)
+    (root / "images").unlink()
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        for source in (clevr / "images" / split).iterdir():
+            (root / "images" / split / source.name).write_bytes(source.read_bytes())
+    fifo = root / "images" / "val" / "CLEVR_val_000000.png"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", tmp_path / "cache", "--workers", "1",
+                     "--no-progress"], "CLEVR_val_000000.png", "not a regular file")
+
+
+def images_header_claiming(cache: Path) -> None:
+    with open(cache / "train_images.npy", "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": "|u1", "fortran_order": False,
+                                                     "shape": (10 ** 7, 512, 512, 3)})
+
+
+HAND_EDITED = {
+    "NaN image index": (lambda c: rewrite_npz(c / "train_questions.npz", image_index=np.full(12, np.nan)),
+                        "image_index is float64"),
+    "string tokens": (lambda c: rewrite_npz(c / "train_questions.npz", tokens=np.full((12, 3), "a")),
+                      "tokens is <U1"),
+    "fractional tokens": (lambda c: rewrite_npz(c / "train_questions.npz", tokens=np.full((12, 3), 1.7)),
+                          "tokens is float64"),
+    "build a string": (lambda c: rewrite_npz(c / "train_questions.npz", build=np.array("x" * 32)),
+                       "written by another build"),
+    "images header claiming 7.8 TB": (images_header_claiming, "not a readable .npy array"),
+    "object counts past 10": (lambda c: rewrite_npz(c / "train_objects.npz", object_count=np.full(3, 40, np.int8)),
+                              "object_count must hold one count from 0 to 10"),
+    "families past the bound": (lambda c: rewrite_npz(c / "train_questions.npz", family=np.full(12, 99_999, np.int32)),
+                                "family out of range"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND_EDITED))
+def test_hand_edited_caches(name, cache, tmp_path, capsys):
+    damage, message = HAND_EDITED[name]
+    copy = cache_copy(cache, tmp_path)
+    damage(copy)
+    preset = "clevr-pixels" if "images" in name else "clevr-state"
+    refused(capsys, ["train", "--preset", preset, "--data", copy, "--out", tmp_path / "run", "--no-progress"], message)
+
+
+class SlowServer:
+    """An HTTP server on 127.0.0.1 that sends ``body`` in ``pieces`` with ``pause`` seconds between them."""
+
+    def __init__(self, body: bytes, pieces: int, pause: float):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/babi.tar.gz"
+        threading.Thread(target=self.serve, args=(body, pieces, pause), daemon=True).start()
+
+    def serve(self, body, pieces, pause):
+        connection, _ = self.socket.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            step = max(1, len(body) // pieces)
+            with contextlib.suppress(OSError):
+                for start in range(0, len(body), step):
+                    connection.sendall(body[start:start + step])
+                    time.sleep(pause)
+
+
+def test_babi_download_cap_holds_without_a_progress_bar(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.babi.download as download
+
+    monkeypatch.setattr(download, "MAX_ARCHIVE_BYTES", 3000)
+    server = SlowServer(b"x" * 5000, pieces=5, pause=0.05)
+    refused(capsys, ["data", "babi", "--download", tmp_path / "out", "--url", server.url, "--no-progress"],
+            "more than 3,000 bytes")
+
+
+def test_babi_download_that_drips_ends_at_the_deadline(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.babi.download as download
+
+    monkeypatch.setattr(download, "DEADLINE_SECONDS", 1)
+    server = SlowServer(b"x" * 40, pieces=40, pause=0.1)
+    refused(capsys, ["data", "babi", "--download", tmp_path / "out", "--url", server.url, "--no-progress"],
+            "took more than 1 s")
+
+
+def test_babi_download_that_would_unpack_too_much(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.babi.download as download
+
+    monkeypatch.setattr(download, "MAX_UNPACKED_BYTES", 1000)
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(tar_gz({"tasks_1-20_v1-2/en/zeros.txt": bytes(100_000)}))  # 100 kB of zeros, packed small
+    refused(capsys, ["data", "babi", "--download", tmp_path / "out", "--url", archive.as_uri(), "--no-progress"],
+            "unpacks to more than 1,000 bytes")
+    assert files_under(tmp_path / "out") == set()

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -67,6 +68,8 @@ def load_npz(path: str | os.PathLike, keys: Sequence[str], how_to_make: str) -> 
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file; {how_to_make}")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file; {how_to_make}")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -79,17 +82,21 @@ def load_npz(path: str | os.PathLike, keys: Sequence[str], how_to_make: str) -> 
             if key not in archive.files:
                 raise DataError(f"{path}: missing key '{key}'; expected keys {', '.join(keys)}")
             try:
-                _check_member_size(archive.zip, f"{key}.npy")
+                _check_member_size(archive.zip, f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key)
                 arrays[key] = archive[key]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-                raise DataError(f"{path}: key '{key}' cannot be read ({error})") from None
+            except (OSError, ValueError, EOFError, KeyError, MemoryError, zipfile.BadZipFile, zlib.error) as error:
+                raise DataError(f"{path}: key '{key}' cannot be read ({type(error).__name__}: {error})") from None
     return arrays
 
 
 def _check_member_size(archive: zipfile.ZipFile, member: str) -> None:
     """Refuse an array whose header declares more data than the member holds, before numpy
-    allocates it (a few bytes can declare an array of hundreds of GiB)."""
+    allocates it (a few bytes can declare an array of hundreds of GiB). The member's stated size
+    is the archive's word, so it is also held to what its compressed bytes can expand to."""
     info = archive.getinfo(member)
+    expandable = info.compress_size * 1032 if info.compress_type == zipfile.ZIP_DEFLATED else info.compress_size
+    if info.file_size > expandable:
+        raise ValueError(f"it claims {info.file_size:,} bytes, more than its {info.compress_size:,} stored bytes can hold")
     with archive.open(info) as file:
         version = np.lib.format.read_magic(file)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -105,6 +112,8 @@ def _check_member_size(archive: zipfile.ZipFile, member: str) -> None:
 def read_json_file(path: str | os.PathLike, what: str):
     """A JSON file relnet wrote itself (a vocabulary, a manifest), or a DataError naming it."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file ({what})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -119,6 +128,8 @@ def read_image(source, size: int, name: str) -> np.ndarray:
     scaled to 8 bits (converting it straight to RGB would clip it to white)."""
     from PIL import Image
 
+    if isinstance(source, (str, os.PathLike)) and Path(source).exists() and not Path(source).is_file():
+        raise DataError(f"{name}: not a regular file")  # a FIFO or device would block or never end
     try:
         with Image.open(source) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
@@ -147,7 +158,14 @@ def directory_lock(directory: str | os.PathLike, what: str):
     directory = Path(directory)
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+") as file:
+    try:  # never through a link: a planted .lock -> elsewhere must not be written
+        descriptor = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        raise ConfigError(f"{directory / '.lock'}: cannot be used as a lock file ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise ConfigError(f"{directory / '.lock'}: not a regular file; remove it")
+    with os.fdopen(descriptor, "r+") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -162,9 +180,10 @@ def directory_lock(directory: str | os.PathLike, what: str):
         try:
             yield
         finally:
-            if created and [path.name for path in directory.iterdir()] == [".lock"]:
-                (directory / ".lock").unlink()
-                directory.rmdir()
+            with contextlib.suppress(OSError):  # another process may be taking the directory now
+                if created and [path.name for path in directory.iterdir()] == [".lock"]:
+                    (directory / ".lock").unlink()
+                    directory.rmdir()
             fcntl.flock(file, fcntl.LOCK_UN)
 
 

@@ -41,11 +41,12 @@ def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module
     """A shipped model, built from its card's preset and loaded with its weights, in eval mode;
     returns (model, card)."""
     from relnet.tasks import get_task
+    from relnet.train.checkpoint import build_checked
     from relnet.train.preset import Preset
 
     model_card = card(name)
     preset = Preset.from_dict(model_card["preset"], str(FOLDER / f"{name}.json"))
-    model = get_task(preset.task).build_model(preset, model_card["info"])
+    model = build_checked(get_task(preset.task), preset, model_card["info"], FOLDER / f"{name}.json")
     weights = load_file(FOLDER / f"{name}.safetensors")
     try:
         model.load_state_dict(weights)

@@ -45,6 +45,16 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def build_checked(task, preset, info: dict, where) -> torch.nn.Module:
+    """The task's model for a stored preset and info (``where`` names the file), or a ConfigError
+    when they do not describe a model (a damaged or foreign checkpoint)."""
+    try:
+        return task.build_model(preset, info)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: its preset and sizes do not describe a {preset.name} model "
+                          f"({type(error).__name__}: {error})") from None
+
+
 def load_trained(spec: str, device: torch.device | str = "cpu"):
     """A trained model from a run directory or ``pretrained:NAME``, in eval mode on ``device``:
     returns (task, preset, info, model)."""
@@ -60,7 +70,7 @@ def load_trained(spec: str, device: torch.device | str = "cpu"):
     state = load_checkpoint(run / "checkpoint.pt")
     preset, info = Preset.from_dict(state["preset"], str(run / "checkpoint.pt")), state["info"]
     task = get_task(preset.task)
-    model = task.build_model(preset, info)
+    model = build_checked(task, preset, info, run / "checkpoint.pt")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:

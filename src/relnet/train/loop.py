@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from relnet.errors import ConfigError
 from relnet.io import directory_lock, write_json
 from relnet.train import distributed
-from relnet.train.checkpoint import load_checkpoint, save_checkpoint
+from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint
 from relnet.train.plots import plot_curves
 from relnet.train.preset import Preset
 
@@ -215,17 +215,23 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
     # One run owns a run directory: a second `relnet train` on it is refused, not interleaved.
     owner = directory_lock(out_dir, "relnet train") if distributed.world_from_environment().is_main \
         else contextlib.nullcontext()
-    with owner, _StopRequest() as stop:
+    with owner:
+        # A Ctrl-C while the data loads stops at once (nothing is written yet); from here on it checkpoints.
         run = _setup(task, preset, Path(data_dir), out_dir, epochs=epochs, max_minutes=max_minutes, seed=seed,
                      device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
                      compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command)
-        run.model.train()
+        return _train_epochs(run, checkpoint_minutes, wall_start)
+
+
+def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> dict:
+    run.model.train()
+    with _StopRequest() as stop:
         while run.progress.epoch < run.epochs:
             if run.world.any(stop.requested, run.device):  # Ctrl-C between epochs stops here too
                 _stop(run)
             if not _train_epoch(run, stop, checkpoint_minutes):
                 break
-        return _finish(run, wall_start)
+    return _finish(run, wall_start)
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
@@ -235,6 +241,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     state = _checkpoint_to_resume(out_dir, preset, resume)
     if state:  # a resumed run keeps its preset, seed and recording options; budgets may be given anew
         preset, stored = Preset.from_dict(state["preset"], str(out_dir / "checkpoint.pt")), state["options"]
+        if not isinstance(stored.get("seed"), int) or not isinstance(stored.get("epochs"), int):
+            raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: its options lack the seed or epochs")
         seed, command = stored["seed"], stored.get("command")
         epochs = epochs or stored["epochs"]
         max_minutes = max_minutes if max_minutes is not None else stored["max_minutes"]
@@ -299,8 +307,9 @@ def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict |
     if not resume:
         raise ConfigError(f"{out_dir}: already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out")
     state = load_checkpoint(path)
-    if state["preset"]["name"] != preset.name:
-        raise ConfigError(f"{path}: checkpoint is of preset {state['preset']['name']!r}, not {preset.name!r}")
+    stored = Preset.from_dict(state["preset"], str(path))
+    if stored.name != preset.name:
+        raise ConfigError(f"{path}: checkpoint is of preset {stored.name!r}, not {preset.name!r}")
     return state
 
 
@@ -321,7 +330,7 @@ def _build_model(task, preset, info, device, state, seed, world, path):
     """The model and optimizer, fresh from ``seed`` or restored from ``state`` (read from ``path``),
     and the run's progress."""
     torch.manual_seed(seed)
-    model = task.build_model(preset, info).to(device)
+    model = build_checked(task, preset, info, path).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     run_progress = _Progress()
     if state:
@@ -420,10 +429,12 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
     bar.close()
     if stop_requested:
         _stop(run)
+    # The epoch counts as done once evaluated: a stop during its evaluation resumes with that
+    # evaluation (the steps all taken), never past it.
+    _evaluate_into_history(run, world.sum(totals).tolist(), subset=False, stop=stop)
     if progress.batch_in_epoch >= run.steps_per_epoch:
         progress.epoch += 1
         progress.batch_in_epoch = 0
-    _evaluate_into_history(run, world.sum(totals).tolist(), subset=False, stop=stop)
     _save(run)
     return within_budget
 
@@ -452,18 +463,19 @@ def _evaluate_into_history(run: _Run, epoch_totals: list[float], subset: bool, s
             _stop(run)
         entry = {"epoch": run.progress.epoch + run.progress.batch_in_epoch / run.steps_per_epoch,
                  "step": run.progress.step, "questions_seen": run.questions_seen,
-                 "train_seconds": run.progress.train_seconds, "train_loss": loss_sum / max(seen, 1),
-                 "train_accuracy": correct / max(seen, 1), "subset": subset, "eval_examples": len(split),
-                 "eval": metrics}
+                 "train_seconds": run.progress.train_seconds,
+                 # None when no step preceded it in this session (a run resumed at its evaluation)
+                 "train_loss": loss_sum / seen if seen else None, "train_accuracy": correct / seen if seen else None,
+                 "subset": subset, "eval_examples": len(split), "eval": metrics}
     run.history.append(run.world.broadcast(entry))
     if run.world.is_main:
         write_json(run.out_dir / "history.json", run.history)
         if not subset:  # drawing takes a good fraction of a second: only at full evaluations
             plot_curves(run.history, run.loss_log, run.out_dir / "curves.png", run.task.curve_group,
                         title=run.preset.name)
-        tqdm.write(f"epoch {entry['epoch']:.2f}  {entry['questions_seen']:,} seen  train loss {entry['train_loss']:.4f}  "
-                   f"train acc {entry['train_accuracy']:.4f}  {split.name} acc {metrics['overall']:.4f}"
-                   + (f" ({len(split):,} examples)" if subset else ""))
+        training = f"train loss {entry['train_loss']:.4f}  train acc {entry['train_accuracy']:.4f}  " if seen else ""
+        tqdm.write(f"epoch {entry['epoch']:.2f}  {entry['questions_seen']:,} seen  {training}{split.name} acc "
+                   f"{metrics['overall']:.4f}" + (f" ({len(split):,} examples)" if subset else ""))
 
 
 def _save(run: _Run) -> None:
@@ -481,7 +493,9 @@ def _save(run: _Run) -> None:
 def _finish(run: _Run, wall_start: float) -> dict:
     """The final metrics (the last full evaluation), written to metrics.json."""
     # Every epoch, and every run stopped by its budget, ends with a full evaluation.
-    last = run.history[-1]
+    last = next((entry for entry in reversed(run.history) if not entry.get("subset")), None)
+    if last is None:
+        raise ConfigError(f"{run.out_dir / 'checkpoint.pt'}: the run holds no full evaluation to report")
     seconds = run.progress.train_seconds
     final = {**last["eval"], "preset": run.preset.name, "epochs": last["epoch"], "steps": run.progress.step,
              "questions_seen": run.questions_seen, "train_seconds": round(seconds, 1),

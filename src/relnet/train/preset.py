@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,20 @@ from dataclasses import dataclass, field
 from relnet.errors import ConfigError
 
 SCHEDULES = ("cosine", "doubling", "constant")
+
+
+def _of_field_type(name: str, value) -> bool:
+    """Whether a stored value fits the preset field ``name`` (whole numbers count as numbers)."""
+    if name in ("name", "task", "description", "schedule"):
+        return isinstance(value, str)
+    if name in ("model", "data"):
+        return isinstance(value, dict)
+    if name == "grad_clip" and value is None:
+        return True
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if name in ("batch_size", "epochs", "warmup_steps", "eval_batch_size"):
+        return number and isinstance(value, int) and value >= (0 if name == "warmup_steps" else 1)
+    return number
 
 
 @dataclass(frozen=True)
@@ -60,10 +75,10 @@ class Preset:
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ConfigError(f"{where}: the stored preset has fields this relnet does not know: {', '.join(unknown)}")
-        try:
-            return cls(**fields)
-        except TypeError as error:
-            raise ConfigError(f"{where}: the stored preset is malformed ({error})") from None
+        wrong = [name for name, value in fields.items() if not _of_field_type(name, value)]
+        if wrong:
+            raise ConfigError(f"{where}: the stored preset has values of the wrong type for {', '.join(wrong)}")
+        return cls(**fields)
 
     def with_overrides(self, assignments: Sequence[str]) -> "Preset":
         """A copy with ``KEY=VALUE`` assignments applied (``relnet train --set``): KEY is a field

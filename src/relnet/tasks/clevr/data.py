@@ -31,7 +31,7 @@ import numpy as np
 
 from relnet.errors import ConfigError, DataError
 from relnet.io import directory_lock, load_npz, read_image, read_json_file, save_npz, write_json
-from relnet.tasks.clevr.files import read_questions, read_scenes
+from relnet.tasks.clevr.files import check_split_name, read_questions, read_scenes
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, category_of
 
 SPLITS = ("train", "val", "test")
@@ -79,7 +79,7 @@ def encode_questions(path: Path, questions: list[dict], words: dict[str, int]) -
                 categories[row] = CATEGORIES.index(category_of(last.get("function", last.get("type"))))
             if "question_family_index" in question:
                 families[row] = int(question["question_family_index"])
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise DataError(f"{path}: question {row} is malformed ({error!r}); expected image_index, question, "
                             f"answer and program as in CLEVR v1.0") from error
     return {"tokens": array, "lengths": np.array([len(t) for t in tokens], dtype=np.int32),
@@ -104,7 +104,7 @@ def object_table(path: Path, scenes: list[dict], images: int) -> dict[str, np.nd
                     objects[index, slot, offset + values.index(obj[attribute])] = 1
                     offset += len(values)
             counts[index] = len(scene["objects"])
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise DataError(f"{path}: scene {position} is malformed ({error!r}); expected objects with 3d_coords, "
                             f"color, shape, material and size") from error
     return {"objects": objects, "object_count": counts}
@@ -133,7 +133,7 @@ def images_fingerprint(paths: list[Path], size: int) -> str:
 
 def _resumable(partial: Path, progress_file: Path, shape: tuple, fingerprint: str) -> int:
     """Images already in ``partial`` from an interrupted run on the same sources, else 0."""
-    if not (partial.exists() and progress_file.exists()):
+    if not (partial.exists() and progress_file.exists()) or partial.is_symlink() or not partial.is_file():
         return 0
     try:
         state = read_json_file(progress_file, "image-caching progress file")
@@ -168,6 +168,7 @@ def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress
     fingerprint = images_fingerprint(paths, size)
     done = _resumable(partial, progress_file, shape, fingerprint)
     if done == 0:
+        partial.unlink(missing_ok=True)  # a new file, never one planted there (a link would be written through)
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     else:
         array = np.load(partial, mmap_mode="r+")
@@ -221,7 +222,8 @@ def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: i
         raise DataError(f"{clevr_dir}: no such directory; expected CLEVR_v1.0/ with images/, questions/, scenes/")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: a file of that name exists; expected a cache directory")
-    splits = list(splits) if splits else [s for s in SPLITS if _question_file(clevr_dir, s).exists()]
+    splits = [check_split_name(split, "--splits") for split in splits] if splits else \
+        [s for s in SPLITS if _question_file(clevr_dir, s).exists()]
     if not splits:
         raise DataError(f"{clevr_dir}: no questions/CLEVR_{{train,val,test}}_questions.json found")
     with directory_lock(out, "relnet data clevr"):
@@ -229,12 +231,13 @@ def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: i
 
 
 def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Path]:
-    previous = _read_manifest(out) if (out / MANIFEST).exists() else None
-    if "train" not in splits and previous is None:
-        raise ConfigError(f"the question vocabulary is built on the train split; include train or reuse a complete "
-                          f"cache (with {out / MANIFEST})")
+    # Rebuilding train makes a new vocabulary, and with it a new cache; otherwise the splits
+    # rebuilt replace theirs in the cache's manifest.
+    previous = _read_manifest(out) if "train" not in splits else None
     build = uuid.uuid4().hex
     sources = {split: _read_split(clevr_dir, split) for split in splits}  # everything checked before writing
+    for source in sources.values():
+        images_fingerprint(source["images"], size)  # every image present before anything changes
     vocab = _vocabulary(sources, out, size, build)
     word_index = {word: i for i, word in enumerate(vocab["words"])}
     encoded = {}
@@ -245,9 +248,13 @@ def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Pat
                   file=sys.stderr)
         encoded[split] = {**arrays, "build": _id_array(build), "vocab": _id_array(vocab["build"])}
 
-    (out / MANIFEST).unlink(missing_ok=True)  # from here until the end the cache is incomplete
-    # A new vocabulary re-encodes every split: only the splits built now belong to the cache.
-    manifest = previous if "train" not in splits else {"format": CACHE_FORMAT, "image_size": size, "splits": {}}
+    # Until the manifest is rewritten at the end, it names the files of the previous build: a
+    # file already replaced by this build no longer matches it, so an interrupted run leaves a
+    # cache whose untouched splits still load and whose others are refused, never mixed.
+    if previous is not None:  # the splits being rebuilt leave the cache now
+        previous["splits"] = {split: entry for split, entry in previous["splits"].items() if split not in sources}
+        write_json(out / MANIFEST, previous)
+    manifest = previous if previous is not None else {"format": CACHE_FORMAT, "image_size": size, "splits": {}}
     manifest["vocab"] = vocab["build"]
     written = []
     for split, source in sources.items():
@@ -314,6 +321,9 @@ def _id_array(text: str) -> np.ndarray:
 
 
 def _read_manifest(cache: Path) -> dict:
+    if not (cache / MANIFEST).exists():
+        raise ConfigError(f"{cache}: no complete cache there ({MANIFEST} missing); the question vocabulary is "
+                          f"built on the train split: include train")
     manifest = read_json_file(cache / MANIFEST, "cache manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT or not isinstance(
             manifest.get("splits"), dict):
@@ -322,7 +332,7 @@ def _read_manifest(cache: Path) -> dict:
 
 
 def load_cache(cache: Path, split: str, with_images: bool, with_objects: bool) -> dict[str, np.ndarray]:
-    """One split of the cache as arrays, checked against the manifest and for values in range."""
+    """One split of the cache as arrays, checked against the manifest, for types and for values in range."""
     if not (cache / MANIFEST).exists():
         if (cache / "vocab.json").exists():
             raise DataError(f"{cache}: incomplete cache (no {MANIFEST}: a `relnet data clevr` run stopped or failed "
@@ -330,43 +340,61 @@ def load_cache(cache: Path, split: str, with_images: bool, with_objects: bool) -
         raise DataError(f"{cache / MANIFEST}: no such file; {HOW_TO_MAKE}")
     manifest = _read_manifest(cache)
     entry = manifest["splits"].get(split)
-    if entry is None:
+    if not isinstance(entry, dict):
         raise DataError(f"{cache}: the cache has no {split} split (it holds {', '.join(manifest['splits']) or 'none'}); "
                         f"{HOW_TO_MAKE}")
     vocab = read_vocab(cache)
-    arrays = load_npz(cache / f"{split}_questions.npz", ("tokens", "lengths", "image_index", "answer", "category",
-                                                        "family", "build", "vocab"), HOW_TO_MAKE)
-    if _text(arrays.pop("build")) != entry["build"] or _text(arrays.pop("vocab")) != vocab["build"]:
-        raise DataError(f"{cache / f'{split}_questions.npz'}: written by another build of the cache than "
-                        f"{cache / MANIFEST} names; {HOW_TO_MAKE}")
+    path = cache / f"{split}_questions.npz"
+    arrays = load_npz(path, ("tokens", "lengths", "image_index", "answer", "category", "family", "build", "vocab"),
+                      HOW_TO_MAKE)
+    _check_build(path, arrays.pop("build"), entry.get("build"))
+    _check_build(path, arrays.pop("vocab"), vocab["build"])
+    _check_question_values(path, arrays, len(vocab["words"]))
     images = int(arrays["image_index"].max()) + 1 if len(arrays["image_index"]) else 0
-    _check_question_values(cache / f"{split}_questions.npz", arrays, len(vocab["words"]))
     if with_images:
-        path = cache / f"{split}_images.npy"
-        record = read_json_file(_images_record(path), "image fingerprint") if _images_record(path).exists() else {}
-        if not path.exists() or not isinstance(record, dict) or record.get("fingerprint") != entry["images"]:
-            raise DataError(f"{path}: missing or not the images {cache / MANIFEST} names; {HOW_TO_MAKE}")
-        try:
-            arrays["images"] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            raise DataError(f"{path}: not a readable .npy array ({error}); {HOW_TO_MAKE}") from None
-        if arrays["images"].ndim != 4 or arrays["images"].shape[0] < images or arrays["images"].dtype != np.uint8:
-            raise DataError(f"{path}: expected uint8 [>= {images}, H, W, 3], got {arrays['images'].dtype} "
-                            f"{arrays['images'].shape}")
+        arrays["images"] = _load_images(cache / f"{split}_images.npy", entry, images)
     if with_objects:
         if not entry.get("objects"):
             raise DataError(f"{cache}: the {split} split has no object tables (its CLEVR_{split}_scenes.json was "
                             f"absent); state descriptions need the scenes")
-        objects = load_npz(cache / f"{split}_objects.npz", ("objects", "object_count", "build"), HOW_TO_MAKE)
-        if _text(objects.pop("build")) != entry["build"]:
-            raise DataError(f"{cache / f'{split}_objects.npz'}: written by another build of the cache; {HOW_TO_MAKE}")
-        if objects["objects"].shape[0] < images or objects["objects"].shape[1:] != (MAX_OBJECTS, OBJECT_FEATURES):
-            raise DataError(f"{cache / f'{split}_objects.npz'}: expected objects [>= {images}, {MAX_OBJECTS}, "
-                            f"{OBJECT_FEATURES}], got {objects['objects'].shape}")
-        if not np.isfinite(objects["objects"]).all():
-            raise DataError(f"{cache / f'{split}_objects.npz'}: object tables hold NaN or infinite values")
-        arrays.update(objects)
+        arrays.update(_load_objects(cache / f"{split}_objects.npz", entry, images))
     return arrays
+
+
+def _check_build(path: Path, stored: np.ndarray, expected) -> None:
+    if stored.dtype != np.uint8 or stored.ndim != 1 or _text(stored) != expected:
+        raise DataError(f"{path}: written by another build of the cache than {path.parent / MANIFEST} names; "
+                        f"{HOW_TO_MAKE}")
+
+
+def _load_images(path: Path, entry: dict, images: int) -> np.ndarray:
+    record_path = _images_record(path)
+    record = read_json_file(record_path, "image fingerprint") if record_path.is_file() else {}
+    if not path.is_file() or not isinstance(record, dict) or record.get("fingerprint") != entry.get("images"):
+        raise DataError(f"{path}: missing or not the images {path.parent / MANIFEST} names; {HOW_TO_MAKE}")
+    try:  # the header first: a memory map allocates nothing and needs the file to hold what it declares
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        if mapped.ndim != 4 or mapped.shape[0] < images or mapped.shape[3] != 3 or mapped.dtype != np.uint8:
+            raise DataError(f"{path}: expected uint8 [>= {images}, H, W, 3], got {mapped.dtype} {mapped.shape}")
+        return np.array(mapped)
+    except (OSError, ValueError, EOFError, MemoryError) as error:
+        raise DataError(f"{path}: not a readable .npy array ({type(error).__name__}: {error}); {HOW_TO_MAKE}") from None
+
+
+def _load_objects(path: Path, entry: dict, images: int) -> dict[str, np.ndarray]:
+    objects = load_npz(path, ("objects", "object_count", "build"), HOW_TO_MAKE)
+    _check_build(path, objects.pop("build"), entry.get("build"))
+    table, count = objects["objects"], objects["object_count"]
+    if table.dtype != np.float32 or table.ndim != 3 or table.shape[0] < images or \
+            table.shape[1:] != (MAX_OBJECTS, OBJECT_FEATURES):
+        raise DataError(f"{path}: expected float32 objects [>= {images}, {MAX_OBJECTS}, {OBJECT_FEATURES}], got "
+                        f"{table.dtype} {table.shape}")
+    if not np.issubdtype(count.dtype, np.integer) or count.shape != table.shape[:1] or \
+            (count.size and not 0 <= count.min() <= count.max() <= MAX_OBJECTS):
+        raise DataError(f"{path}: object_count must hold one count from 0 to {MAX_OBJECTS} per image")
+    if not np.isfinite(table).all():
+        raise DataError(f"{path}: object tables hold NaN or infinite values")
+    return objects
 
 
 def _text(array: np.ndarray) -> str:
@@ -374,26 +402,21 @@ def _text(array: np.ndarray) -> str:
 
 
 def _check_question_values(path: Path, arrays: dict, vocab_size: int) -> None:
-    """Every index in range: a cache edited or damaged by hand is refused, never gathered out of bounds."""
-    tokens, lengths = arrays["tokens"], arrays["lengths"]
-    checks = [
-        ("tokens", tokens.ndim == 2 and (tokens.size == 0 or 0 <= tokens.min() and tokens.max() < vocab_size),
-         f"word ids in 0..{vocab_size - 1}"),
-        ("lengths", lengths.shape == tokens.shape[:1] and (lengths.size == 0 or 0 <= lengths.min()
-                                                            and lengths.max() <= tokens.shape[1]),
-         f"one length per question in 0..{tokens.shape[1]}"),
-        ("image_index", arrays["image_index"].shape == lengths.shape and (lengths.size == 0 or arrays["image_index"].min() >= 0),
-         "one image index >= 0 per question"),
-        ("answer", arrays["answer"].shape == lengths.shape and (lengths.size == 0 or -1 <= arrays["answer"].min()
-                                                               and arrays["answer"].max() < len(ANSWERS)),
-         f"answers in -1..{len(ANSWERS) - 1}"),
-        ("category", arrays["category"].shape == lengths.shape and (lengths.size == 0 or -1 <= arrays["category"].min()
-                                                                   and arrays["category"].max() < len(CATEGORIES)),
-         f"categories in -1..{len(CATEGORIES) - 1}"),
-    ]
-    for key, ok, expected in checks:
-        if not ok:
-            raise DataError(f"{path}: {key} out of range; expected {expected}")
+    """Whole numbers of the right shapes, every index in range: a cache edited or damaged by hand is
+    refused, never gathered out of bounds or silently truncated."""
+    for key, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.integer) or array.ndim != (2 if key == "tokens" else 1):
+            raise DataError(f"{path}: {key} is {array.dtype} with {array.ndim} dimensions; expected whole numbers, "
+                            f"{'[questions, words]' if key == 'tokens' else 'one per question'}")
+    tokens = arrays["tokens"]
+    ranges = {"tokens": (0, vocab_size - 1), "lengths": (0, tokens.shape[1]), "image_index": (0, 10 ** 7),
+              "answer": (-1, len(ANSWERS) - 1), "category": (-1, len(CATEGORIES) - 1), "family": (-1, 10 ** 4)}
+    for key, (low, high) in ranges.items():
+        array = arrays[key]
+        if key != "tokens" and array.shape != (len(tokens),):
+            raise DataError(f"{path}: {key} holds {array.shape[0]} values for {len(tokens)} questions")
+        if array.size and not low <= array.min() <= array.max() <= high:
+            raise DataError(f"{path}: {key} out of range; expected values in {low}..{high}")
 
 
 def read_vocab(cache: Path) -> dict:

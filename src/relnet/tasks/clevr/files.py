@@ -16,6 +16,11 @@ from relnet.errors import ConfigError, DataError
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, RELATIONS
 
 MAX_JSON_BYTES = 4 * 1024 ** 3  # CLEVR's largest file (train questions) is about 0.9 GB
+# CLEVR v1.0 has 100,000 images and 90 families; the bounds keep indices far above that and far
+# below what would allocate absurd image lists or overflow the cache's integer arrays.
+MAX_IMAGE_INDEX = 1_000_000
+MAX_FAMILY = 10_000
+MAX_COORDINATE = 1e6
 # A split name becomes part of file names (CLEVR_{split}_scenes.json, images/{split}/): letters,
 # digits, '-' and '_' only, so it can never name another directory.
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -48,6 +53,19 @@ def _whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _index(value) -> bool:
+    return _whole(value) and 0 <= value < MAX_IMAGE_INDEX
+
+
+def _coordinate(value) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and abs(value) <= MAX_COORDINATE
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
 def read_scenes(path: Path) -> list[dict]:
     """The scenes of a CLEVR scene file, each checked: a unique whole ``image_index`` >= 0, objects
     with finite 3D coordinates and known attribute values, relationships between real objects."""
@@ -58,8 +76,8 @@ def read_scenes(path: Path) -> list[dict]:
         if not isinstance(scene, dict) or not isinstance(scene.get("objects"), list):
             raise DataError(f"{where}: expected an object with a list of objects")
         index = scene.get("image_index")
-        if not _whole(index) or index < 0:
-            raise DataError(f"{where}: image_index {index!r} is not a whole number >= 0")
+        if not _index(index):
+            raise DataError(f"{where}: image_index {index!r} is not a whole number from 0 to {MAX_IMAGE_INDEX - 1:,}")
         if index in seen:
             raise DataError(f"{where}: image_index {index} appears twice")
         seen.add(index)
@@ -79,9 +97,9 @@ def _check_object(obj, where: str) -> None:
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected an object, got {type(obj).__name__}")
     coords = obj.get("3d_coords")
-    if (not isinstance(coords, list) or len(coords) != 3
-            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in coords)):
-        raise DataError(f"{where}: 3d_coords {coords!r} is not three finite numbers")
+    if not isinstance(coords, list) or len(coords) != 3 or not all(_coordinate(c) for c in coords):
+        raise DataError(f"{where}: 3d_coords {str(coords)[:80]} is not three finite numbers of at most "
+                        f"{MAX_COORDINATE:g} in size")
     for attribute, values in ATTRIBUTES.items():
         if obj.get(attribute) not in values:
             raise DataError(f"{where}: {attribute} {obj.get(attribute)!r} is not one of {list(values)}")
@@ -90,8 +108,8 @@ def _check_object(obj, where: str) -> None:
 def _check_relationships(relationships, count: int, where: str) -> None:
     if relationships is None:
         return
-    if not isinstance(relationships, dict):
-        raise DataError(f"{where}: relationships must map {list(RELATIONS)} to lists")
+    if not isinstance(relationships, dict) or sorted(relationships) != sorted(RELATIONS):
+        raise DataError(f"{where}: relationships must map each of {list(RELATIONS)} to lists")
     for name, rows in relationships.items():
         if name not in RELATIONS or not isinstance(rows, list) or len(rows) != count or not all(
                 isinstance(row, list) and all(_whole(k) and 0 <= k < count for k in row) for row in rows):
@@ -108,15 +126,15 @@ def read_questions(path: Path) -> list[dict]:
         if not isinstance(question, dict):
             raise DataError(f"{where}: expected an object, got {type(question).__name__}")
         index = question.get("image_index")
-        if not _whole(index) or index < 0:
-            raise DataError(f"{where}: image_index {index!r} is not a whole number >= 0")
+        if not _index(index):
+            raise DataError(f"{where}: image_index {index!r} is not a whole number from 0 to {MAX_IMAGE_INDEX - 1:,}")
         if not isinstance(question.get("question", ""), str):
             raise DataError(f"{where}: question text {question.get('question')!r} is not a string")
         if "answer" in question and question["answer"] not in ANSWERS:
             raise DataError(f"{where}: answer {question['answer']!r} is not one of CLEVR's 28 answers")
         family = question.get("question_family_index", 0)
-        if not _whole(family) or family < 0:
-            raise DataError(f"{where}: question_family_index {family!r} is not a whole number >= 0")
+        if not _whole(family) or not 0 <= family < MAX_FAMILY:
+            raise DataError(f"{where}: question_family_index {family!r} is not a whole number from 0 to {MAX_FAMILY - 1}")
         if "program" in question:
             _check_program(question["program"], where)
     return questions

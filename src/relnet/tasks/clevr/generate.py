@@ -109,13 +109,17 @@ class QuestionWriter:
             candidates = self.by_category[category]
             for _ in range(self.tries_per_slot):
                 template = candidates[int(rng.integers(len(candidates)))]
-                made = instantiate(template, scene, rng)
-                if made is None:
-                    continue
-                values, program, answer = made
-                if not self._balanced(template.family, answer):
-                    continue
-                text = question_text(template, values, self.synonyms, rng)
+                try:
+                    made = instantiate(template, scene, rng)
+                    if made is None:
+                        continue
+                    values, program, answer = made
+                    if not self._balanced(template.family, answer):
+                        continue
+                    text = question_text(template, values, self.synonyms, rng)
+                except (KeyError, IndexError, TypeError, ValueError) as error:  # a template load_templates let through
+                    raise DataError(f"{template.filename}: template family {template.family} cannot be asked about "
+                                    f"scene {scene['image_index']} ({error!r})") from None
                 if text not in texts:
                     break
             else:
@@ -195,6 +199,8 @@ def generate_questions(scenes_file: Path, out: Path, options: GeneratorOptions, 
         raise DataError(f"{scenes_file}: scene {bare} has no relationships; questions need them (as in CLEVR's scenes)")
     # The output name comes from the file: read_scenes has checked it names no other directory.
     split = scenes[0]["split"] if scenes and "split" in scenes[0] else check_split_name(options.split, "--split")
+    scenes = [{"split": split, "image_filename": f"CLEVR_{split}_{scene['image_index']:06d}.png", **scene}
+              for scene in scenes]
     questions_path = out / "questions" / f"CLEVR_{split}_questions.json"
     if questions_path.exists() and not overwrite:
         raise ConfigError(f"{questions_path} already exists; pass --overwrite to replace it or choose another --out")

@@ -68,11 +68,46 @@ def load_templates(directory: str | Path) -> list[Template]:
             except (KeyError, IndexError, TypeError, ValueError) as error:
                 raise DataError(f"{path}: template {position} is malformed ({error!r}); expected keys text, "
                                 f"nodes, params, constraints as in the CLEVR templates") from error
-            unknown = sorted(set(templates[-1].params.values()) - {*PARAM_TYPES, "Relation"})
-            if unknown:
-                raise DataError(f"{path}: template {position} has parameters of unknown types {unknown}; "
-                                f"expected {sorted({*PARAM_TYPES, 'Relation'})}")
+            problem = _template_problem(templates[-1])
+            if problem:
+                raise DataError(f"{path}: template {position} {problem}")
     return templates
+
+
+PARAMETER_TYPES = {*PARAM_TYPES, "Relation"}
+_BASIC = {"scene", "unique", "relate", "union", "intersect", "count", "exist", "equal_object", "equal_integer",
+          "less_than", "greater_than",
+          *(f"{kind}_{attribute}" for kind in ("filter", "query", "same", "equal") for attribute in ATTRIBUTES)}
+
+
+def _template_problem(template: Template) -> str | None:
+    """What makes a template unusable, or None: every reference it makes must resolve."""
+    params = template.params
+    if not template.text or not all(isinstance(text, str) and text.strip() for text in template.text):
+        return "has no text: expected a list of non-empty question texts"
+    unknown = sorted(str(kind) for kind in set(params.values()) - PARAMETER_TYPES)
+    if unknown:
+        return f"has parameters of unknown types {unknown}; expected {sorted(PARAMETER_TYPES)}"
+    for index, node in enumerate(template.nodes):
+        inputs, side = node.get("inputs", []), node.get("side_inputs", [])
+        if node.get("type") not in _BASIC | set(_FUSED):
+            return f"node {index} has unknown type {node.get('type')!r}"
+        if not isinstance(inputs, list) or not all(isinstance(k, int) and 0 <= k < index for k in inputs):
+            return f"node {index} takes inputs {inputs!r}; expected earlier nodes (0 to {index - 1})"
+        if not isinstance(side, list) or not all(name in params for name in side):
+            return f"node {index} names side inputs {side!r} that are not among the parameters {sorted(params)}"
+    for constraint in template.constraints:
+        kind, names = (constraint.get("type"), constraint.get("params")) if isinstance(constraint, dict) else (None, None)
+        if kind == "OUT_NEQ":
+            valid = isinstance(names, list) and len(names) == 2 and all(
+                isinstance(k, int) and 0 <= k < len(template.nodes) for k in names)
+        else:
+            valid = kind in ("NULL", "NEQ") and isinstance(names, list) and len(names) == (1 if kind == "NULL" else 2) \
+                and all(name in params for name in names)
+        if not valid:
+            return (f"has constraint {constraint!r}; expected NULL (one parameter), NEQ (two parameters) or OUT_NEQ "
+                    f"(two node indices)")
+    return None
 
 
 def load_synonyms(path: str | Path | None) -> dict[str, list[str]]:

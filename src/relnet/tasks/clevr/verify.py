@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from relnet.errors import DataError
-from relnet.tasks.clevr.files import read_questions, read_scenes
+from relnet.tasks.clevr.files import check_split_name, read_questions, read_scenes
 from relnet.tasks.clevr.program import ProgramError, answer_text, execute
 
 
 def verify(clevr_dir: Path, split: str, max_failures: int = 20) -> dict:
     """How many questions of ``split`` reproduce their stored answer on their scene."""
+    check_split_name(split, "--split")
     questions_path = clevr_dir / "questions" / f"CLEVR_{split}_questions.json"
     scenes_path = clevr_dir / "scenes" / f"CLEVR_{split}_scenes.json"
     questions = read_questions(questions_path)
