@@ -89,7 +89,7 @@ def test_bad_arguments_exit_nonzero(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["data", "sort-of-clevr", "--out", "x", "--train-images", "0"])
     assert exit_info.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
+    assert "expected a whole number from 1 to 1,000,000, got '0'" in capsys.readouterr().err
 
 
 def test_benchmark_script_smoke(tmp_path):

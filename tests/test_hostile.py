@@ -377,15 +377,15 @@ CHECKPOINT_CASES = {
     "preset without name": "no preset with a name and a task",
     "history not a list": "damaged checkpoint: history",
     "info without sizes": "do not describe a sort-of-clevr-state model",
-    "model options not an object": "values of the wrong type for model",
-    "learning rate a word": "values of the wrong type for lr",
+    "model options not an object": "wrong type or out of range for model",
+    "learning rate a word": "wrong type or out of range for lr",
 }
 RESUME_CASES = {
     "weights of another shape": "damaged checkpoint, or not of this preset's model",
-    "progress with an extra field": "damaged checkpoint, or not of this preset's model",
+    "progress with an extra field": "damaged checkpoint: progress",
     "preset without name": "no preset with a name and a task",
-    "options without a seed": "its options lack the seed or epochs",
-    "learning rate a word": "values of the wrong type for lr",
+    "options without a seed": "damaged checkpoint: options",
+    "learning rate a word": "wrong type or out of range for lr",
 }
 
 
@@ -518,8 +518,9 @@ def test_clevr_scene_files(name, clevr, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("", "not valid JSON"), ("{", "not valid JSON"), ("[]", "expected a JSON object with a list under 'scenes'"),
-    ("[" * 100_000 + "]" * 100_000, "not valid JSON"), ("\udcff", "not valid JSON"),
+    ("", "not a valid CLEVR scenes file"), ("{", "not a valid CLEVR scenes file"),
+    ("[]", "expected a JSON object with a list under 'scenes'"),
+    ("[" * 100_000 + "]" * 100_000, "not a valid CLEVR scenes file"), ("\udcff", "not a valid CLEVR scenes file"),
 ], ids=["empty", "truncated", "list", "deeply nested", "bad unicode"])
 def test_clevr_scene_files_that_are_not_json(content, message, tmp_path, capsys):
     path = tmp_path / "scenes.json"
@@ -543,7 +544,7 @@ QUESTION_CASES = {
     "image_index a string": ((*Q0, "image_index"), "1", "image_index '1' is not a whole number"),
     "image_index missing": ((*Q0, "image_index"), DELETE, "image_index None is not a whole number"),
     "image without a scene": ((*Q0, "image_index"), 40, "image_index 40"),
-    "text not a string": ((*Q0, "question"), 17, "question text 17 is not a string"),
+    "text not a string": ((*Q0, "question"), 17, "question text '17' is not a string"),
     "unknown answer": ((*Q0, "answer"), "maybe", "answer 'maybe' is not one of CLEVR's 28 answers"),
     "answer a number": ((*Q0, "answer"), 3, "answer 3 is not one of CLEVR's 28 answers"),
     "negative family": ((*Q0, "question_family_index"), -4, "question_family_index -4"),
@@ -591,7 +592,7 @@ def test_clevr_question_files(name, command, clevr, tmp_path, capsys):
      '"params": [{"name": "<Z>", "type": "Weight"}], "constraints": []}]', "parameters of unknown types ['Weight']"),
     ('{"text": []}', "expected a JSON list of templates"),
     ('[{"text": ["x"], "params": []}]', "template 0 is malformed"),
-    ("[", "not a readable JSON template file"),
+    ("[", "not a valid JSON template file"),
     *[(json.dumps([{"text": text, "nodes": nodes, "params": [{"name": "<Z>", "type": "Size"}],
                     "constraints": constraints}]), message) for text, nodes, constraints, message in [
         (["Is there a <Z> thing?"], [{"type": "scene", "inputs": []}, {"type": "exist", "inputs": [5]}], [],
@@ -624,6 +625,17 @@ def test_clevr_template_files(content, message, tmp_path, capsys):
 
 # ---------------------------------------------------------------- images
 
+def clevr_with_own_images(clevr: Path, tmp_path: Path) -> Path:
+    """A copy of the CLEVR data set whose images are files of its own (to be damaged)."""
+    root = question_dir(clevr, tmp_path, ("questions", 0, "question_family_index"), 0)
+    (root / "images").unlink()
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        for source in (clevr / "images" / split).iterdir():
+            (root / "images" / split / source.name).write_bytes(source.read_bytes())
+    return root
+
+
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -643,12 +655,7 @@ IMAGE_CASES = {
 @pytest.mark.parametrize("name", sorted(IMAGE_CASES))
 def test_clevr_images(name, clevr, tmp_path, capsys):
     make, message = IMAGE_CASES[name]
-    root = question_dir(clevr, tmp_path, ("questions", 0, "question_family_index"), 0)
-    (root / "images").unlink()
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        for source in (clevr / "images" / split).iterdir():
-            (root / "images" / split / source.name).write_bytes(source.read_bytes())
+    root = clevr_with_own_images(clevr, tmp_path)
     victim = root / "images" / "val" / "CLEVR_val_000001.png"
     victim.write_bytes(make(victim.read_bytes()))
     cache = tmp_path / "cache"
@@ -793,9 +800,9 @@ def rewrite_npz(path: Path, **changes) -> None:
 
 
 CACHE_CASES = {
-    "vocab not JSON": (lambda c: (c / "vocab.json").write_text("{"), "vocab.json: not a readable"),
+    "vocab not JSON": (lambda c: (c / "vocab.json").write_text("{"), "vocab.json: not a valid"),
     "vocab of the wrong shape": (lambda c: (c / "vocab.json").write_text('{"words": 3}'), "not a relnet CLEVR vocabulary"),
-    "manifest not JSON": (lambda c: (c / "cache.json").write_text("[1,"), "cache.json: not a readable"),
+    "manifest not JSON": (lambda c: (c / "cache.json").write_text("[1,"), "cache.json: not a valid"),
     "manifest of another format": (lambda c: (c / "cache.json").write_text('{"format": 1, "splits": {}}'),
                                    "not a relnet CLEVR cache manifest"),
     "manifest missing (rebuild stopped)": (lambda c: (c / "cache.json").unlink(), "incomplete cache"),
@@ -1066,12 +1073,7 @@ def test_planted_links_are_not_written_through(clevr, tmp_path, capsys):
 
 
 def test_an_image_that_is_a_fifo_is_not_read(clevr, tmp_path, capsys):
-    root = question_dir(clevr, tmp_path, ("questions", 0, "question_family_index"), 0)
-    (root / "images").unlink()
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        for source in (clevr / "images" / split).iterdir():
-            (root / "images" / split / source.name).write_bytes(source.read_bytes())
+    root = clevr_with_own_images(clevr, tmp_path)
     fifo = root / "images" / "val" / "CLEVR_val_000000.png"
     fifo.unlink()
     os.mkfifo(fifo)
@@ -1158,3 +1160,243 @@ def test_babi_download_that_would_unpack_too_much(tmp_path, capsys, monkeypatch)
     refused(capsys, ["data", "babi", "--download", tmp_path / "out", "--url", archive.as_uri(), "--no-progress"],
             "unpacks to more than 1,000 bytes")
     assert files_under(tmp_path / "out") == set()
+
+
+# ---------------------------------------------------------------- found by the third audit
+
+@pytest.mark.parametrize("command", ["eval", "predict", "explain"])
+def test_split_option_of_a_run_names_no_other_directory(command, trained, soc, tmp_path, capsys):
+    argv = [command, trained, "--data", soc["small"], "--split", "./../../victim/test"]
+    if command == "predict":
+        argv += ["--out", tmp_path / "answers.txt"]
+    if command == "explain":
+        argv += ["--out", tmp_path / "picture.png"]
+    before = files_under(trained.parent)
+    refused(capsys, argv, "--split", "is not allowed")
+    assert files_under(trained.parent) == before and not (tmp_path / "answers.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/relnet-escaped", "", "a/b", "a b"])
+def test_export_name_is_a_plain_name(name, trained, tmp_path, capsys):
+    refused(capsys, ["export", trained, "--name", name, "--dir", tmp_path / "models"], "--name", "is not allowed")
+    assert not (tmp_path / "models").exists() and not Path("/tmp/relnet-escaped.json").exists()
+
+
+def test_export_does_not_replace_a_model_unasked(trained, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["export", str(trained), "--name", "mine", "--dir", str(models), "--commit", "x"]) == 0
+    refused(capsys, ["export", trained, "--name", "mine", "--dir", models], "already exists; pass --overwrite")
+    assert main(["export", str(trained), "--name", "mine", "--dir", str(models), "--commit", "x", "--overwrite"]) == 0
+    (tmp_path / "file").write_text("x")
+    refused(capsys, ["export", trained, "--name", "mine", "--dir", tmp_path / "file"], "a file of that name exists")
+
+
+def eleven_objects(data):
+    scene = data["scenes"][0]
+    scene["objects"] = [dict(scene["objects"][0]) for _ in range(11)]
+    scene["relationships"] = {name: [[] for _ in range(11)] for name in ("left", "right", "behind", "front")}
+
+
+def test_a_scene_of_eleven_objects_is_refused_before_anything_is_written(clevr, cache, tmp_path, capsys):
+    from relnet.tasks.clevr.data import load_cache
+
+    root = question_dir(clevr, tmp_path, ("questions", 0, "question_family_index"), 0)
+    scenes = root / "scenes" / "CLEVR_val_scenes.json"
+    data = json.loads(scenes.read_text())
+    eleven_objects(data)
+    scenes.write_text(json.dumps(data))
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", tmp_path / "fresh", "--no-progress"],
+            "11 objects; CLEVR scenes hold at most 10")
+    assert not (tmp_path / "fresh").exists()
+    copy = cache_copy(cache, tmp_path)
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", copy, "--splits", "val", "--image-size", "16",
+                     "--no-progress"], "11 objects")
+    assert load_cache(copy, "val", with_images=True, with_objects=True)["images"].shape[0] == 2  # val kept
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--min-objects", "30", "--max-objects", "30"], "--max-objects <= 10"),
+    (["--questions-per-image", "1000000000"], "--questions-per-image"),
+    (["--start-index", "999999", "--images", "2"], "passes the largest image index"),
+    (["--start-index", "1" + "0" * 300], "passes the largest image index"),
+], ids=["thirty objects", "a billion questions", "index past the bound", "index of 301 digits"])
+def test_clevr_gen_requests_that_could_not_finish(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    try:
+        code = main(["data", "clevr-gen", "--out", str(out), "--no-progress", *argv])
+    except SystemExit as exit_info:  # refused by the option's own type
+        code = exit_info.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_scene_that_cannot_be_placed_ends_with_an_error(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.clevr.generate as generate_module
+
+    monkeypatch.setattr(generate_module, "PLACEMENT_TRIES", 0)
+    refused(capsys, ["data", "clevr-gen", "--out", tmp_path / "out", "--images", "1", "--workers", "1",
+                     "--no-progress"], "no placement of 3 to 10 objects found in 0 tries")
+
+
+@pytest.mark.parametrize("which", ["templates", "synonyms", "metadata"])
+@pytest.mark.parametrize("content, message", [
+    ("fifo", "not a regular file"), (b"\xff\xfe[]", "UnicodeDecodeError"), ("[" * 100_000, "RecursionError"),
+], ids=["fifo", "invalid utf-8", "deeply nested"])
+def test_generator_source_files(which, content, message, tmp_path, capsys):
+    path = tmp_path / "source" / ("mine.json" if which == "templates" else f"{which}.json")
+    path.parent.mkdir()
+    if content == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    option = {"templates": ["--templates", path.parent], "synonyms": ["--synonyms", path],
+              "metadata": ["--metadata", path]}[which]
+    refused(capsys, ["data", "clevr-gen", "--out", tmp_path / "out", "--images", "1", "--no-progress", *option],
+            path.name, message)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[{"text": ["Is there a thing?"], "nodes": [5, {"type": "exist", "inputs": [0]}], "params": []}]',
+     "node 0 is 5; expected an object"),
+], ids=["node not an object"])
+def test_template_nodes_that_are_not_objects(content, message, tmp_path, capsys):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "mine.json").write_text(content)
+    refused(capsys, ["data", "clevr-gen", "--templates", tmp_path / "templates", "--out", tmp_path / "out",
+                     "--images", "1", "--no-progress"], message)
+
+
+def test_metadata_whose_types_are_not_an_object(tmp_path, capsys):
+    (tmp_path / "metadata.json").write_text('{"types": []}')
+    refused(capsys, ["data", "clevr-gen", "--metadata", tmp_path / "metadata.json", "--out", tmp_path / "out",
+                     "--images", "1", "--no-progress"], "expected a 'types' object of lists")
+
+
+SET_CASES = {
+    "batch_size=0": "batch_size", "lr=NaN": "lr", "lr=-1": "lr", 'lr="fast"': "lr", "weight_decay=-1": "weight_decay",
+    "eval_batch_size=0": "eval_batch_size", 'grad_clip="x"': "grad_clip", 'batch_size={"a":1}': "batch_size",
+    "min_lr_ratio=2": "min_lr_ratio", "schedule=doubling": "the doubling schedule needs",
+    "data.kinds=5": "data.kinds", "data.kinds=[]": "data.kinds", "data.questions_per_image=0": "questions_per_image",
+    "model.g_widths=[-1]": "do not describe a sort-of-clevr-state model",
+}
+
+
+@pytest.mark.parametrize("assignment", sorted(SET_CASES))
+def test_set_values(assignment, soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    refused(capsys, ["train", "--preset", "sort-of-clevr-state", "--data", soc["small"], "--out", run, "--epochs", "1",
+                     "--no-progress", "--set", assignment], SET_CASES[assignment])
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("data.tasks=5", "data.tasks 5 must be a non-empty list"), ('data.tasks="abc"', "data.tasks 'abc'"),
+    ("data.tasks=[21]", "data.tasks [21]"), ("data.max_story=0", "data.max_story"),
+    ('data.max_story="x"', "data.max_story"), ('data.oversample={"1":0}', "factor of task 1"),
+])
+def test_babi_set_values(assignment, message, tmp_path, capsys):
+    data = babi_dir(tmp_path, STORY)
+    (data / "qa1_valid.txt").write_text(STORY)
+    refused(capsys, ["train", "--preset", "babi", "--data", data, "--out", tmp_path / "run", "--no-progress",
+                     "--set", "data.tasks=[1]", "--set", assignment], message)
+
+
+@pytest.mark.parametrize("name", ["negative step in epoch", "history of numbers", "loss log of words",
+                                  "negative answers"])
+def test_more_damaged_checkpoints(name, trained, soc, tmp_path, capsys):
+    state = torch.load(trained / "checkpoint.pt", weights_only=True)
+    if name == "negative step in epoch":
+        state["progress"]["batch_in_epoch"] = -10 ** 6
+    elif name == "history of numbers":
+        state["history"] = [1, 2]
+    elif name == "loss log of words":
+        state["loss_log"] = [["a"]]
+    else:
+        state["info"]["num_answers"] = -3
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(state, run / "checkpoint.pt")
+    command = ["eval", run, "--data", soc["small"], "--no-progress"] if name == "negative answers" else \
+        ["train", "--preset", "sort-of-clevr-state", "--data", soc["small"], "--out", run, "--resume", "--no-progress",
+         "--epochs", "2"]
+    refused(capsys, command, "checkpoint.pt")
+    refused(capsys, ["export", run, "--name", "x", "--dir", tmp_path / "models"], "checkpoint.pt") \
+        if name != "negative answers" else None
+
+
+def test_a_split_without_questions(clevr, tmp_path, capsys):
+    root = question_dir(clevr, tmp_path, ("questions",), [])
+    cache = tmp_path / "cache"
+    assert main(["data", "clevr", "--clevr-dir", str(root), "--out", str(cache), "--workers", "1", "--image-size", "16",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    refused(capsys, ["train", "--preset", "clevr-state", "--data", cache, "--out", tmp_path / "run", "--no-progress"],
+            "the train split holds no examples")
+
+
+def test_damaged_pretrained_files(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import relnet.pretrained as pretrained
+
+    folder = tmp_path / "pretrained"
+    shutil.copytree(pretrained.FOLDER, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "babi.json").write_text("{not json")
+    (folder / "physics-connections.safetensors").write_bytes(b"garbage")
+    monkeypatch.setattr(pretrained, "FOLDER", folder)
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrained:babi" in out and "unreadable card" in out and "pretrained:sort-of-clevr-state" in out
+    refused(capsys, ["eval", "pretrained:babi", "--data", tmp_path], "babi.json", "not a valid pretrained model card")
+    refused(capsys, ["eval", "pretrained:physics-connections", "--data", tmp_path], "not readable weights")
+
+
+def test_a_vocabulary_whose_image_size_disagrees(cache, tmp_path, capsys):
+    copy = cache_copy(cache, tmp_path)
+    vocab = json.loads((copy / "vocab.json").read_text())
+    for size in (0, 32):
+        (copy / "vocab.json").write_text(json.dumps({**vocab, "image_size": size}))
+        refused(capsys, ["train", "--preset", "clevr-cnn-lstm", "--data", copy, "--out", tmp_path / "run",
+                         "--no-progress"], "vocab.json")
+
+
+def test_a_question_of_a_million_words(clevr, tmp_path, capsys):
+    root = question_dir(clevr, tmp_path, ("questions", 0, "question"), "red " * 250_000)
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", tmp_path / "cache", "--no-progress"],
+            "is not a string of at most 1000 characters")
+
+
+@pytest.mark.parametrize("argv", [["data", "sort-of-clevr", "--train-images", "1000000000"],
+                                  ["data", "physics", "--scenes", "10000000000"]], ids=["images", "scenes"])
+def test_counts_too_large_for_memory(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert "expected a whole number from 1 to" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    import relnet.tasks.sort_of_clevr.data as soc_data
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(soc_data, "generate", no_memory)
+    refused(capsys, ["data", "sort-of-clevr", "--out", tmp_path / "out", "--train-images", "2", "--test-images", "2",
+                     "--no-progress"], "out of memory", code=1)
+
+
+def test_babi_supporting_ids_are_numbers(tmp_path, capsys):
+    data = babi_dir(tmp_path, "1 Mary moved.\n2 Where is Mary?\tbathroom\tx y\n")
+    refused(capsys, ["data", "babi", "--data", data], "qa1_train.txt:2")
+
+
+def test_two_downloads_into_one_directory(tmp_path, capsys):
+    out = tmp_path / "dl"
+    with directory_lock(out, "another download"):
+        refused(capsys, ["data", "babi", "--download", out, "--url", (tmp_path / "none").as_uri(), "--no-progress"],
+                "in use by another relnet process")
+
+
+def test_serve_and_predict_option_values(trained, soc, tmp_path, capsys):
+    refused(capsys, ["serve", "--data", f"sorting={tmp_path}"], "unknown benchmark 'sorting'")
+    refused(capsys, ["predict", trained, "--data", soc["small"], "--out", tmp_path], "expected a file name")

@@ -33,6 +33,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bounded_int(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high`` (memory and time stay bounded)."""
+    def parse(text: str) -> int:
+        if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low:,} to {high:,}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
 def non_negative_int(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
@@ -78,7 +88,8 @@ def cmd_data_babi(args) -> int:
     if args.download:
         from relnet.tasks.babi.download import OFFICIAL_URL, download
 
-        root = download(Path(args.download), url=args.url or OFFICIAL_URL, progress=not args.no_progress)
+        with output_directory(args.download, "relnet data babi --download"):  # one download into a directory at once
+            root = download(Path(args.download), url=args.url or OFFICIAL_URL, progress=not args.no_progress)
         print(f"wrote {root}; train with e.g. --data {root / 'en-valid-10k'}")
         return 0
     if not args.data:
@@ -123,8 +134,15 @@ def cmd_data_clevr_gen(args) -> int:
     from relnet.tasks.clevr.generate import GeneratorOptions, generate, generate_questions
     from relnet.tasks.clevr.scene import SceneOptions
 
-    if not 1 <= args.min_objects <= args.max_objects:
-        raise ConfigError(f"expected 1 <= --min-objects <= --max-objects, got {args.min_objects} and {args.max_objects}")
+    from relnet.tasks.clevr.data import MAX_OBJECTS
+    from relnet.tasks.clevr.files import MAX_IMAGE_INDEX
+
+    if not 1 <= args.min_objects <= args.max_objects <= MAX_OBJECTS:
+        raise ConfigError(f"expected 1 <= --min-objects <= --max-objects <= {MAX_OBJECTS} (CLEVR's most), got "
+                          f"{args.min_objects} and {args.max_objects}")
+    if args.start_index + args.images > MAX_IMAGE_INDEX:
+        raise ConfigError(f"--start-index {args.start_index} + --images {args.images} passes the largest image index "
+                          f"relnet reads ({MAX_IMAGE_INDEX - 1:,})")
     options = GeneratorOptions(images=args.images, questions_per_image=args.questions_per_image, split=args.split,
                                seed=args.seed, start_index=args.start_index,
                                scene=SceneOptions(min_objects=args.min_objects, max_objects=args.max_objects))
@@ -197,14 +215,18 @@ def cmd_train(args) -> int:
 
 def _load_run(args):
     """The task, preset, checkpoint info, model and split of ``relnet eval`` / ``relnet predict``."""
+    from relnet.io import checked_name
+    from relnet.tasks.base import nonempty
     from relnet.train.checkpoint import load_trained
     from relnet.train.loop import resolve_device, resolve_precision
 
+    if args.split is not None:
+        checked_name(args.split, "--split")  # it becomes part of file names
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     task, preset, info, model = load_trained(args.run, device)
     args.split = args.split or task.eval_split
-    split = task.load(Path(args.data), args.split, preset, info).to(device)
+    split = nonempty(task.load(Path(args.data), args.split, preset, info), args.data).to(device)
     return task, preset, info, model, split, device, precision
 
 
@@ -234,10 +256,19 @@ def cmd_export(args) -> int:
     import subprocess
 
     from relnet import pretrained
+    from relnet.io import checked_name
     from relnet.train.checkpoint import load_checkpoint
+    from relnet.train.preset import Preset
 
+    name = checked_name(args.name, "--name")  # it becomes NAME.safetensors and NAME.json
+    folder = Path(args.dir) if args.dir else pretrained.FOLDER
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--dir {folder}: a file of that name exists; expected a directory")
+    if (folder / f"{name}.safetensors").exists() and not args.overwrite:
+        raise ConfigError(f"{folder / (name + '.safetensors')} already exists; pass --overwrite to replace it")
     run = Path(args.run)
     state = load_checkpoint(run / "checkpoint.pt")
+    Preset.from_dict(state["preset"], str(run / "checkpoint.pt"))
     # The checkpoint's weights are those of its last full evaluation when it was written at an
     # epoch's end (or at the end of training); a checkpoint written mid-epoch is refused.
     full = [entry for entry in state["history"] if not entry.get("subset")]
@@ -250,8 +281,7 @@ def cmd_export(args) -> int:
     command = state["options"].get("command") or f"relnet train --preset {state['preset']['name']} ..."
     commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    folder = Path(args.dir) if args.dir else pretrained.FOLDER
-    for path in pretrained.export(state, metrics, args.name, folder, command, commit):
+    for path in pretrained.export(state, metrics, name, folder, command, commit):
         print(f"wrote {path}")
     return 0
 
@@ -260,6 +290,8 @@ def cmd_predict(args) -> int:
     from relnet.io import atomic_write
     from relnet.train.loop import predict
 
+    if not args.out or Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out!r}: expected a file name for the answers")
     task, preset, info, model, split, device, precision = _load_run(args)
     names = task.answer_names(info)
     predictions = predict(task, model, split, preset.eval_batch_size, device, precision, progress=not args.no_progress)
@@ -270,11 +302,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    from relnet.io import checked_name
     from relnet.look import example_split, explain_example, object_labels
     from relnet.look.figure import draw, shown_pairs
     from relnet.train.checkpoint import load_trained
     from relnet.train.loop import resolve_device
 
+    if args.split is not None:
+        checked_name(args.split, "--split")  # it becomes part of the picture's file name
     task, preset, info, model = load_trained(args.run, resolve_device(args.device))
     split = example_split(task, preset, info, Path(args.data) if args.data else None, args.split, args.seed)
     explained = explain_example(task, preset, info, model, split.to(next(model.parameters()).device), args.index,
@@ -307,11 +342,14 @@ def cmd_serve(args) -> int:
         raise ConfigError(f"relnet serve needs FastAPI and uvicorn ({error}): pip install 'relnet[serve]'") from None
     from relnet.train.loop import resolve_device
 
+    known = ("sort-of-clevr", "babi", "physics", "physics-connections", "physics-count", "clevr")
     data = {}
     for entry in args.data or []:
         task, separator, directory = entry.partition("=")
         if not separator or not directory:
             raise ConfigError(f"--data {entry!r}: expected TASK=DIR, e.g. babi=data/en-valid")
+        if task not in known:
+            raise ConfigError(f"--data {entry!r}: unknown benchmark {task!r}; expected one of {', '.join(known)}")
         if not Path(directory).is_dir():
             raise ConfigError(f"--data {entry!r}: {directory} is not a directory")
         data[task] = Path(directory)
@@ -328,14 +366,20 @@ def cmd_presets(args) -> int:
         print(f"{name:<26}{preset.description}")
     print("\npretrained models (relnet eval pretrained:NAME --data DIR):")
     for name in pretrained.names():
-        card = pretrained.card(name)
-        metrics = card["metrics"]
-        summary = ", ".join(f"{kind} {100 * value:.2f}%" for kind, value in metrics.get("by_kind", {}).items()) \
-            or f"{100 * metrics['overall']:.2f}%"
-        if "tasks_passed" in metrics:
-            summary += f", {metrics['tasks_passed']}/{len(metrics['by_task'])} tasks passed"
-        print(f"  pretrained:{name:<24}{card['preset']['name']}; {metrics['split']} split: {summary}")
+        try:
+            print(f"  pretrained:{name:<24}{_card_summary(pretrained.card(name))}")
+        except (RelnetError, KeyError, TypeError, ValueError, AttributeError) as error:  # one bad card, not all
+            print(f"  pretrained:{name:<24}unreadable card ({one_line(error)})")
     return 0
+
+
+def _card_summary(card: dict) -> str:
+    metrics = card["metrics"]
+    summary = ", ".join(f"{kind} {100 * value:.2f}%" for kind, value in metrics.get("by_kind", {}).items()) \
+        or f"{100 * metrics['overall']:.2f}%"
+    if "tasks_passed" in metrics:
+        summary += f", {metrics['tasks_passed']}/{len(metrics['by_task'])} tasks passed"
+    return f"{card['preset']['name']}; {metrics['split']} split: {summary}"
 
 
 def add_generator_options(parser: argparse.ArgumentParser, handler) -> None:
@@ -359,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     soc = datasets.add_parser("sort-of-clevr", help="generate Sort-of-CLEVR (train.npz, test.npz)",
                               description="Generate Sort-of-CLEVR into DIR/train.npz and DIR/test.npz "
                                           "(30 questions per image; see docs/sort-of-clevr.md).")
-    soc.add_argument("--train-images", type=positive_int, default=10_000, metavar="N", help="training images (default 10000)")
-    soc.add_argument("--test-images", type=positive_int, default=2_000, metavar="N", help="test images (default 2000)")
+    soc.add_argument("--train-images", type=bounded_int(1, 1_000_000), default=10_000, metavar="N", help="training images (default 10000)")
+    soc.add_argument("--test-images", type=bounded_int(1, 1_000_000), default=2_000, metavar="N", help="test images (default 2000)")
     add_generator_options(soc, cmd_data_sort_of_clevr)
 
     babi = datasets.add_parser("babi", help="check a bAbI directory, or download the official archive",
@@ -377,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     physics = datasets.add_parser("physics", help="simulate balls joined by springs (train.npz, test.npz)",
                                   description="Simulate 10 balls with invisible springs, 16 frames each, into "
                                               "DIR/train.npz and DIR/test.npz (see docs/physics.md).")
-    physics.add_argument("--scenes", type=positive_int, default=100_000, metavar="N", help="training scenes (default 100000)")
-    physics.add_argument("--test-scenes", type=positive_int, default=10_000, metavar="N", help="test scenes (default 10000)")
+    physics.add_argument("--scenes", type=bounded_int(1, 5_000_000), default=100_000, metavar="N", help="training scenes (default 100000)")
+    physics.add_argument("--test-scenes", type=bounded_int(1, 1_000_000), default=10_000, metavar="N", help="test scenes (default 10000)")
     add_generator_options(physics, cmd_data_physics)
 
     gen = datasets.add_parser(
@@ -388,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "questions/CLEVR_SPLIT_questions.json). With --scenes, only write questions for an existing "
                     "scene file. See docs/clevr.md.")
     gen.add_argument("--images", type=positive_int, default=1000, metavar="N", help="images to render (default 1000)")
-    gen.add_argument("--questions-per-image", type=positive_int, default=10, metavar="K", help="questions per image (default 10)")
+    gen.add_argument("--questions-per-image", type=bounded_int(1, 1000), default=10, metavar="K", help="questions per image (default 10)")
     gen.add_argument("--split", default="train", help="split name: train, val, test, ... (default train)")
     gen.add_argument("--start-index", type=non_negative_int, default=0, metavar="I", help="index of the first image (default 0)")
     gen.add_argument("--min-objects", type=positive_int, default=3, metavar="A", help="fewest objects per scene (default 3)")
@@ -410,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     clevr.add_argument("--clevr-dir", required=True, metavar="DIR", help="CLEVR_v1.0 directory (images/, questions/, scenes/)")
     clevr.add_argument("--out", required=True, metavar="CACHE", help="cache directory for `relnet train --data`")
     clevr.add_argument("--splits", nargs="+", metavar="SPLIT", help="splits to cache (default: all with questions)")
-    clevr.add_argument("--image-size", type=positive_int, default=128, metavar="PX", help="image side (default 128)")
+    clevr.add_argument("--image-size", type=bounded_int(8, 1024), default=128, metavar="PX", help="image side (default 128)")
     clevr.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                        help="image-decoding processes (default: one per core)")
     clevr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -492,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dir", metavar="DIR", help="folder to write into (default: relnet/pretrained in the package)")
     export.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of the data the run trained on (default 0)")
     export.add_argument("--commit", help="commit the run was trained with (default: git rev-parse HEAD)")
+    export.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
     export.set_defaults(handler=cmd_export)
 
     explain = commands.add_parser(
@@ -548,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as error:  # the file system refused (permissions, a full disk, a name that is a directory)
         print(f"relnet: error: {one_line(error)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("relnet: error: out of memory; ask for less (fewer images or scenes, a smaller batch or model)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
         print(f"relnet: interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)

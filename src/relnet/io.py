@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -109,17 +110,32 @@ def _check_member_size(archive: zipfile.ZipFile, member: str) -> None:
                              f"{info.file_size:,}")
 
 
-def read_json_file(path: str | os.PathLike, what: str):
-    """A JSON file relnet wrote itself (a vocabulary, a manifest), or a DataError naming it."""
+MAX_JSON_BYTES = 4 * 1024 ** 3  # CLEVR's largest file (train questions) is about 0.9 GB
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def checked_name(value, what: str) -> str:
+    """A name that becomes part of a file name (a split, a model): letters, digits, '-' and '_'
+    only, so it can never name another directory."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ConfigError(f"{what}: name {value!r} is not allowed: expected 1 to 64 letters, digits, '-' or '_'")
+    return value
+
+
+def read_json_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON_BYTES):
+    """A JSON file (``what`` says which), or a DataError naming it: a regular file (a FIFO would
+    block, a device never end), at most ``max_bytes``, UTF-8, valid JSON."""
     path = Path(path)
-    if path.exists() and not path.is_file():
+    if not path.exists():
+        raise DataError(f"{path}: no such file ({what})")
+    if not path.is_file():
         raise DataError(f"{path}: not a regular file ({what})")
+    if path.stat().st_size > max_bytes:
+        raise DataError(f"{path}: {path.stat().st_size:,} bytes; at most {max_bytes:,} are read ({what})")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file ({what})") from None
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a readable {what} ({error}); rebuild it") from None
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise DataError(f"{path}: not a valid {what} ({type(error).__name__}: {str(error)[:200]})") from None
 
 
 def read_image(source, size: int, name: str) -> np.ndarray:

@@ -11,14 +11,13 @@ metrics. ``relnet export RUN --name NAME`` writes both from a run directory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
 from relnet.errors import ConfigError
-from relnet.io import atomic_write, write_json
+from relnet.io import atomic_write, read_json_file, write_json
 
 FOLDER = Path(__file__).resolve().parent
 PREFIX = "pretrained:"
@@ -34,7 +33,11 @@ def card(name: str) -> dict:
     if name not in names():
         shipped = ", ".join(names()) or "none"
         raise ConfigError(f"no pretrained model {name!r}: expected one of {shipped}")
-    return json.loads((FOLDER / f"{name}.json").read_text())
+    model_card = read_json_file(FOLDER / f"{name}.json", "pretrained model card")
+    if not isinstance(model_card, dict) or not all(
+            isinstance(model_card.get(key), dict) for key in ("preset", "info", "metrics")):
+        raise ConfigError(f"{FOLDER / (name + '.json')}: not a model card (preset, info and metrics objects)")
+    return model_card
 
 
 def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -47,7 +50,11 @@ def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module
     model_card = card(name)
     preset = Preset.from_dict(model_card["preset"], str(FOLDER / f"{name}.json"))
     model = build_checked(get_task(preset.task), preset, model_card["info"], FOLDER / f"{name}.json")
-    weights = load_file(FOLDER / f"{name}.safetensors")
+    try:
+        weights = load_file(FOLDER / f"{name}.safetensors")
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise ConfigError(f"{FOLDER / (name + '.safetensors')}: not readable weights ({type(error).__name__}: "
+                          f"{error})") from None
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, DataError
 from relnet.train.preset import Preset
 
 
@@ -63,9 +63,9 @@ class Split:
         for name in sorted(self.tensors):
             tensor = self.tensors[name].detach()
             flat = tensor.reshape(-1)
-            sample = flat[::max(1, flat.numel() // 1_000_000)].contiguous().cpu()
+            sample = flat[::max(1, flat.numel() // 1_000_000)].cpu()
             digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-            digest.update(sample.view(torch.uint8).numpy().tobytes())
+            digest.update(sample.numpy().tobytes())
         return digest.hexdigest()[:16]
 
     def to(self, device: torch.device) -> "Split":
@@ -117,6 +117,13 @@ class RelationMap:
     threshold: float | None = None  # draw every pair whose c_ij + c_ji exceeds this, not the strongest few
     logit: float | None = None  # the explained logit (margin) and its linearization, which the pairs add up to
     linearized: float | None = None
+
+
+def nonempty(split: Split, data_dir) -> Split:
+    """``split``, or a DataError when it holds no examples (for the preset's question kinds)."""
+    if len(split) == 0:
+        raise DataError(f"{data_dir}: the {split.name} split holds no examples (for this preset); nothing to use")
+    return split
 
 
 class Task:

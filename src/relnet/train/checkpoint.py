@@ -6,6 +6,7 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -40,9 +41,35 @@ def load_checkpoint(path: Path) -> dict:
     if state.get("version") != VERSION:
         raise ConfigError(f"{path}: checkpoint version {state.get('version')} is not supported (expected {VERSION})")
     wrong = [key for key, kind in REQUIRED.items() if not isinstance(state.get(key), kind)]
+    wrong = wrong or [key for key, check in PARTS.items() if not check(state[key])]
     if wrong:
         raise ConfigError(f"{path}: damaged checkpoint: {', '.join(wrong)} missing or of the wrong type")
     return state
+
+
+def _number(value, low=0.0) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+
+
+def _whole(value, low=0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+# What each part holds, beyond its type: a hand-edited checkpoint is refused here, not deep in a run.
+PARTS = {
+    "model": lambda weights: all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()),
+    "progress": lambda progress: set(progress) == {"epoch", "batch_in_epoch", "step", "train_seconds"} and all(
+        _whole(progress[key]) for key in ("epoch", "batch_in_epoch", "step")) and _number(progress["train_seconds"]),
+    "options": lambda options: _whole(options.get("seed")) and _whole(options.get("epochs"), 1)
+    and (options.get("max_minutes") is None or _number(options["max_minutes"], 1e-9))
+    and (options.get("eval_every") is None or _whole(options["eval_every"], 1)),
+    "history": lambda history: all(isinstance(entry, dict) and _whole(entry.get("step")) and isinstance(entry.get("eval"), dict)
+                                   and _number(entry.get("epoch")) and _whole(entry.get("questions_seen"))
+                                   and _number(entry.get("train_seconds")) for entry in history),
+    # (a diverged run logs NaN losses: numbers, not necessarily finite)
+    "loss_log": lambda rows: all(isinstance(row, list) and len(row) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in row) for row in rows),
+}
 
 
 def build_checked(task, preset, info: dict, where) -> torch.nn.Module:
@@ -50,7 +77,7 @@ def build_checked(task, preset, info: dict, where) -> torch.nn.Module:
     when they do not describe a model (a damaged or foreign checkpoint)."""
     try:
         return task.build_model(preset, info)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as error:  # RuntimeError: negative or huge sizes
         raise ConfigError(f"{where}: its preset and sizes do not describe a {preset.name} model "
                           f"({type(error).__name__}: {error})") from None
 

@@ -237,6 +237,8 @@ def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
            accumulate, compile, eval_every, eval_subset, command) -> _Run:
     """Validate the options, load the data and build (or restore) the model and optimizer."""
+    from relnet.tasks.base import nonempty  # (relnet.tasks imports the trainer's presets)
+
     world = distributed.world_from_environment()
     state = _checkpoint_to_resume(out_dir, preset, resume)
     if state:  # a resumed run keeps its preset, seed and recording options; budgets may be given anew
@@ -258,7 +260,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     distributed.start(world, torch_device)
 
     # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
-    train_split = task.load(data_dir, "train", preset, state["info"] if state else None)
+    train_split = nonempty(task.load(data_dir, "train", preset, state["info"] if state else None), data_dir)
     data_fingerprint = train_split.fingerprint()
     if state and state["options"].get("data_fingerprint", data_fingerprint) != data_fingerprint:
         raise ConfigError(f"{out_dir / 'checkpoint.pt'}: the run was trained on other data "
@@ -267,7 +269,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
                           f"(fingerprint {data_fingerprint}): resume with the data it started with")
     train_split = train_split.to(torch_device)
     info = train_split.info()
-    eval_split = task.load(data_dir, task.eval_split, preset, info).to(torch_device)
+    eval_split = nonempty(task.load(data_dir, task.eval_split, preset, info), data_dir).to(torch_device)
     model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world,
                                                   out_dir / "checkpoint.pt")
     # DDP copies rank 0's weights to every process when it wraps the model.
@@ -284,6 +286,9 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "
                    f"precision {precision} (--precision {requested_precision})")
     batch_size = min(preset.batch_size, len(train_split))
+    if run_progress.batch_in_epoch > len(train_split) // batch_size:
+        raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: step {run_progress.batch_in_epoch} of an "
+                          f"epoch of {len(train_split) // batch_size} steps")
     share = batch_size // world.size
     subset = None
     if eval_every:  # the same examples at every evaluation and in every run: comparable curves

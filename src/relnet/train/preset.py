@@ -14,7 +14,8 @@ SCHEDULES = ("cosine", "doubling", "constant")
 
 
 def _of_field_type(name: str, value) -> bool:
-    """Whether a stored value fits the preset field ``name`` (whole numbers count as numbers)."""
+    """Whether a value fits the preset field ``name``: its type (whole numbers count as numbers)
+    and its range (a positive learning rate, a ratio within 0..1, ...)."""
     if name in ("name", "task", "description", "schedule"):
         return isinstance(value, str)
     if name in ("model", "data"):
@@ -24,7 +25,11 @@ def _of_field_type(name: str, value) -> bool:
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if name in ("batch_size", "epochs", "warmup_steps", "eval_batch_size"):
         return number and isinstance(value, int) and value >= (0 if name == "warmup_steps" else 1)
-    return number
+    if name in ("lr", "grad_clip"):
+        return number and value > 0
+    if name == "min_lr_ratio":
+        return number and 0 <= value <= 1
+    return number and value >= 0  # weight_decay, lr_start, lr_double_every
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Preset:
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"preset {self.name!r}: unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        if self.schedule == "doubling" and not (self.lr_double_every > 0 and self.lr_start > 0):
+            raise ConfigError(f"preset {self.name!r}: the doubling schedule needs lr_start > 0 and lr_double_every > 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,7 +84,7 @@ class Preset:
             raise ConfigError(f"{where}: the stored preset has fields this relnet does not know: {', '.join(unknown)}")
         wrong = [name for name, value in fields.items() if not _of_field_type(name, value)]
         if wrong:
-            raise ConfigError(f"{where}: the stored preset has values of the wrong type for {', '.join(wrong)}")
+            raise ConfigError(f"{where}: the preset has values of the wrong type or out of range for {', '.join(wrong)}")
         return cls(**fields)
 
     def with_overrides(self, assignments: Sequence[str]) -> "Preset":
@@ -102,4 +109,5 @@ class Preset:
             else:
                 raise ConfigError(f"--set {assignment!r}: unknown key {key!r}; expected one of "
                                   f"{', '.join(sorted(fields - {'model', 'data'}))}, model.NAME or data.NAME")
-        return dataclasses.replace(self, **changes)
+        # Checked as a stored preset is: a value of the wrong type or range is one clear error.
+        return Preset.from_dict({**self.to_dict(), **changes}, "--set")

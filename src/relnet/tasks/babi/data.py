@@ -77,7 +77,7 @@ def read_file(path: Path, task: int, max_story: int = MAX_STORY) -> list[Example
         if path.stat().st_size > MAX_FILE_BYTES:
             raise DataError(f"{path}: {path.stat().st_size:,} bytes; a bAbI file is at most {MAX_FILE_BYTES:,}")
         # Lines end at \n (or \r\n) only: str.splitlines would also split at \v, \f and others.
-        lines = path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
+        lines = path.read_bytes().decode("utf-8").replace("\r\n", "\n").split("\n")
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read: {error}") from None
     for number, line in enumerate(lines, start=1):
@@ -98,7 +98,9 @@ def read_file(path: Path, task: int, max_story: int = MAX_STORY) -> list[Example
         previous_id = sentence_id
         if "\t" in rest:
             fields = rest.split("\t")
-            if len(fields) not in (2, 3) or not fields[1].strip():
+            supporting = fields[2].split() if len(fields) == 3 else []
+            if len(fields) not in (2, 3) or not fields[1].strip() or not all(
+                    token.isascii() and token.isdigit() for token in supporting):
                 raise DataError(f"{path}:{number}: expected 'ID question<TAB>answer<TAB>supporting ids', "
                                 f"got {line[:60]!r}")
             examples.append(Example(task, statements[-max_story:], tokenize(fields[0]), fields[1].strip().lower()))

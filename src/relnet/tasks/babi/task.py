@@ -101,11 +101,13 @@ class Babi(Task):
     }
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> BabiSplit:
-        tasks = [int(task) for task in preset.data.get("tasks", list(TASK_NAMES))]
-        unknown = sorted(set(tasks) - set(TASK_NAMES))
-        if unknown or not tasks:
-            raise ConfigError(f"preset {preset.name!r}: bAbI tasks {unknown or tasks} are not among 1 to 20")
-        max_story = int(preset.data.get("max_story", MAX_STORY))
+        tasks = preset.data.get("tasks", list(TASK_NAMES))
+        if not isinstance(tasks, list) or not tasks or not all(
+                isinstance(task, int) and not isinstance(task, bool) and task in TASK_NAMES for task in tasks):
+            raise ConfigError(f"preset {preset.name!r}: data.tasks {tasks!r} must be a non-empty list of tasks 1 to 20")
+        max_story = preset.data.get("max_story", MAX_STORY)
+        if isinstance(max_story, bool) or not isinstance(max_story, int) or not 1 <= max_story <= 1000:
+            raise ConfigError(f"preset {preset.name!r}: data.max_story must be a whole number from 1 to 1000")
         oversample = self._oversample(preset, tasks)
         examples = read_tasks(Path(data_dir), split, tasks, max_story)
         if info is None:  # vocabularies always come from the training files

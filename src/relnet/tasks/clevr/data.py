@@ -31,11 +31,10 @@ import numpy as np
 
 from relnet.errors import ConfigError, DataError
 from relnet.io import directory_lock, load_npz, read_image, read_json_file, save_npz, write_json
-from relnet.tasks.clevr.files import check_split_name, read_questions, read_scenes
+from relnet.tasks.clevr.files import MAX_OBJECTS, check_split_name, read_questions, read_scenes
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, category_of
 
 SPLITS = ("train", "val", "test")
-MAX_OBJECTS = 10
 OBJECT_FEATURES = 3 + sum(len(values) for values in ATTRIBUTES.values())
 PAD, UNK = "<pad>", "<unk>"
 HOW_TO_MAKE = "make the cache with `relnet data clevr --clevr-dir DIR --out CACHE`"
@@ -247,6 +246,9 @@ def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Pat
             print(f"warning: {split}: {unknown} question words are not in the train vocabulary; encoded as {UNK}",
                   file=sys.stderr)
         encoded[split] = {**arrays, "build": _id_array(build), "vocab": _id_array(vocab["build"])}
+        if source["scenes"] is not None:  # built now, so that a bad scene stops the run before it writes
+            source["objects"] = {**object_table(source["scenes_path"], source["scenes"], len(source["images"])),
+                                 "build": _id_array(build)}
 
     # Until the manifest is rewritten at the end, it names the files of the previous build: a
     # file already replaced by this build no longer matches it, so an interrupted run leaves a
@@ -291,8 +293,7 @@ def _write_split(out: Path, split: str, source: dict, encoded: dict, build: str,
     save_npz(out / f"{split}_questions.npz", encoded)
     objects_path = out / f"{split}_objects.npz"
     if source["scenes"] is not None:
-        save_npz(objects_path, {**object_table(source["scenes_path"], source["scenes"], len(source["images"])),
-                                "build": _id_array(build)})
+        save_npz(objects_path, source["objects"])
     else:
         objects_path.unlink(missing_ok=True)
     return {"build": build, "images": images_fingerprint(source["images"], size), "objects": source["scenes"] is not None}
@@ -352,7 +353,7 @@ def load_cache(cache: Path, split: str, with_images: bool, with_objects: bool) -
     _check_question_values(path, arrays, len(vocab["words"]))
     images = int(arrays["image_index"].max()) + 1 if len(arrays["image_index"]) else 0
     if with_images:
-        arrays["images"] = _load_images(cache / f"{split}_images.npy", entry, images)
+        arrays["images"] = _load_images(cache / f"{split}_images.npy", entry, images, vocab["image_size"])
     if with_objects:
         if not entry.get("objects"):
             raise DataError(f"{cache}: the {split} split has no object tables (its CLEVR_{split}_scenes.json was "
@@ -367,15 +368,16 @@ def _check_build(path: Path, stored: np.ndarray, expected) -> None:
                         f"{HOW_TO_MAKE}")
 
 
-def _load_images(path: Path, entry: dict, images: int) -> np.ndarray:
+def _load_images(path: Path, entry: dict, images: int, size: int) -> np.ndarray:
     record_path = _images_record(path)
     record = read_json_file(record_path, "image fingerprint") if record_path.is_file() else {}
     if not path.is_file() or not isinstance(record, dict) or record.get("fingerprint") != entry.get("images"):
         raise DataError(f"{path}: missing or not the images {path.parent / MANIFEST} names; {HOW_TO_MAKE}")
     try:  # the header first: a memory map allocates nothing and needs the file to hold what it declares
         mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-        if mapped.ndim != 4 or mapped.shape[0] < images or mapped.shape[3] != 3 or mapped.dtype != np.uint8:
-            raise DataError(f"{path}: expected uint8 [>= {images}, H, W, 3], got {mapped.dtype} {mapped.shape}")
+        if mapped.ndim != 4 or mapped.shape[0] < images or mapped.shape[1:] != (size, size, 3) or mapped.dtype != np.uint8:
+            raise DataError(f"{path}: expected uint8 [>= {images}, {size}, {size}, 3] (vocab.json's image size), got "
+                            f"{mapped.dtype} {mapped.shape}")
         return np.array(mapped)
     except (OSError, ValueError, EOFError, MemoryError) as error:
         raise DataError(f"{path}: not a readable .npy array ({type(error).__name__}: {error}); {HOW_TO_MAKE}") from None
@@ -423,7 +425,8 @@ def read_vocab(cache: Path) -> dict:
     vocab = read_json_file(cache / "vocab.json", f"CLEVR cache vocabulary; {HOW_TO_MAKE}")
     words = vocab.get("words") if isinstance(vocab, dict) else None
     if (not isinstance(words, list) or words[:2] != [PAD, UNK] or not all(isinstance(w, str) for w in words)
-            or not isinstance(vocab.get("image_size"), int) or not isinstance(vocab.get("build"), str)):
+            or not isinstance(vocab.get("image_size"), int) or not 8 <= vocab["image_size"] <= 1024
+            or not isinstance(vocab.get("build"), str)):
         raise DataError(f"{cache / 'vocab.json'}: not a relnet CLEVR vocabulary (words starting {PAD}, {UNK}; "
                         f"image_size; build); {HOW_TO_MAKE}")
     return vocab

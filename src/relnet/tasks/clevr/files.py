@@ -7,20 +7,21 @@ training, or a file name taken unchecked from its contents.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 
 from relnet.errors import ConfigError, DataError
+from relnet.io import read_json_file
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, RELATIONS
 
-MAX_JSON_BYTES = 4 * 1024 ** 3  # CLEVR's largest file (train questions) is about 0.9 GB
 # CLEVR v1.0 has 100,000 images and 90 families; the bounds keep indices far above that and far
 # below what would allocate absurd image lists or overflow the cache's integer arrays.
 MAX_IMAGE_INDEX = 1_000_000
 MAX_FAMILY = 10_000
 MAX_COORDINATE = 1e6
+MAX_OBJECTS = 10  # CLEVR's scenes hold 3 to 10 objects
+MAX_QUESTION_CHARS = 1000  # CLEVR's longest question is under 300 characters
 # A split name becomes part of file names (CLEVR_{split}_scenes.json, images/{split}/): letters,
 # digits, '-' and '_' only, so it can never name another directory.
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -35,15 +36,7 @@ def check_split_name(name, where: str) -> str:
 
 def read_json(path: Path, key: str) -> dict:
     """A CLEVR JSON file holding a list under ``key``, or a DataError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise DataError(f"{path}: {path.stat().st_size:,} bytes; at most {MAX_JSON_BYTES:,} are read")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
+    data = read_json_file(path, f"CLEVR {key} file (JSON)")
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise DataError(f"{path}: expected a JSON object with a list under {key!r}")
     return data
@@ -87,6 +80,8 @@ def read_scenes(path: Path) -> list[dict]:
         if filename is not None and (not isinstance(filename, str) or not FILE_NAME.fullmatch(filename)
                                      or filename in (".", "..")):
             raise DataError(f"{where}: image_filename {filename!r} is not a plain file name")
+        if len(scene["objects"]) > MAX_OBJECTS:
+            raise DataError(f"{where}: {len(scene['objects'])} objects; CLEVR scenes hold at most {MAX_OBJECTS}")
         for slot, obj in enumerate(scene["objects"]):
             _check_object(obj, f"{where}, object {slot}")
         _check_relationships(scene.get("relationships"), len(scene["objects"]), where)
@@ -128,8 +123,10 @@ def read_questions(path: Path) -> list[dict]:
         index = question.get("image_index")
         if not _index(index):
             raise DataError(f"{where}: image_index {index!r} is not a whole number from 0 to {MAX_IMAGE_INDEX - 1:,}")
-        if not isinstance(question.get("question", ""), str):
-            raise DataError(f"{where}: question text {question.get('question')!r} is not a string")
+        text = question.get("question", "")
+        if not isinstance(text, str) or len(text) > MAX_QUESTION_CHARS:
+            raise DataError(f"{where}: question text {str(text)[:60]!r} is not a string of at most "
+                            f"{MAX_QUESTION_CHARS} characters")
         if "answer" in question and question["answer"] not in ANSWERS:
             raise DataError(f"{where}: answer {question['answer']!r} is not one of CLEVR's 28 answers")
         family = question.get("question_family_index", 0)

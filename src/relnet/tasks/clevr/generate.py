@@ -42,11 +42,14 @@ def _seed(seed: int, split: str, index: int, stream: int) -> np.random.Generator
     return np.random.default_rng([seed, zlib.crc32(split.encode()), index, stream])
 
 
+PLACEMENT_TRIES = 1000  # CLEVR's scenes are placed in a few tries; this many means they cannot be
+
+
 def make_scene(index: int, options: GeneratorOptions) -> tuple[dict, np.ndarray]:
     """Scene ``index`` of the split and its image: placement and rendering are retried until
     every object shows at least ``min_pixels`` pixels."""
     rng = _seed(options.seed, options.split, index, 0)
-    while True:
+    for _ in range(PLACEMENT_TRIES):
         camera = sample_camera(rng, options.scene)
         objects = place_objects(rng, camera, options.scene)
         if objects is None:
@@ -55,6 +58,9 @@ def make_scene(index: int, options: GeneratorOptions) -> tuple[dict, np.ndarray]
         visible = np.bincount(ids[ids >= 0].ravel(), minlength=len(objects))
         if visible.min() >= options.scene.min_pixels:
             break
+    else:
+        raise ConfigError(f"scene {index}: no placement of {options.scene.min_objects} to {options.scene.max_objects} "
+                          f"objects found in {PLACEMENT_TRIES} tries; ask for fewer objects")
     pixels = camera.project(np.array([obj["3d_coords"] for obj in objects]))
     for obj, (x, y, depth) in zip(objects, pixels):
         obj["pixel_coords"] = [int(round(x)), int(round(y)), round(float(depth), 4)]

@@ -11,7 +11,6 @@ so that no category can be answered by its most common answer.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from relnet.errors import DataError
+from relnet.io import read_json_file
 from relnet.tasks.clevr.program import _FUSED, ProgramError, answer_text, apply_function, execute, expand_template
 from relnet.tasks.clevr.schema import ATTRIBUTES, PARAM_TYPES, RELATIONS, category_of
 
@@ -50,10 +50,7 @@ def load_templates(directory: str | Path) -> list[Template]:
         raise DataError(f"{directory}: no template files (*.json) found")
     templates = []
     for path in files:
-        try:
-            entries = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise DataError(f"{path}: not a readable JSON template file ({error})") from error
+        entries = read_json_file(path, "JSON template file", MAX_SOURCE_BYTES)
         if not isinstance(entries, list):
             raise DataError(f"{path}: expected a JSON list of templates")
         for position, entry in enumerate(entries):
@@ -75,6 +72,7 @@ def load_templates(directory: str | Path) -> list[Template]:
 
 
 PARAMETER_TYPES = {*PARAM_TYPES, "Relation"}
+MAX_SOURCE_BYTES = 64 * 1024 * 1024  # a template, synonyms or metadata file (CLEVR's are a few kB)
 _BASIC = {"scene", "unique", "relate", "union", "intersect", "count", "exist", "equal_object", "equal_integer",
           "less_than", "greater_than",
           *(f"{kind}_{attribute}" for kind in ("filter", "query", "same", "equal") for attribute in ATTRIBUTES)}
@@ -89,6 +87,8 @@ def _template_problem(template: Template) -> str | None:
     if unknown:
         return f"has parameters of unknown types {unknown}; expected {sorted(PARAMETER_TYPES)}"
     for index, node in enumerate(template.nodes):
+        if not isinstance(node, dict):
+            return f"node {index} is {node!r}; expected an object"
         inputs, side = node.get("inputs", []), node.get("side_inputs", [])
         if node.get("type") not in _BASIC | set(_FUSED):
             return f"node {index} has unknown type {node.get('type')!r}"
@@ -112,21 +112,19 @@ def _template_problem(template: Template) -> str | None:
 
 def load_synonyms(path: str | Path | None) -> dict[str, list[str]]:
     path = Path(path) if path is not None else builtin_templates_dir() / "synonyms.json"
-    try:
-        synonyms = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not a readable synonyms file ({error})") from error
-    if not isinstance(synonyms, dict) or not all(isinstance(v, list) and v for v in synonyms.values()):
+    synonyms = read_json_file(path, "synonyms file", MAX_SOURCE_BYTES)
+    if not isinstance(synonyms, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(word, str) for word in v) for v in synonyms.values()):
         raise DataError(f"{path}: expected a JSON object mapping each word to a list of synonyms")
     return synonyms
 
 
 def check_metadata(path: str | Path) -> None:
     """Refuse a metadata file whose attribute values differ from the ones this generator draws."""
-    try:
-        types = json.loads(Path(path).read_text())["types"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise DataError(f"{path}: not a CLEVR metadata file with a 'types' object ({error!r})") from error
+    metadata = read_json_file(path, "CLEVR metadata file", MAX_SOURCE_BYTES)
+    types = metadata.get("types") if isinstance(metadata, dict) else None
+    if not isinstance(types, dict) or not all(v is None or isinstance(v, list) for v in types.values()):
+        raise DataError(f"{path}: not a CLEVR metadata file: expected a 'types' object of lists (or null)")
     for type_name, attribute in PARAM_TYPES.items():
         if sorted(types.get(type_name) or []) != sorted(ATTRIBUTES[attribute]):
             raise DataError(f"{path}: type {type_name} lists {types.get(type_name)}; this generator draws "

@@ -89,7 +89,10 @@ class Clevr(Task):
     ]}
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> ClevrSplit:
-        inputs = preset.data["inputs"]
+        inputs = preset.data.get("inputs")
+        if inputs not in ("pixels", "state") or not isinstance(preset.data.get("reverse_question", False), bool):
+            raise ConfigError(f"preset {preset.name!r}: data.inputs must be pixels or state and data.reverse_question "
+                              f"true or false")
         vocab = read_vocab(data_dir)
         if info is not None and (info["vocab_size"] != len(vocab["words"]) or info.get("words", vocab["words"]) != vocab["words"]):
             raise ConfigError(f"{data_dir / 'vocab.json'} holds another vocabulary ({len(vocab['words'])} words) than "

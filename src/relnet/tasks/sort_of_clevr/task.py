@@ -173,13 +173,17 @@ class SortOfClevr(Task):
     }
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> SortOfClevrSplit:
-        kinds = tuple(preset.data.get("kinds", KINDS))
+        kinds = preset.data.get("kinds", list(KINDS))
+        if not isinstance(kinds, list) or not kinds or not all(isinstance(kind, str) for kind in kinds):
+            raise ConfigError(f"preset {preset.name!r}: data.kinds must be a non-empty list of {list(KINDS)}")
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
             raise ConfigError(f"preset {preset.name!r}: unknown question kinds {unknown}; expected some of {list(KINDS)}")
+        per_image = preset.data.get("questions_per_image", 1)
+        if isinstance(per_image, bool) or not isinstance(per_image, int) or not 1 <= per_image <= 1000:
+            raise ConfigError(f"preset {preset.name!r}: data.questions_per_image must be a whole number from 1 to 1000")
         arrays = load_split(Path(data_dir) / f"{split}.npz")
-        return SortOfClevrSplit(arrays, preset.model["input"] == "pixels", split, kinds,
-                                int(preset.data.get("questions_per_image", 1)))
+        return SortOfClevrSplit(arrays, preset.model["input"] == "pixels", split, tuple(kinds), per_image)
 
     def build_model(self, preset: Preset, info: dict):
         config = dict(preset.model)
