@@ -1400,3 +1400,120 @@ def test_two_downloads_into_one_directory(tmp_path, capsys):
 def test_serve_and_predict_option_values(trained, soc, tmp_path, capsys):
     refused(capsys, ["serve", "--data", f"sorting={tmp_path}"], "unknown benchmark 'sorting'")
     refused(capsys, ["predict", trained, "--data", soc["small"], "--out", tmp_path], "expected a file name")
+
+
+# ---------------------------------------------------------------- found by the fourth audit
+
+@pytest.mark.parametrize("option, value", [("--max-minutes", "inf"), ("--max-minutes", "1e-300"),
+                                           ("--seed", "20000000000000"), ("--eval-every", "1" + "0" * 400)])
+def test_train_option_values_a_run_could_not_keep(option, value, soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        main(train_argv(soc["small"], run, option, value))
+    assert option in capsys.readouterr().err and not run.exists()
+
+
+def test_a_tiny_evaluation_subset_keeps_its_curve_and_its_size(soc, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_argv(soc["small"], run, "--eval-every", "16", "--eval-subset", "1")) == 0
+    assert (run / "curves.png").stat().st_size > 0
+    assert json.loads((run / "config.json").read_text())["options"]["eval_subset"] == 1
+
+
+@pytest.mark.parametrize("environment, message", [
+    ({"LOCAL_RANK": "zz"}, "LOCAL_RANK='zz'"), ({"RANK": "abc", "WORLD_SIZE": "1"}, "RANK='abc'"),
+    ({"RANK": "0", "WORLD_SIZE": "0"}, "RANK=0 is not below WORLD_SIZE=0"), ({"RANK": "1"}, "set together"),
+    ({"RANK": "0", "WORLD_SIZE": "1"}, "cannot join the torchrun process group"),
+], ids=["local rank", "rank", "world of none", "rank alone", "no master address"])
+def test_torchrun_environment_values(environment, message, soc, tmp_path, capsys, monkeypatch):
+    for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    refused(capsys, train_argv(soc["small"], tmp_path / "run"), message)
+
+
+def test_figures_are_not_written_through_planted_links(soc, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".curves.png.tmp.png").symlink_to(victim)
+    assert main(train_argv(soc["small"], run, "--epochs", "1")) == 0
+    assert victim.read_text() == "precious" and not (run / "curves.png").is_symlink()
+
+
+@pytest.mark.parametrize("command", ["predict", "explain"])
+@pytest.mark.parametrize("target", ["fifo", "directory", "empty"])
+def test_out_that_is_not_a_regular_file(command, target, trained, soc, tmp_path, capsys):
+    out = tmp_path / "out"
+    if target == "fifo":
+        os.mkfifo(out)
+    elif target == "directory":
+        out.mkdir()
+    refused(capsys, [command, trained, "--data", soc["small"], "--out", "" if target == "empty" else out], "--out")
+    if target == "fifo":
+        assert not out.is_file()
+
+
+def test_export_checks_the_card_before_writing(trained, tmp_path, capsys):
+    state = torch.load(trained / "checkpoint.pt", weights_only=True)
+    del state["options"]["device"]
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(state, run / "checkpoint.pt")
+    refused(capsys, ["export", run, "--name", "m", "--dir", tmp_path / "models"], "damaged checkpoint: options")
+    assert not (tmp_path / "models" / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("value", [np.nan, "abc", 1 + 1j, "1"], ids=["nan", "text", "complex", "text one"])
+def test_physics_format_version_of_another_type(value, tmp_path, capsys):
+    from relnet.tasks.physics.data import load_split, write_dataset as write_physics
+
+    write_physics(tmp_path / "physics", train_scenes=4, test_scenes=2, progress=False)
+    arrays = load_split(tmp_path / "physics" / "test.npz")
+    arrays["format_version"] = np.array(value)
+    save_npz(tmp_path / "physics" / "test.npz", arrays)
+    refused(capsys, ["eval", "pretrained:physics-connections", "--data", tmp_path / "physics", "--no-progress"],
+            "format_version")
+
+
+def test_an_evaluation_split_without_answers_is_found_before_training(clevr, tmp_path, capsys):
+    root = question_dir(clevr, tmp_path, ("questions", 0, "question_family_index"), 0)
+    path = root / "questions" / "CLEVR_val_questions.json"
+    data = json.loads(path.read_text())
+    for question in data["questions"]:
+        for key in ("answer", "program", "question_family_index"):
+            question.pop(key)
+    path.write_text(json.dumps(data))
+    cache = tmp_path / "cache"
+    assert main(["data", "clevr", "--clevr-dir", str(root), "--out", str(cache), "--image-size", "16",
+                 "--workers", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+    refused(capsys, ["train", "--preset", "clevr-state", "--data", cache, "--out", run, "--no-progress"],
+            "the val split has questions without answers")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("argv", [["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", ""],
+                                  ["data", "sort-of-clevr", "--out", ""], ["data", "physics", "--out", ""],
+                                  ["data", "clevr-gen", "--out", ""], ["export", "R", "--name", "x", "--dir", ""]],
+                         ids=["train", "sort-of-clevr", "physics", "clevr-gen", "export"])
+def test_an_empty_path_is_not_the_current_directory(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, argv, "is empty; give a path")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_host_that_cannot_be_encoded(capsys):
+    refused(capsys, ["serve", "--host", "\u00e9" * 70], "cannot serve on")
+
+
+def test_babi_download_from_a_fifo_or_another_scheme(tmp_path, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused(capsys, ["data", "babi", "--download", tmp_path / "dl", "--url", fifo.as_uri()], "not a regular file")
+    refused(capsys, ["data", "babi", "--download", tmp_path / "dl", "--url", "gopher://x/y"],
+            "expected an http, https or file URL")
+    assert files_under(tmp_path / "dl") == set() if (tmp_path / "dl").exists() else True

@@ -33,6 +33,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def minutes(text: str) -> float:
+    """A time budget in minutes: finite, from 1e-9 (a test's "stop at once") to a thousand years."""
+    value = positive_float(text)
+    if not 1e-9 <= value <= 5e8:
+        raise argparse.ArgumentTypeError(f"expected minutes from 1e-9 to 5e8, got {text!r}")
+    return value
+
+
 def bounded_int(low: int, high: int):
     """An argparse type: a whole number from ``low`` to ``high`` (memory and time stay bounded)."""
     def parse(text: str) -> int:
@@ -53,6 +61,12 @@ def port_number(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
     return int(text)
+
+
+def writable_file(path, what: str) -> None:
+    """Refuse an --out that names a directory, a device, a FIFO or nothing (only regular files are replaced)."""
+    if not str(path) or (Path(path).exists() and not Path(path).is_file()):
+        raise ConfigError(f"--out {str(path)!r}: expected a file name for {what} (not a directory or special file)")
 
 
 def output_directory(path: str, command: str):
@@ -205,7 +219,9 @@ def cmd_train(args) -> int:
                     progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
                     accumulate=args.accumulate, compile=args.compile, eval_every=args.eval_every,
                     eval_subset=args.eval_subset, command="relnet " + shlex.join(args.argv))
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+    from relnet.train.distributed import world_from_environment
+
+    if not world_from_environment().is_main:  # under torchrun, rank 0 reports
         return 0
     print(task.format_metrics(metrics))
     print(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
@@ -290,8 +306,7 @@ def cmd_predict(args) -> int:
     from relnet.io import atomic_write
     from relnet.train.loop import predict
 
-    if not args.out or Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out!r}: expected a file name for the answers")
+    writable_file(args.out, "the answers")
     task, preset, info, model, split, device, precision = _load_run(args)
     names = task.answer_names(info)
     predictions = predict(task, model, split, preset.eval_batch_size, device, precision, progress=not args.no_progress)
@@ -315,6 +330,7 @@ def cmd_explain(args) -> int:
     explained = explain_example(task, preset, info, model, split.to(next(model.parameters()).device), args.index,
                                 args.question)
     out = Path(args.out or f"explain-{preset.name}-{split.name}-{args.index}.png")
+    writable_file(out, "the picture")
     draw(explained, out)
     view, relation = explained.view, explained.relation
     if args.json:
@@ -477,9 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, metavar="DIR", help="data directory of the preset's benchmark")
     train.add_argument("--out", required=True, metavar="RUN", help="run directory (checkpoint, metrics, curves)")
     train.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (default: the preset's)")
-    train.add_argument("--max-minutes", type=positive_float, metavar="M",
+    train.add_argument("--max-minutes", type=minutes, metavar="M",
                        help="training time budget; the learning-rate schedule completes within it")
-    train.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    train.add_argument("--seed", type=bounded_int(0, 2 ** 32 - 1), default=0, help="random seed (default 0)")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
     train.add_argument("--precision", default="auto",
                        help="fp32, bf16 (autocast) or auto (default: bf16 on CUDA and on CPUs with native bf16 "
@@ -493,9 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a preset field (lr=1e-4, schedule=constant) or model/data entry "
                             "(model.g_widths=[256,256,256,256], data.questions_per_image=8); repeatable")
-    train.add_argument("--eval-every", type=positive_int, metavar="N",
+    train.add_argument("--eval-every", type=bounded_int(1, 10 ** 12), metavar="N",
                        help="also evaluate every N training examples seen, on a fixed subset of the evaluation split")
-    train.add_argument("--eval-subset", type=positive_int, default=4000, metavar="K",
+    train.add_argument("--eval-subset", type=bounded_int(1, 10 ** 9), default=4000, metavar="K",
                        help="size of that subset (default 4000)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
@@ -587,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command as typed, recorded in a run's config (and a pretrained model's card)
     try:
+        for option in ("out", "data", "dir", "download", "clevr_dir", "run", "templates", "synonyms", "metadata",
+                       "scenes"):
+            if getattr(args, option, None) == "":  # an unset shell variable: never "the current directory"
+                raise ConfigError(f"--{option.replace('_', '-')} is empty; give a path")
         return args.handler(args)
     except RelnetError as error:
         print(f"relnet: error: {one_line(error)}", file=sys.stderr)

@@ -188,8 +188,8 @@ def serve(host: str, port: int, runs: list[str], data: dict[str, Path], device: 
     try:  # say so plainly rather than through uvicorn's log when the address is taken
         with socket.create_server((host, port)):
             pass
-    except OSError as error:
-        raise ConfigError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
+    except (OSError, TypeError, ValueError) as error:  # TypeError/ValueError: a host name that cannot be encoded
+        raise ConfigError(f"cannot serve on {host!r}:{port}: {getattr(error, 'strerror', None) or error}") from None
     print(f"relnet: serving on http://{host}:{port} (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

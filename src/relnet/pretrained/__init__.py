@@ -70,13 +70,16 @@ def export(state: dict, metrics: dict, name: str, folder: Path, command: str, co
     # A copy per key: safetensors refuses tensors that share memory (bAbI's two encoders share one embedding).
     weights = {key: tensor.detach().clone().contiguous() for key, tensor in state["model"].items()}
     weights_path, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
-    atomic_write(weights_path, lambda file: file.write(save(weights)))
-    write_json(card_path, {
+    model_card = {
         "name": name, "preset": state["preset"], "info": state["info"], "command": command,
         "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
         "device": state["options"]["device"], "precision": state["options"]["precision"], "commit": commit,
         "parameters": sum(tensor.numel() for tensor in weights.values()),
         # Every task's summary figures (accuracies by kind, by task, by count...); no per-example lists.
         "metrics": {key: value for key, value in metrics.items() if key != "data_seed" and not isinstance(value, list)},
-    })
+    }
+    # The card is built before anything is written; the weights go first and the card last, so a
+    # model is never a new card beside old weights.
+    atomic_write(weights_path, lambda file: file.write(save(weights)))
+    write_json(card_path, model_card)
     return [weights_path, card_path]

@@ -56,6 +56,10 @@ class Split:
         """Sizes the model builder needs (vocabularies, feature sizes): plain data."""
         return {}
 
+    def scorable(self) -> bool:
+        """Whether every example has an answer to score against (CLEVR's test split has none)."""
+        return True
+
     def fingerprint(self) -> str:
         """A digest of the examples that a resumed run checks against the one it started on: every
         tensor's name, shape and dtype and about a million of its values, evenly spaced."""

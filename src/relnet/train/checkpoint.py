@@ -61,6 +61,7 @@ PARTS = {
     "progress": lambda progress: set(progress) == {"epoch", "batch_in_epoch", "step", "train_seconds"} and all(
         _whole(progress[key]) for key in ("epoch", "batch_in_epoch", "step")) and _number(progress["train_seconds"]),
     "options": lambda options: _whole(options.get("seed")) and _whole(options.get("epochs"), 1)
+    and isinstance(options.get("device"), str) and isinstance(options.get("precision"), str)
     and (options.get("max_minutes") is None or _number(options["max_minutes"], 1e-9))
     and (options.get("eval_every") is None or _whole(options["eval_every"], 1)),
     "history": lambda history: all(isinstance(entry, dict) and _whole(entry.get("step")) and isinstance(entry.get("eval"), dict)

@@ -12,6 +12,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from relnet.errors import ConfigError
+
 # Rank 0 evaluates and checkpoints while the others wait: allow long evaluations.
 WAIT_TIMEOUT = timedelta(hours=2)
 
@@ -60,8 +62,17 @@ class World:
 def world_from_environment() -> World:
     """The world torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK), else one process."""
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")), launched)
+    values = {}
+    for name, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+        text = os.environ.get(name, default) if launched or name != "RANK" else "0"
+        if not text.isascii() or not text.isdigit():
+            raise ConfigError(f"environment variable {name}={text!r}: expected a whole number (as torchrun sets it)")
+        values[name] = int(text)
+    if not launched and ("RANK" in os.environ or "WORLD_SIZE" in os.environ):
+        raise ConfigError("RANK and WORLD_SIZE must be set together (torchrun sets both); unset them to run alone")
+    if not 0 <= values["RANK"] < values["WORLD_SIZE"]:
+        raise ConfigError(f"RANK={values['RANK']} is not below WORLD_SIZE={values['WORLD_SIZE']}")
+    return World(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"], launched)
 
 
 def start(world: World, device: torch.device) -> None:
@@ -69,7 +80,10 @@ def start(world: World, device: torch.device) -> None:
     if world.launched and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT_TIMEOUT)
+        try:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT_TIMEOUT)
+        except (ValueError, RuntimeError) as error:  # e.g. no MASTER_ADDR outside torchrun
+            raise ConfigError(f"cannot join the torchrun process group ({str(error).splitlines()[0]})") from None
 
 
 def backend(world: World) -> str | None:

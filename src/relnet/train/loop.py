@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, DataError
 from relnet.io import directory_lock, write_json
 from relnet.train import distributed
 from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint
@@ -249,6 +249,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         epochs = epochs or stored["epochs"]
         max_minutes = max_minutes if max_minutes is not None else stored["max_minutes"]
         eval_every = eval_every or stored.get("eval_every")
+        eval_subset = stored.get("eval_subset", eval_subset) if isinstance(stored.get("eval_subset"), int) else eval_subset
     epochs = epochs or preset.epochs
     _check_options(preset, world, epochs, max_minutes, eval_every, accumulate)
     torch_device = resolve_device(device)
@@ -270,6 +271,9 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     train_split = train_split.to(torch_device)
     info = train_split.info()
     eval_split = nonempty(task.load(data_dir, task.eval_split, preset, info), data_dir).to(torch_device)
+    if not eval_split.scorable():  # found now, not after an epoch of training
+        raise DataError(f"{data_dir}: the {eval_split.name} split has questions without answers; training "
+                        f"evaluates on it and needs every answer")
     model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world,
                                                   out_dir / "checkpoint.pt")
     # DDP copies rank 0's weights to every process when it wraps the model.

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 from matplotlib import pyplot as plt  # noqa: E402
+
+from relnet.io import atomic_write  # noqa: E402
 
 SMOOTHING = 0.7  # weight of the past in the exponential moving average of the logged values
 
@@ -37,17 +40,18 @@ def plot_curves(history: list[dict], loss_log: list[list[float]], path: Path, gr
 
     full = [entry for entry in history if not entry.get("subset")]
     partial = [entry for entry in history if entry.get("subset")]
-    names = history[0]["eval"].get(group, {}) if history else {}
+    # Every group seen in any evaluation (a small subset may lack some): missing values are left out.
+    names = list(dict.fromkeys(name for entry in history for name in entry["eval"].get(group, {})))
     for index, name in enumerate([None, *names]):
         color = "black" if name is None else f"C{index - 1}"
         label = "eval overall" if name is None else name
-        value = (lambda entry: entry["eval"]["overall"]) if name is None else (lambda entry: entry["eval"][group][name])
-        if partial:
-            accuracy_axis.plot([e["questions_seen"] for e in partial], [value(e) for e in partial], "-", color=color,
-                               label=f"{label} (subset)")
-        if full:
-            accuracy_axis.plot([e["questions_seen"] for e in full], [value(e) for e in full], "o", color=color,
-                               linestyle="none" if partial else "-", label=label)
+        value = (lambda entry: entry["eval"].get("overall")) if name is None else \
+            (lambda entry: entry["eval"].get(group, {}).get(name))
+        for entries, style, suffix in ((partial, "-", " (subset)"), (full, "o", "")):
+            points = [(e["questions_seen"], value(e)) for e in entries if value(e) is not None]
+            if points:
+                accuracy_axis.plot(*zip(*points), style, color=color, label=label + suffix,
+                                   **({"linestyle": "none" if partial else "-"} if style == "o" else {}))
     accuracy_axis.set(xlabel="training examples seen", ylabel="accuracy", ylim=(0, 1.01), title="accuracy")
     accuracy_axis.grid(alpha=0.3)
     accuracy_axis.legend(loc="lower right", fontsize=7)
@@ -58,8 +62,7 @@ def plot_curves(history: list[dict], loss_log: list[list[float]], path: Path, gr
 def save_figure(figure, path: Path, dpi: int) -> None:
     """Write ``figure`` as a PNG atomically (a reader never sees half a file) and close it."""
     figure.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=dpi)
+    buffer = io.BytesIO()  # rendered in memory, then written under a fresh temporary name (never through a link)
+    figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
-    tmp.replace(path)
+    atomic_write(path, lambda file: file.write(buffer.getvalue()))

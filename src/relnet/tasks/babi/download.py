@@ -6,6 +6,7 @@ import shutil
 import tarfile
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import zlib
 from pathlib import Path
@@ -30,6 +31,11 @@ def download(out_dir: Path, url: str = OFFICIAL_URL, progress: bool = True, time
     The archive is unpacked in a temporary directory beside the destination and moved into place
     only when complete, so an interrupted download leaves nothing half-written.
     """
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https", "file"):
+        raise DataError(f"cannot download {url}: expected an http, https or file URL")
+    if scheme == "file" and not Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)).is_file():
+        raise DataError(f"cannot download {url}: not a regular file")  # a FIFO would block, a device never end
     out_dir = Path(out_dir)
     target = out_dir / ARCHIVE_ROOT
     if target.exists():

@@ -60,6 +60,9 @@ class ClevrSplit(Split):
     def info(self) -> dict:
         return self._info
 
+    def scorable(self) -> bool:
+        return bool((self.tensors["answer"] >= 0).all())
+
 
 def _preset(name, description, **fields) -> Preset:
     return Preset(name=name, task="clevr", description=description, **fields)

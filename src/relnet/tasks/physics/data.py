@@ -34,7 +34,8 @@ def load_split(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     arrays = load_npz(path, ("format_version", "trajectories", "connections", "num_systems"),
                       "simulate it with `relnet data physics --out DIR`")
-    if arrays["format_version"].shape != () or int(arrays["format_version"]) != FORMAT_VERSION:
+    if arrays["format_version"].shape != () or arrays["format_version"].dtype.kind not in "iu" \
+            or int(arrays["format_version"]) != FORMAT_VERSION:
         raise DataError(f"{path}: format_version {arrays['format_version']!r}, expected {FORMAT_VERSION}")
     scenes = len(arrays["trajectories"])
     expected = {"trajectories": (np.float32, (scenes, NUM_FRAMES, NUM_BALLS, 2)),
