@@ -189,7 +189,7 @@ def serve(host: str, port: int, runs: list[str], data: dict[str, Path], device: 
         with socket.create_server((host, port)):
             pass
     except (OSError, TypeError, ValueError) as error:  # TypeError/ValueError: a host name that cannot be encoded
-        raise ConfigError(f"cannot serve on {host!r}:{port}: {getattr(error, 'strerror', None) or error}") from None
+        raise ConfigError(f"cannot serve on {host}:{port}: {getattr(error, 'strerror', None) or error}") from None
     print(f"relnet: serving on http://{host}:{port} (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
