@@ -114,11 +114,11 @@ MAX_JSON_BYTES = 4 * 1024 ** 3  # CLEVR's largest file (train questions) is abou
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def checked_name(value, what: str) -> str:
+def checked_name(value, what: str, kind: str = "name") -> str:
     """A name that becomes part of a file name (a split, a model): letters, digits, '-' and '_'
     only, so it can never name another directory."""
     if not isinstance(value, str) or not NAME.fullmatch(value):
-        raise ConfigError(f"{what}: name {value!r} is not allowed: expected 1 to 64 letters, digits, '-' or '_'")
+        raise ConfigError(f"{what}: {kind} {value!r} is not allowed: expected 1 to 64 letters, digits, '-' or '_'")
     return value
 
 

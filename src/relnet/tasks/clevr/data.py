@@ -156,7 +156,8 @@ def _npy_data_offset(path: Path) -> int:
         return -1
 
 
-def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress: bool, chunk: int = 64) -> None:
+def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress: bool, chunk: int = 64,
+                 fingerprint: str | None = None) -> None:
     """Resized images into ``out`` (.npy) with their fingerprint beside it, resuming a previous
     interrupted run on the same sources."""
     from tqdm import tqdm
@@ -164,7 +165,7 @@ def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress
     partial = out.with_name(out.stem + ".partial.npy")
     progress_file = out.with_name(out.stem + ".progress.json")
     shape = (len(paths), size, size, 3)
-    fingerprint = images_fingerprint(paths, size)
+    fingerprint = fingerprint or images_fingerprint(paths, size)
     done = _resumable(partial, progress_file, shape, fingerprint)
     if done == 0:
         partial.unlink(missing_ok=True)  # a new file, never one planted there (a link would be written through)
@@ -200,7 +201,7 @@ def _images_record(images: Path) -> Path:
     return images.with_suffix(".json")
 
 
-def _cached_images_match(out: Path, paths: list[Path], size: int) -> bool:
+def _cached_images_match(out: Path, fingerprint: str) -> bool:
     record = _images_record(out)
     if not (out.exists() and record.exists()):
         return False
@@ -208,7 +209,7 @@ def _cached_images_match(out: Path, paths: list[Path], size: int) -> bool:
         stored = read_json_file(record, "image fingerprint")
     except DataError:
         return False
-    return isinstance(stored, dict) and stored.get("fingerprint") == images_fingerprint(paths, size)
+    return isinstance(stored, dict) and stored.get("fingerprint") == fingerprint
 
 
 def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: int = 1, progress: bool = True) -> list[Path]:
@@ -236,7 +237,8 @@ def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Pat
     build = uuid.uuid4().hex
     sources = {split: _read_split(clevr_dir, split) for split in splits}  # everything checked before writing
     for source in sources.values():
-        images_fingerprint(source["images"], size)  # every image present before anything changes
+        # Every image present before anything changes; the one stat of each image the run needs.
+        source["fingerprint"] = images_fingerprint(source["images"], size)
     vocab = _vocabulary(sources, out, size, build)
     word_index = {word: i for i, word in enumerate(vocab["words"])}
     encoded = {}
@@ -288,15 +290,15 @@ def _write_split(out: Path, split: str, source: dict, encoded: dict, build: str,
     """A split's images (re-cached only when their sources or size changed), questions and object
     tables; returns its manifest entry."""
     image_out = out / f"{split}_images.npy"
-    if not _cached_images_match(image_out, source["images"], size):
-        cache_images(source["images"], image_out, size, workers, progress)
+    if not _cached_images_match(image_out, source["fingerprint"]):
+        cache_images(source["images"], image_out, size, workers, progress, fingerprint=source["fingerprint"])
     save_npz(out / f"{split}_questions.npz", encoded)
     objects_path = out / f"{split}_objects.npz"
     if source["scenes"] is not None:
         save_npz(objects_path, source["objects"])
     else:
         objects_path.unlink(missing_ok=True)
-    return {"build": build, "images": images_fingerprint(source["images"], size), "objects": source["scenes"] is not None}
+    return {"build": build, "images": source["fingerprint"], "objects": source["scenes"] is not None}
 
 
 def _read_split(clevr_dir: Path, split: str) -> dict:

@@ -11,8 +11,8 @@ import math
 import re
 from pathlib import Path
 
-from relnet.errors import ConfigError, DataError
-from relnet.io import read_json_file
+from relnet.errors import DataError
+from relnet.io import checked_name, read_json_file
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, RELATIONS
 
 # CLEVR v1.0 has 100,000 images and 90 families; the bounds keep indices far above that and far
@@ -22,16 +22,12 @@ MAX_FAMILY = 10_000
 MAX_COORDINATE = 1e6
 MAX_OBJECTS = 10  # CLEVR's scenes hold 3 to 10 objects
 MAX_QUESTION_CHARS = 1000  # CLEVR's longest question is under 300 characters
-# A split name becomes part of file names (CLEVR_{split}_scenes.json, images/{split}/): letters,
-# digits, '-' and '_' only, so it can never name another directory.
-SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A scene's image_filename: a plain file name, never a path.
 FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 
 
 def check_split_name(name, where: str) -> str:
-    if not isinstance(name, str) or not SPLIT_NAME.fullmatch(name):
-        raise ConfigError(f"{where}: split name {name!r} is not allowed: expected 1 to 64 letters, digits, '-' or '_'")
-    return name
+    return checked_name(name, where, "split name")
 
 
 def read_json(path: Path, key: str) -> dict:
