@@ -23,8 +23,8 @@ from relnet.io import atomic_write, write_json
 from relnet.tasks.clevr.files import check_split_name, read_scenes
 from relnet.tasks.clevr.questions import (Template, builtin_templates_dir, check_metadata, instantiate, load_synonyms,
                                           load_templates, question_text)
-from relnet.tasks.clevr.render import render, sample_lights
-from relnet.tasks.clevr.scene import SceneOptions, place_objects, relationships, sample_camera
+from relnet.tasks.clevr.render import render, sample_lights, visible_pixels
+from relnet.tasks.clevr.scene import SceneOptions, object_count, place_objects, relationships, sample_camera
 from relnet.tasks.clevr.schema import CATEGORIES, category_of
 
 
@@ -45,22 +45,29 @@ def _seed(seed: int, split: str, index: int, stream: int) -> np.random.Generator
 PLACEMENT_TRIES = 1000  # CLEVR's scenes are placed in a few tries; this many means they cannot be
 
 
-def make_scene(index: int, options: GeneratorOptions) -> tuple[dict, np.ndarray]:
-    """Scene ``index`` of the split and its image: placement and rendering are retried until
-    every object shows at least ``min_pixels`` pixels."""
+def make_scene(index: int, options: GeneratorOptions, with_image: bool = True) -> tuple[dict, np.ndarray | None]:
+    """Scene ``index`` of the split and its image (None without ``with_image``). The number of
+    objects is drawn once; camera, lights and placement are drawn again until every object shows
+    at least ``min_pixels`` pixels. Without the image only the object masks are cast, so the
+    scene is the same either way."""
     rng = _seed(options.seed, options.split, index, 0)
+    count = object_count(rng, options.scene)
     for _ in range(PLACEMENT_TRIES):
         camera = sample_camera(rng, options.scene)
-        objects = place_objects(rng, camera, options.scene)
+        objects = place_objects(rng, camera, options.scene, count)
+        lights = sample_lights(rng, options.scene.light_jitter)
         if objects is None:
             continue
-        image, ids = render(objects, camera, sample_lights(rng, options.scene.light_jitter))
-        visible = np.bincount(ids[ids >= 0].ravel(), minlength=len(objects))
+        if with_image:
+            image, ids = render(objects, camera, lights)
+            visible = np.bincount(ids[ids >= 0].ravel(), minlength=len(objects))
+        else:
+            image, visible = None, visible_pixels(objects, camera)
         if visible.min() >= options.scene.min_pixels:
             break
     else:
-        raise ConfigError(f"scene {index}: no placement of {options.scene.min_objects} to {options.scene.max_objects} "
-                          f"objects found in {PLACEMENT_TRIES} tries; ask for fewer objects")
+        raise ConfigError(f"scene {index}: no placement of {count} objects found in {PLACEMENT_TRIES} tries; "
+                          f"ask for fewer objects (--max-objects)")
     pixels = camera.project(np.array([obj["3d_coords"] for obj in objects]))
     for obj, (x, y, depth) in zip(objects, pixels):
         obj["pixel_coords"] = [int(round(x)), int(round(y)), round(float(depth), 4)]
@@ -73,6 +80,8 @@ def make_scene(index: int, options: GeneratorOptions) -> tuple[dict, np.ndarray]
 
 def _render_to_file(job) -> dict:
     index, options, image_dir = job
+    if image_dir is None:
+        return make_scene(index, options, with_image=False)[0]
     scene, image = make_scene(index, options)
     atomic_write(Path(image_dir) / scene["image_filename"], lambda f: Image.fromarray(image).save(f, format="PNG"))
     return scene

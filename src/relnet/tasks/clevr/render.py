@@ -43,7 +43,7 @@ def sample_lights(rng: np.random.Generator, jitter: float) -> list[np.ndarray]:
 
 def _bounding_radius(obj: dict) -> float:
     radius = SIZES[obj["size"]]
-    return radius * (math.sqrt(3) / math.sqrt(2) if obj["shape"] == "cube" else math.sqrt(2) if obj["shape"] == "cylinder" else 1.0)
+    return radius * (math.sqrt(3) if obj["shape"] == "cube" else math.sqrt(2) if obj["shape"] == "cylinder" else 1.0)
 
 
 def _window(camera: Camera, corners: np.ndarray, pad: int = 2) -> tuple[slice, slice] | None:
@@ -125,9 +125,10 @@ def _occlusion(points: np.ndarray, obj: dict, light: np.ndarray) -> np.ndarray:
     return np.where(along > 0, shade * shade * (3 - 2 * shade), 0.0)
 
 
-def render(objects: list[dict], camera: Camera, lights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The image (uint8 [H, W, 3], RGB) and the object index seen at each pixel (-1: ground)."""
-    directions = camera.ray_directions()
+def cast(objects: list[dict], camera: Camera, directions: np.ndarray | None = None):
+    """Primary rays through every pixel: (depth, normals, ids), ids the object seen at each pixel
+    (-1: ground). Enough to tell which objects show, without shading anything."""
+    directions = camera.ray_directions() if directions is None else directions
     origin = camera.position
     height, width = directions.shape[:2]
     with np.errstate(divide="ignore"):
@@ -135,7 +136,6 @@ def render(objects: list[dict], camera: Camera, lights: list[np.ndarray]) -> tup
     normals = np.zeros((height, width, 3))
     normals[..., 2] = 1.0
     ids = np.full((height, width), -1, dtype=np.int16)
-
     for index, obj in enumerate(objects):
         center = np.asarray(obj["3d_coords"])
         reach = _bounding_radius(obj)
@@ -147,6 +147,33 @@ def render(objects: list[dict], camera: Camera, lights: list[np.ndarray]) -> tup
         depth[window] = np.where(closer, t, depth[window])
         normals[window] = np.where(closer[..., None], n, normals[window])
         ids[window] = np.where(closer, index, ids[window])
+    return depth, normals, ids
+
+
+def visible_pixels(objects: list[dict], camera: Camera) -> np.ndarray:
+    """How many pixels of each object the camera sees: ``cast``'s ids, with rays cast only inside
+    each object's window (objects stand on the floor, so the floor never hides them)."""
+    depth = np.full((camera.height, camera.width), np.inf)
+    ids = np.full((camera.height, camera.width), -1, dtype=np.int16)
+    for index, obj in enumerate(objects):
+        center = np.asarray(obj["3d_coords"])
+        reach = _bounding_radius(obj)
+        window = _window(camera, _box_corners(center - reach, center + reach))
+        if window is None:
+            continue
+        t = _intersect(obj, camera.position, camera.ray_directions(window))[0]
+        closer = t < depth[window]
+        depth[window] = np.where(closer, t, depth[window])
+        ids[window] = np.where(closer, index, ids[window])
+    return np.bincount(ids[ids >= 0].ravel(), minlength=len(objects))
+
+
+def render(objects: list[dict], camera: Camera, lights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The image (uint8 [H, W, 3], RGB) and the object index seen at each pixel (-1: ground)."""
+    directions = camera.ray_directions()
+    origin = camera.position
+    height, width = directions.shape[:2]
+    depth, normals, ids = cast(objects, camera, directions)
 
     points = origin + np.where(np.isfinite(depth), depth, 1e3)[..., None] * directions
     key = lights[0]

@@ -48,10 +48,12 @@ class Camera:
         y = self.height / 2 - self.focal * (offset @ self.up) / depth
         return np.stack([x, y, depth], axis=-1)
 
-    def ray_directions(self) -> np.ndarray:
-        """Unit ray directions through every pixel center, [height, width, 3]."""
-        xs = (np.arange(self.width) + 0.5 - self.width / 2) / self.focal
-        ys = (np.arange(self.height) + 0.5 - self.height / 2) / self.focal
+    def ray_directions(self, window: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Unit ray directions through every pixel center, [height, width, 3] (or of the pixels
+        of ``window``, a (rows, columns) pair of slices)."""
+        rows, columns = window or (slice(0, self.height), slice(0, self.width))
+        xs = (np.arange(columns.start, columns.stop) + 0.5 - self.width / 2) / self.focal
+        ys = (np.arange(rows.start, rows.stop) + 0.5 - self.height / 2) / self.focal
         directions = (self.forward[None, None] + xs[None, :, None] * self.right[None, None]
                       - ys[:, None, None] * self.up[None, None])
         return directions / np.linalg.norm(directions, axis=-1, keepdims=True)
@@ -79,19 +81,18 @@ class SceneOptions:
     placement_tries: int = 50
 
 
-def half_height(shape: str, radius: float) -> float:
-    """Height of an object's center above the ground: CLEVR shrinks cubes by sqrt(2) so that
-    every shape of a size fits the same footprint."""
-    return radius / math.sqrt(2) if shape == "cube" else radius
-
-
 def sample_camera(rng: np.random.Generator, options: SceneOptions) -> Camera:
     return Camera.looking_at(CAMERA_POSITION + rng.uniform(-options.camera_jitter, options.camera_jitter, 3))
 
 
-def place_objects(rng: np.random.Generator, camera: Camera, options: SceneOptions) -> list[dict] | None:
-    """Objects with attributes and positions, or None when a placement fails (start again)."""
-    count = int(rng.integers(options.min_objects, options.max_objects + 1))
+def object_count(rng: np.random.Generator, options: SceneOptions) -> int:
+    """How many objects a scene holds: drawn once, uniformly, and kept through failed placements
+    (as CLEVR's generator does), so large scenes are as common as small ones."""
+    return int(rng.integers(options.min_objects, options.max_objects + 1))
+
+
+def place_objects(rng: np.random.Generator, camera: Camera, options: SceneOptions, count: int) -> list[dict] | None:
+    """``count`` objects with attributes and positions, or None when a placement fails (try again)."""
     cardinal = [np.asarray(v[:2]) for name, v in camera.directions().items() if name in ("left", "right", "front", "behind")]
     objects: list[dict] = []
     for _ in range(count):
@@ -116,7 +117,8 @@ def place_objects(rng: np.random.Generator, camera: Camera, options: SceneOption
         objects.append({
             "shape": shape, "size": size, "color": str(rng.choice(list(COLORS))),
             "material": str(rng.choice(MATERIALS)),
-            "3d_coords": [round(float(x), 6), round(float(y), 6), round(half_height(shape, radius), 6)],
+            # CLEVR v1.0 records every shape's center at its radius, cubes included (half-side = radius).
+            "3d_coords": [round(float(x), 6), round(float(y), 6), round(radius, 6)],
             "rotation": round(float(rng.uniform(0, 360)), 6),
         })
     return objects
