@@ -170,7 +170,9 @@ def test_builtin_templates_cover_every_category_with_balanced_answers():
     from relnet.tasks.clevr.generate import summarize
     summary = summarize(writer.questions)
     for category in CATEGORIES:
-        assert summary[category]["questions"] > 200
+        # Families are asked equally often, so each category gets about its share of the families.
+        share = sum(t.category == category for t in templates) / len(templates)
+        assert summary[category]["questions"] > 0.6 * share * len(writer.questions), (category, summary)
         assert summary[category]["majority_share"] < 0.6
 
 

@@ -9,7 +9,7 @@ import pytest
 from relnet.cli import main
 
 COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["data", "clevr-gen"],
-            ["data", "clevr"], ["data", "clevr-verify"], ["train"], ["eval"], ["predict"], ["export"], ["presets"]]
+            ["data", "clevr"], ["data", "clevr-verify"], ["data", "clevr-stats"], ["train"], ["eval"], ["predict"], ["export"], ["presets"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "relnet")

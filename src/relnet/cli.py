@@ -167,7 +167,7 @@ def cmd_data_clevr_gen(args) -> int:
                                         progress=not args.no_progress, **sources)
         else:
             result = generate(Path(args.out), options, workers=args.workers, overwrite=args.overwrite,
-                              progress=not args.no_progress, **sources)
+                              progress=not args.no_progress, images=not args.no_images, **sources)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -196,11 +196,39 @@ def cmd_data_clevr_verify(args) -> int:
     return 0 if report["failures"] == 0 else 1
 
 
+def cmd_data_clevr_stats(args) -> int:
+    from relnet.io import write_json
+    from relnet.tasks.clevr.stats import compare_table, format_statistics, scene_statistics
+
+    for option in ("json", "compare"):
+        if getattr(args, option) == "":  # an unset shell variable: never "the current directory"
+            raise ConfigError(f"--{option} is empty; give a path")
+    if args.compare_split is not None and args.compare is None:
+        raise ConfigError("--compare-split needs --compare DIR2")
+    stats = scene_statistics(Path(args.clevr_dir), args.split)
+    other = None
+    if args.compare is not None:
+        other = scene_statistics(Path(args.compare), args.compare_split or args.split,
+                                 option="--compare-split" if args.compare_split else "--split")
+    if args.json:
+        write_json(args.json, stats if other is None else {"compared": [stats, other]})
+    if other is None:
+        print(format_statistics(stats))
+    else:
+        names = [args.clevr_dir, args.compare]
+        if names[0] == names[1]:
+            names = [f"{names[0]} ({stats['split']})", f"{names[1]} ({other['split']})"]
+        print(compare_table(stats, other, names))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_data_clevr(args) -> int:
     from relnet.tasks.clevr.data import prepare
 
     for path in prepare(Path(args.clevr_dir), Path(args.out), splits=args.splits, size=args.image_size,
-                        workers=args.workers, progress=not args.no_progress):
+                        workers=args.workers, progress=not args.no_progress, images=not args.no_images):
         print(f"wrote {path}")
     return 0
 
@@ -442,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generator_options(physics, cmd_data_physics)
 
     gen = datasets.add_parser(
-        "clevr-gen", help="generate a CLEVR-format dataset (images, scenes, questions)",
+        "clevr-gen", help="generate a CLEVR-format dataset (images, scenes, questions; --no-images: no images)",
         description="Render CLEVR-style scenes on the CPU and write questions from CLEVR-format templates, in the "
                     "official layout (images/SPLIT/CLEVR_SPLIT_NNNNNN.png, scenes/CLEVR_SPLIT_scenes.json, "
                     "questions/CLEVR_SPLIT_questions.json). With --scenes, only write questions for an existing "
@@ -459,20 +487,26 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--synonyms", metavar="FILE", help="synonyms JSON (default: relnet's own)")
     gen.add_argument("--metadata", metavar="FILE", help="CLEVR metadata JSON to check the attribute values against")
     gen.add_argument("--scenes", metavar="FILE", help="write questions for this scene file instead of rendering")
+    gen.add_argument("--no-images", action="store_true",
+                     help="write scenes and questions only, no images (the same scenes; what state models need)")
     gen.add_argument("--json", action="store_true", help="print the paths and answer statistics as JSON")
     add_generator_options(gen, cmd_data_clevr_gen)
 
     clevr = datasets.add_parser(
         "clevr", help="cache a CLEVR-format directory for training (images, questions, object tables)",
-        description="Preprocess CLEVR v1.0 (or data from `relnet data clevr-gen`) once: images resized into one "
-                    "uint8 array per split, questions tokenized with the train vocabulary, answers, categories, "
-                    "families and per-image object tables. Interrupted image caching resumes where it stopped.")
+        description="Preprocess CLEVR v1.0 (or data from `relnet data clevr-gen`, or any subset of either) once: "
+                    "images resized into one uint8 array per split (read from each scene's image_filename), "
+                    "questions tokenized with the train vocabulary, answers, categories, families and per-image "
+                    "object tables. Interrupted image caching resumes where it stopped.")
     clevr.add_argument("--clevr-dir", required=True, metavar="DIR", help="CLEVR_v1.0 directory (images/, questions/, scenes/)")
     clevr.add_argument("--out", required=True, metavar="CACHE", help="cache directory for `relnet train --data`")
     clevr.add_argument("--splits", nargs="+", metavar="SPLIT", help="splits to cache (default: all with questions)")
     clevr.add_argument("--image-size", type=bounded_int(8, 1024), default=128, metavar="PX", help="image side (default 128)")
     clevr.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                        help="image-decoding processes (default: one per core)")
+    clevr.add_argument("--no-images", action="store_true",
+                       help="a state-only cache: questions and object tables from the scenes, no images read "
+                            "(for the state presets; the folder may hold no images at all)")
     clevr.add_argument("--no-progress", action="store_true", help="no progress bar")
     clevr.set_defaults(handler=cmd_data_clevr)
 
@@ -484,6 +518,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--split", default="val", help="split to check (default val)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=cmd_data_clevr_verify)
+
+    stats = datasets.add_parser(
+        "clevr-stats", help="scene and question statistics of a CLEVR-format split",
+        description="Report the statistics of one split of a CLEVR-format directory (scenes/CLEVR_SPLIT_scenes.json "
+                    "and/or questions/CLEVR_SPLIT_questions.json): objects per scene, attribute shares, object "
+                    "heights (z) by shape and size, x/y and rotation ranges and, where questions exist, category "
+                    "shares, answer distributions, families and question length. With --compare, print a Markdown "
+                    "table of two directories side by side (e.g. generated data against real CLEVR).")
+    stats.add_argument("--clevr-dir", required=True, metavar="DIR", help="CLEVR-format directory (scenes/, questions/)")
+    stats.add_argument("--split", default="train", help="split to report (default train)")
+    stats.add_argument("--json", metavar="FILE", help="also write the statistics as JSON to FILE")
+    stats.add_argument("--compare", metavar="DIR2", help="a second CLEVR-format directory to set beside DIR")
+    stats.add_argument("--compare-split", metavar="S", help="split of DIR2 (default: --split)")
+    stats.set_defaults(handler=cmd_data_clevr_stats)
 
     train = commands.add_parser("train", help="train a preset",
                                 description="Train a preset; the run lives in --out. Under `torchrun "

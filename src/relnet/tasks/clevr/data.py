@@ -1,15 +1,20 @@
 """`relnet data clevr`: the official CLEVR v1.0 layout (or the generator's) into a compact cache.
 
+A split's images are its rows: every image a scene or question names, in ``image_index`` order,
+read from the scene's (or question's) ``image_filename``, so any subset of CLEVR caches as it is.
+
 Cache files, per split S (all plain arrays, no pickle):
-- ``S_images.npy``: uint8 [images, 128, 128, 3], memory-mappable; written in chunks by a pool
+- ``S_images.npy`` (unless built with ``images=False``, a state-only cache): uint8
+  [images, 128, 128, 3], memory-mappable; written in chunks by a pool
   of workers, resumable (``S_images.partial.npy`` + ``S_images.progress.json`` until done), with
   ``S_images.json``: the fingerprint of the source images (names, sizes, times) and the size;
-- ``S_questions.npz``: ``tokens`` int32 [Q, L] (0 pads), ``lengths``, ``image_index``,
+- ``S_questions.npz``: ``tokens`` int32 [Q, L] (0 pads), ``lengths``, ``image_index`` (the
+  question's image row), ``image_ids`` (each row's CLEVR ``image_index``),
   ``answer`` (index into the 28 answers, -1 where the split has none), ``category`` (index into
   the five Table 1 categories, -1 where unknown), ``family`` (-1 where unknown), and ``build``,
   ``vocab``: the ids of the run that wrote it and of the vocabulary its tokens index;
 - ``S_objects.npz`` (splits with scenes): ``objects`` float32 [images, 10, 18] (3D coordinates,
-  then one-hot color, shape, material, size), ``object_count`` and ``build``;
+  then one-hot size (2), color (8), material (2), shape (3)), ``object_count`` and ``build``;
 - ``vocab.json``: the question words of the train split (0 ``<pad>``, 1 ``<unk>``), the answers
   and its id;
 - ``cache.json``: the manifest, written last: which build of every file belongs to the cache.
@@ -39,7 +44,7 @@ OBJECT_FEATURES = 3 + sum(len(values) for values in ATTRIBUTES.values())
 PAD, UNK = "<pad>", "<unk>"
 HOW_TO_MAKE = "make the cache with `relnet data clevr --clevr-dir DIR --out CACHE`"
 MANIFEST = "cache.json"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: image rows keyed by image_filename, state-only caches
 
 
 def tokenize(question: str) -> list[str]:
@@ -50,8 +55,16 @@ def _question_file(clevr_dir: Path, split: str) -> Path:
     return clevr_dir / "questions" / f"CLEVR_{split}_questions.json"
 
 
-def encode_questions(path: Path, questions: list[dict], words: dict[str, int]) -> tuple[dict[str, np.ndarray], int]:
-    """Question arrays and the number of words outside the vocabulary."""
+def image_rows(questions: list[dict], scenes: list[dict] | None) -> list[int]:
+    """The split's images in order: every ``image_index`` a scene or question names."""
+    return sorted({q["image_index"] for q in questions} | {scene["image_index"] for scene in scenes or []})
+
+
+def encode_questions(path: Path, questions: list[dict], words: dict[str, int],
+                     rows: list[int]) -> tuple[dict[str, np.ndarray], int]:
+    """Question arrays (each question's image as its row in ``rows``) and the number of words
+    outside the vocabulary."""
+    row_of = {index: row for row, index in enumerate(rows)}
     tokens = [tokenize(q.get("question", "")) for q in questions]
     width = max((len(t) for t in tokens), default=1)
     array = np.zeros((len(questions), max(width, 1)), dtype=np.int32)
@@ -67,7 +80,7 @@ def encode_questions(path: Path, questions: list[dict], words: dict[str, int]) -
     image_index = np.zeros(len(questions), dtype=np.int32)
     for row, question in enumerate(questions):
         try:
-            image_index[row] = int(question["image_index"])
+            image_index[row] = row_of[int(question["image_index"])]
             if "answer" in question:
                 if question["answer"] not in answer_index:
                     raise DataError(f"{path}: question {row} has answer {question['answer']!r}, which is not one of "
@@ -82,18 +95,18 @@ def encode_questions(path: Path, questions: list[dict], words: dict[str, int]) -
             raise DataError(f"{path}: question {row} is malformed ({error!r}); expected image_index, question, "
                             f"answer and program as in CLEVR v1.0") from error
     return {"tokens": array, "lengths": np.array([len(t) for t in tokens], dtype=np.int32),
-            "image_index": image_index, "answer": answers, "category": categories, "family": families}, unknown
+            "image_index": image_index, "image_ids": np.asarray(rows, dtype=np.int32).reshape(-1), "answer": answers, "category": categories, "family": families}, unknown
 
 
-def object_table(path: Path, scenes: list[dict], images: int) -> dict[str, np.ndarray]:
-    """State descriptions: per image, up to 10 objects of 18 features."""
-    objects = np.zeros((images, MAX_OBJECTS, OBJECT_FEATURES), dtype=np.float32)
-    counts = np.zeros(images, dtype=np.int8)
+def object_table(path: Path, scenes: list[dict], rows: list[int]) -> dict[str, np.ndarray]:
+    """State descriptions: per image row, up to 10 objects of 18 features: x, y, z, then one-hot
+    size, color, material, shape (``ATTRIBUTES`` order)."""
+    row_of = {index: row for row, index in enumerate(rows)}
+    objects = np.zeros((len(rows), MAX_OBJECTS, OBJECT_FEATURES), dtype=np.float32)
+    counts = np.zeros(len(rows), dtype=np.int8)
     for position, scene in enumerate(scenes):
         try:
-            index = int(scene["image_index"])
-            if not 0 <= index < images:
-                raise ValueError(f"image_index {index} outside 0..{images - 1}")
+            index = row_of[int(scene["image_index"])]
             if len(scene["objects"]) > MAX_OBJECTS:
                 raise ValueError(f"{len(scene['objects'])} objects; at most {MAX_OBJECTS} are supported")
             for slot, obj in enumerate(scene["objects"]):
@@ -212,8 +225,10 @@ def _cached_images_match(out: Path, fingerprint: str) -> bool:
     return isinstance(stored, dict) and stored.get("fingerprint") == fingerprint
 
 
-def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: int = 1, progress: bool = True) -> list[Path]:
-    """Build the cache of every split of ``clevr_dir`` that has a question file (or of ``splits``).
+def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: int = 1, progress: bool = True,
+            images: bool = True) -> list[Path]:
+    """Build the cache of every split of ``clevr_dir`` that has a question file (or of ``splits``);
+    without ``images``, a state-only cache (questions and object tables; no image is read).
 
     Every input is read and checked before anything is written; the manifest goes first and comes
     back last, so an interrupted or failed run leaves a cache that loading refuses, not one that
@@ -227,29 +242,29 @@ def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: i
     if not splits:
         raise DataError(f"{clevr_dir}: no questions/CLEVR_{{train,val,test}}_questions.json found")
     with directory_lock(out, "relnet data clevr"):
-        return _prepare_locked(clevr_dir, out, splits, size, workers, progress)
+        return _prepare_locked(clevr_dir, out, splits, size, workers, progress, images)
 
 
-def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Path]:
+def _prepare_locked(clevr_dir, out, splits, size, workers, progress, images) -> list[Path]:
     # Rebuilding train makes a new vocabulary, and with it a new cache; otherwise the splits
     # rebuilt replace theirs in the cache's manifest.
     previous = _read_manifest(out) if "train" not in splits else None
     build = uuid.uuid4().hex
-    sources = {split: _read_split(clevr_dir, split) for split in splits}  # everything checked before writing
+    sources = {split: _read_split(clevr_dir, split, images) for split in splits}  # everything checked before writing
     for source in sources.values():
         # Every image present before anything changes; the one stat of each image the run needs.
-        source["fingerprint"] = images_fingerprint(source["images"], size)
+        source["fingerprint"] = images_fingerprint(source["images"], size) if images else None
     vocab = _vocabulary(sources, out, size, build)
     word_index = {word: i for i, word in enumerate(vocab["words"])}
     encoded = {}
     for split, source in sources.items():
-        arrays, unknown = encode_questions(source["path"], source["questions"], word_index)
+        arrays, unknown = encode_questions(source["path"], source["questions"], word_index, source["rows"])
         if unknown:
             print(f"warning: {split}: {unknown} question words are not in the train vocabulary; encoded as {UNK}",
                   file=sys.stderr)
         encoded[split] = {**arrays, "build": _id_array(build), "vocab": _id_array(vocab["build"])}
         if source["scenes"] is not None:  # built now, so that a bad scene stops the run before it writes
-            source["objects"] = {**object_table(source["scenes_path"], source["scenes"], len(source["images"])),
+            source["objects"] = {**object_table(source["scenes_path"], source["scenes"], source["rows"]),
                                  "build": _id_array(build)}
 
     # Until the manifest is rewritten at the end, it names the files of the previous build: a
@@ -263,7 +278,8 @@ def _prepare_locked(clevr_dir, out, splits, size, workers, progress) -> list[Pat
     written = []
     for split, source in sources.items():
         manifest["splits"][split] = _write_split(out, split, source, encoded[split], build, size, workers, progress)
-        written += [out / f"{split}_images.npy", out / f"{split}_questions.npz"]
+        written += [out / f"{split}_images.npy"] if images else []
+        written += [out / f"{split}_questions.npz"]
         written += [out / f"{split}_objects.npz"] if source["scenes"] is not None else []
     if "train" in sources:
         write_json(out / "vocab.json", vocab)
@@ -290,7 +306,10 @@ def _write_split(out: Path, split: str, source: dict, encoded: dict, build: str,
     """A split's images (re-cached only when their sources or size changed), questions and object
     tables; returns its manifest entry."""
     image_out = out / f"{split}_images.npy"
-    if not _cached_images_match(image_out, source["fingerprint"]):
+    if source["images"] is None:  # a state-only cache holds no images, not stale ones
+        image_out.unlink(missing_ok=True)
+        _images_record(image_out).unlink(missing_ok=True)
+    elif not _cached_images_match(image_out, source["fingerprint"]):
         cache_images(source["images"], image_out, size, workers, progress, fingerprint=source["fingerprint"])
     save_npz(out / f"{split}_questions.npz", encoded)
     objects_path = out / f"{split}_objects.npz"
@@ -301,22 +320,31 @@ def _write_split(out: Path, split: str, source: dict, encoded: dict, build: str,
     return {"build": build, "images": source["fingerprint"], "objects": source["scenes"] is not None}
 
 
-def _read_split(clevr_dir: Path, split: str) -> dict:
-    """A split's questions and scenes, read and checked, and its image paths."""
+def _read_split(clevr_dir: Path, split: str, with_images: bool = True) -> dict:
+    """A split's questions and scenes, read and checked, its image rows and their paths (None
+    without images)."""
     path = _question_file(clevr_dir, split)
     questions = read_questions(path)
     scenes_path = clevr_dir / "scenes" / f"CLEVR_{split}_scenes.json"
     scenes = read_scenes(scenes_path) if scenes_path.exists() else None
-    images = max((q["image_index"] for q in questions), default=-1) + 1
     if scenes is not None:
         held = {scene["image_index"] for scene in scenes}
         missing = next((q for q in questions if q["image_index"] not in held), None)
         if missing is not None:
             raise DataError(f"{path}: a question is about image_index {missing['image_index']}, which "
                             f"{scenes_path} does not hold")
-        images = max(images, max(held, default=-1) + 1)
-    paths = [clevr_dir / "images" / split / f"CLEVR_{split}_{i:06d}.png" for i in range(images)]
-    return {"path": path, "questions": questions, "scenes": scenes, "scenes_path": scenes_path, "images": paths}
+    rows = image_rows(questions, scenes)
+    paths = [clevr_dir / "images" / split / name for name in _image_filenames(split, rows, questions, scenes)] \
+        if with_images else None
+    return {"path": path, "questions": questions, "scenes": scenes, "scenes_path": scenes_path, "rows": rows,
+            "images": paths}
+
+
+def _image_filenames(split: str, rows: list[int], questions: list[dict], scenes: list[dict] | None) -> list[str]:
+    """Each row's file: the scene's ``image_filename``, else a question's, else CLEVR's pattern."""
+    named = {q["image_index"]: q["image_filename"] for q in questions if "image_filename" in q}
+    named.update({scene["image_index"]: scene["image_filename"] for scene in scenes or [] if "image_filename" in scene})
+    return [named.get(index, f"CLEVR_{split}_{index:06d}.png") for index in rows]
 
 
 def _id_array(text: str) -> np.ndarray:
@@ -348,12 +376,20 @@ def load_cache(cache: Path, split: str, with_images: bool, with_objects: bool) -
                         f"{HOW_TO_MAKE}")
     vocab = read_vocab(cache)
     path = cache / f"{split}_questions.npz"
-    arrays = load_npz(path, ("tokens", "lengths", "image_index", "answer", "category", "family", "build", "vocab"),
-                      HOW_TO_MAKE)
+    arrays = load_npz(path, ("tokens", "lengths", "image_index", "image_ids", "answer", "category", "family", "build",
+                             "vocab"), HOW_TO_MAKE)
     _check_build(path, arrays.pop("build"), entry.get("build"))
     _check_build(path, arrays.pop("vocab"), vocab["build"])
+    image_ids = arrays.pop("image_ids")
     _check_question_values(path, arrays, len(vocab["words"]))
-    images = int(arrays["image_index"].max()) + 1 if len(arrays["image_index"]) else 0
+    images = len(image_ids)
+    if not (np.issubdtype(image_ids.dtype, np.integer) and image_ids.ndim == 1) or \
+            (len(arrays["image_index"]) and arrays["image_index"].max() >= images):
+        raise DataError(f"{path}: image_ids must list one CLEVR image_index per image row, and every question's "
+                        f"image row must be among them; {HOW_TO_MAKE}")
+    if with_images and entry.get("images") is None:
+        raise DataError(f"{cache}: a state-only cache (built with --no-images): the {split} split holds no images; "
+                        f"pixel models need `relnet data clevr` without --no-images")
     if with_images:
         arrays["images"] = _load_images(cache / f"{split}_images.npy", entry, images, vocab["image_size"])
     if with_objects:

@@ -72,10 +72,7 @@ def read_scenes(path: Path) -> list[dict]:
         seen.add(index)
         if "split" in scene:
             check_split_name(scene["split"], where)
-        filename = scene.get("image_filename")
-        if filename is not None and (not isinstance(filename, str) or not FILE_NAME.fullmatch(filename)
-                                     or filename in (".", "..")):
-            raise DataError(f"{where}: image_filename {filename!r} is not a plain file name")
+        _check_image_filename(scene, where)
         if len(scene["objects"]) > MAX_OBJECTS:
             raise DataError(f"{where}: {len(scene['objects'])} objects; CLEVR scenes hold at most {MAX_OBJECTS}")
         for slot, obj in enumerate(scene["objects"]):
@@ -108,6 +105,13 @@ def _check_relationships(relationships, count: int, where: str) -> None:
                             f"indices of other objects (0 to {count - 1})")
 
 
+def _check_image_filename(entry: dict, where: str) -> None:
+    filename = entry.get("image_filename")
+    if filename is not None and (not isinstance(filename, str) or not FILE_NAME.fullmatch(filename)
+                                 or filename in (".", "..")):
+        raise DataError(f"{where}: image_filename {filename!r} is not a plain file name")
+
+
 def read_questions(path: Path) -> list[dict]:
     """The questions of a CLEVR question file, each checked: a whole ``image_index`` >= 0, text,
     and where present an answer among CLEVR's 28, a program of well-formed nodes and a family."""
@@ -119,6 +123,7 @@ def read_questions(path: Path) -> list[dict]:
         index = question.get("image_index")
         if not _index(index):
             raise DataError(f"{where}: image_index {index!r} is not a whole number from 0 to {MAX_IMAGE_INDEX - 1:,}")
+        _check_image_filename(question, where)
         text = question.get("question", "")
         if not isinstance(text, str) or len(text) > MAX_QUESTION_CHARS:
             raise DataError(f"{where}: question text {str(text)[:60]!r} is not a string of at most "

@@ -88,16 +88,16 @@ def _render_to_file(job) -> dict:
 
 
 class QuestionWriter:
-    """Questions for scenes in order, with one answer tally per family for balancing."""
+    """Questions for scenes in order. Like CLEVR's generator, each question slot tries the least
+    used families first, so every family, and so every category, gets its share of the split
+    (CLEVR's category mix follows from its families); one answer tally per family keeps any
+    answer from dominating a family."""
 
     def __init__(self, templates: list[Template], synonyms: dict, options: GeneratorOptions):
         self.templates = templates
         self.synonyms = synonyms
         self.options = options
-        self.by_category = defaultdict(list)
-        for template in templates:
-            self.by_category[template.category].append(template)
-        self.categories = sorted(self.by_category, key=CATEGORIES.index)
+        self.used = np.zeros(len(templates), dtype=np.int64)
         self.tally: dict[int, Counter] = defaultdict(Counter)
         self.questions: list[dict] = []
 
@@ -111,19 +111,20 @@ class QuestionWriter:
         mean = sum(tally.values()) / max(len(tally), 2)
         return tally[answer] <= 1.1 * mean + 2
 
+    def _least_used(self, rng: np.random.Generator) -> list[int]:
+        """Template positions by how often they were asked, ties in random order."""
+        shuffled = rng.permutation(len(self.templates))
+        return shuffled[np.argsort(self.used[shuffled], kind="stable")][:self.tries_per_slot].tolist()
+
     def add(self, scene: dict) -> None:
         rng = _seed(self.options.seed, self.options.split, scene["image_index"], 1)
         wanted = self.options.questions_per_image
         texts: set[str] = set()
-        # Each question slot draws a category, then tries templates of that category, so that
-        # categories whose questions are harder to pose are not crowded out.
         for _ in range(2 * wanted):
             if wanted == 0:
                 break
-            category = self.categories[int(rng.integers(len(self.categories)))]
-            candidates = self.by_category[category]
-            for _ in range(self.tries_per_slot):
-                template = candidates[int(rng.integers(len(candidates)))]
+            for position in self._least_used(rng):
+                template = self.templates[position]
                 try:
                     made = instantiate(template, scene, rng)
                     if made is None:
@@ -139,6 +140,7 @@ class QuestionWriter:
                     break
             else:
                 continue
+            self.used[position] += 1
             texts.add(text)
             self.tally[template.family][answer] += 1
             wanted -= 1
@@ -162,8 +164,10 @@ def _load_question_sources(templates_dir, synonyms_path, metadata_path):
 
 
 def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_dir=None, synonyms_path=None,
-             metadata_path=None, overwrite: bool = False, progress: bool = True) -> dict:
-    """Write images, scenes and questions of one split in the official CLEVR layout under ``out``."""
+             metadata_path=None, overwrite: bool = False, progress: bool = True, images: bool = True) -> dict:
+    """Write images, scenes and questions of one split in the official CLEVR layout under ``out``;
+    without ``images``, only the scenes and questions (the same ones), which is all a state model
+    needs and several times faster."""
     from tqdm import tqdm
 
     check_split_name(options.split, "--split")
@@ -178,14 +182,16 @@ def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_d
     # leaves new images beside old scenes and questions that a reader would take as complete.
     for path in (scenes_path, questions_path):
         path.unlink(missing_ok=True)
-    image_dir.mkdir(parents=True, exist_ok=True)
+    if images:
+        image_dir.mkdir(parents=True, exist_ok=True)
     writer = QuestionWriter(templates, synonyms, options)
-    jobs = [(index, options, str(image_dir)) for index in range(options.start_index, options.start_index + options.images)]
+    jobs = [(index, options, str(image_dir) if images else None)
+            for index in range(options.start_index, options.start_index + options.images)]
     scenes = []
-    bar = tqdm(total=len(jobs), desc=f"clevr-gen {options.split}", unit="image", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"clevr-gen {options.split}", unit="scene", disable=not progress)
     if workers > 1:
         with get_context("spawn").Pool(workers) as pool:
-            for scene in pool.imap(_render_to_file, jobs, chunksize=4):
+            for scene in pool.imap(_render_to_file, jobs, chunksize=4 if images else 64):
                 scenes.append(scene)
                 writer.add(scene)
                 bar.update()
@@ -198,8 +204,8 @@ def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_d
     bar.close()
     write_json(scenes_path, {"info": _info(options.split), "scenes": scenes})
     write_json(questions_path, {"info": _info(options.split), "questions": writer.questions})
-    return {"scenes": str(scenes_path), "questions": str(questions_path), "images": str(image_dir),
-            "summary": summarize(writer.questions)}
+    result = {"scenes": str(scenes_path), "questions": str(questions_path), "summary": summarize(writer.questions)}
+    return {**result, "images": str(image_dir)} if images else result
 
 
 def generate_questions(scenes_file: Path, out: Path, options: GeneratorOptions, templates_dir=None,

@@ -31,6 +31,11 @@ def execute(program: list[dict], scene: dict):
 
     Object sets are frozensets of object indices, objects are indices, answers are str/int/bool.
     """
+    return node_outputs(program, scene)[-1]
+
+
+def node_outputs(program: list[dict], scene: dict) -> list:
+    """The value of every node of the program on ``scene``, in order."""
     outputs: list = []
     for position, node in enumerate(program):
         function = node_function(node)
@@ -42,7 +47,7 @@ def execute(program: list[dict], scene: dict):
         outputs.append(apply_function(function, args, values, scene, position))
     if not outputs:
         raise ProgramError("empty program")
-    return outputs[-1]
+    return outputs
 
 
 def apply_function(function: str, args: list, values: list, scene: dict, position: int = 0):

@@ -20,7 +20,7 @@ import numpy as np
 
 from relnet.errors import DataError
 from relnet.io import read_json_file
-from relnet.tasks.clevr.program import _FUSED, ProgramError, answer_text, apply_function, execute, expand_template
+from relnet.tasks.clevr.program import _FUSED, ProgramError, answer_text, apply_function, expand_template, node_outputs
 from relnet.tasks.clevr.schema import ATTRIBUTES, PARAM_TYPES, RELATIONS, category_of
 
 RELATION_TEXT = {"left": "left of", "right": "right of", "behind": "behind", "front": "in front of"}
@@ -41,11 +41,24 @@ def builtin_templates_dir() -> Path:
     return Path(str(resources.files("relnet.tasks.clevr") / "templates"))
 
 
+# CLEVR v1.0 numbers its 90 families (``question_family_index``) through the template files in this
+# order (checked against the released questions), not alphabetically.
+CLEVR_FILE_ORDER = ("compare_integer.json", "comparison.json", "three_hop.json", "single_and.json",
+                    "same_relate.json", "single_or.json", "one_hop.json", "two_hop.json", "zero_hop.json")
+
+
+def _file_order(path: Path) -> tuple[int, str]:
+    """CLEVR's own files first, in CLEVR's order; any other file after them, by name."""
+    known = CLEVR_FILE_ORDER.index(path.name) if path.name in CLEVR_FILE_ORDER else len(CLEVR_FILE_ORDER)
+    return known, path.name
+
+
 def load_templates(directory: str | Path) -> list[Template]:
-    """Every template of the ``*.json`` files in ``directory`` (sorted by file name), numbered
-    by family in that order."""
+    """Every template of the ``*.json`` files in ``directory``, numbered by family: the files of
+    CLEVR v1.0 in its order (``CLEVR_FILE_ORDER``), then any others sorted by name."""
     directory = Path(directory)
-    files = sorted(p for p in directory.glob("*.json") if p.name not in ("synonyms.json", "metadata.json"))
+    files = sorted((p for p in directory.glob("*.json") if p.name not in ("synonyms.json", "metadata.json")),
+                   key=_file_order)
     if not files:
         raise DataError(f"{directory}: no template files (*.json) found")
     templates = []
@@ -145,7 +158,8 @@ def instantiate(template: Template, scene: dict, rng: np.random.Generator, tries
             continue
         program, output_of = expand_template(template.nodes, template.params, values)
         try:
-            outputs = [execute(program[: i + 1], scene) for i in output_of]
+            every = node_outputs(program, scene)
+            outputs = [every[i] for i in output_of]
         except ProgramError:
             continue
         if all(_holds(c, values, outputs) for c in template.constraints):

@@ -134,8 +134,10 @@ class Clevr(Task):
             size = info["image_size"]
             images.append(np.asarray(Image.fromarray(image).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)))
         source = Path("<generated scenes>")
-        arrays, _ = encode_questions(source, writer.questions, {word: i for i, word in enumerate(self._words(info))})
-        arrays.update(object_table(source, scenes, count), images=np.stack(images))
+        rows = [scene["image_index"] for scene in scenes]
+        arrays, _ = encode_questions(source, writer.questions, {word: i for i, word in enumerate(self._words(info))}, rows)
+        arrays.pop("image_ids")
+        arrays.update(object_table(source, scenes, rows), images=np.stack(images))
         return self._split("generated", arrays, preset, info)
 
     @staticmethod
