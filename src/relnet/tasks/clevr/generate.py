@@ -111,23 +111,27 @@ class QuestionWriter:
         mean = sum(tally.values()) / max(len(tally), 2)
         return tally[answer] <= 1.1 * mean + 2
 
-    def _least_used(self, rng: np.random.Generator) -> list[int]:
-        """Template positions by how often they were asked, ties in random order."""
+    def _least_used(self, rng: np.random.Generator, failed: set[int]) -> list[int]:
+        """Template positions by how often they were asked, ties in random order, leaving out the
+        ones that already failed on this scene."""
         shuffled = rng.permutation(len(self.templates))
-        return shuffled[np.argsort(self.used[shuffled], kind="stable")][:self.tries_per_slot].tolist()
+        ordered = shuffled[np.argsort(self.used[shuffled], kind="stable")]
+        return [int(p) for p in ordered if int(p) not in failed][:self.tries_per_slot]
 
     def add(self, scene: dict) -> None:
         rng = _seed(self.options.seed, self.options.split, scene["image_index"], 1)
         wanted = self.options.questions_per_image
         texts: set[str] = set()
+        failed: set[int] = set()  # families with no question about this scene: not tried again on it
         for _ in range(2 * wanted):
             if wanted == 0:
                 break
-            for position in self._least_used(rng):
+            for position in self._least_used(rng, failed):
                 template = self.templates[position]
                 try:
                     made = instantiate(template, scene, rng)
                     if made is None:
+                        failed.add(position)
                         continue
                     values, program, answer = made
                     if not self._balanced(template.family, answer):

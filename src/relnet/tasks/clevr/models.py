@@ -67,17 +67,22 @@ class PixelRN(nn.Module):
 
 
 class StateRN(nn.Module):
-    """The scene's object table (3D position, color, shape, material, size) is the set of objects;
-    the mask drops the empty slots of scenes with fewer than 10 objects."""
+    """The scene's object table (x, y, z, then one-hot size, color, material, shape) is the set of
+    objects; the mask drops the empty slots of scenes with fewer than 10 objects. Positions are
+    scaled by ``position_scale`` so that they span about [-1, 1] like the one-hot features."""
 
     def __init__(self, vocab_size: int, num_answers: int, object_dim: int, embedding_dim: int = 32, lstm: int = 256,
-                 g_widths: Sequence[int] = (512,) * 4, f_widths: Sequence[int] = (512, 1024), dropout: float = 0.02):
+                 g_widths: Sequence[int] = (512,) * 4, f_widths: Sequence[int] = (512, 1024), dropout: float = 0.02,
+                 position_scale: float = 1.0):
         super().__init__()
         self.question = QuestionEncoder(vocab_size, embedding_dim, lstm)
         self.rn = RelationNetwork(object_dim, num_answers, lstm, g_widths, f_widths, dropout)
+        scale = torch.ones(object_dim)
+        scale[:3] = position_scale
+        self.register_buffer("feature_scale", scale, persistent=False)
 
     def forward(self, objects, object_mask, question, question_length):
-        return self.rn(objects, self.question(question, question_length), mask=object_mask)
+        return self.rn(objects * self.feature_scale, self.question(question, question_length), mask=object_mask)
 
 
 class CNNLSTM(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,17 +98,33 @@ class Clevr(Task):
             raise ConfigError(f"preset {preset.name!r}: data.inputs must be pixels or state and data.reverse_question "
                               f"true or false")
         vocab = read_vocab(data_dir)
-        if info is not None and (info["vocab_size"] != len(vocab["words"]) or info.get("words", vocab["words"]) != vocab["words"]):
-            raise ConfigError(f"{data_dir / 'vocab.json'} holds another vocabulary ({len(vocab['words'])} words) than "
-                              f"the run was trained with ({info['vocab_size']}): the cache was rebuilt from other "
-                              f"train questions")
         arrays = load_cache(data_dir, split, with_images=inputs == "pixels", with_objects=inputs == "state")
         if split == "train" and (arrays["answer"] < 0).any():
             raise DataError(f"{data_dir / 'train_questions.npz'}: {int((arrays['answer'] < 0).sum())} training "
                             f"questions have no answer; a training split needs every answer")
+        if info is not None and inputs == "pixels" and vocab["image_size"] != info["image_size"]:
+            raise ConfigError(f"{data_dir / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; the "
+                              f"model reads {info['image_size']}-pixel ones (`relnet data clevr --image-size "
+                              f"{info['image_size']}`)")
+        if info is not None and info.get("words", vocab["words"]) != vocab["words"]:
+            # A trained model reads any CLEVR cache: its words are re-numbered into the model's vocabulary.
+            arrays["tokens"] = self._renumber(data_dir, split, arrays["tokens"], vocab["words"], self._words(info))
+            return self._split(split, arrays, preset, info)
         info = {"vocab_size": len(vocab["words"]), "answers": len(ANSWERS), "image_size": vocab["image_size"],
                 "words": vocab["words"]}
         return self._split(split, arrays, preset, info)
+
+    @staticmethod
+    def _renumber(data_dir: Path, split: str, tokens: np.ndarray, cache_words: list[str], model_words: list[str]):
+        index = {word: i for i, word in enumerate(model_words)}
+        mapping = np.array([index.get(word, 1) for word in cache_words], dtype=tokens.dtype)
+        mapping[0] = 0
+        renumbered = mapping[tokens]
+        unknown = int(((renumbered == 1) & (tokens != 1)).sum())
+        if unknown:
+            print(f"warning: {data_dir} {split}: {unknown} question words are not in the model's vocabulary; read as "
+                  f"{UNK}", file=sys.stderr)
+        return renumbered
 
     @staticmethod
     def _split(name: str, arrays: dict, preset: Preset, info: dict) -> ClevrSplit:
@@ -175,15 +192,17 @@ class Clevr(Task):
         return {**inputs, "question": ids, "question_length": length}, unknown
 
     def build_model(self, preset: Preset, info: dict) -> torch.nn.Module:
-        kind = preset.model["kind"]
+        """The preset's model; entries of ``model`` other than ``kind`` are its constructor's options."""
+        options = dict(preset.model)
+        kind = options.pop("kind")
         if kind == "pixel-rn":
-            return PixelRN(info["vocab_size"], info["answers"])
+            return PixelRN(info["vocab_size"], info["answers"], **options)
         if kind == "state-rn":
-            return StateRN(info["vocab_size"], info["answers"], OBJECT_FEATURES)
+            return StateRN(info["vocab_size"], info["answers"], OBJECT_FEATURES, **options)
         if kind == "cnn-lstm":
-            return CNNLSTM(info["vocab_size"], info["answers"], info["image_size"])
+            return CNNLSTM(info["vocab_size"], info["answers"], info["image_size"], **options)
         if kind == "cnn-lstm-sa":
-            return StackedAttention(info["vocab_size"], info["answers"])
+            return StackedAttention(info["vocab_size"], info["answers"], **options)
         raise ConfigError(f"unknown CLEVR model kind {kind!r}")
 
     def answer_names(self, info: dict) -> list[str]:
