@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from relnet.cli import main
-from relnet.tasks.clevr.data import load_cache
+from relnet.tasks.clevr.data import load_cache, tokenize
 from relnet.tasks.clevr.generate import GeneratorOptions, QuestionWriter, generate, make_scene, summarize
 from relnet.tasks.clevr.questions import builtin_templates_dir, load_synonyms, load_templates
 from relnet.tasks.clevr.render import cast
@@ -185,3 +185,34 @@ def test_real_clevr_sample_caches_and_its_objects_match(tmp_path):
     assert arrays["images"].shape[0] == len(scenes) == 24
     ordered = sorted(scenes, key=lambda scene: scene["image_index"])
     assert arrays["object_count"].tolist() == [len(scene["objects"]) for scene in ordered]
+
+
+def test_a_trained_model_reads_a_cache_of_another_vocabulary(tmp_path, capsys):
+    for name, seed, images in (("a", "0", "5"), ("b", "7", "4")):
+        for split in ("train", "val"):
+            assert main(["data", "clevr-gen", "--out", str(tmp_path / name), "--images", images, "--split", split,
+                         "--seed", seed, "--no-images", "--workers", "1", "--no-progress"]) == 0
+        assert main(["data", "clevr", "--clevr-dir", str(tmp_path / name), "--out", str(tmp_path / f"cache-{name}"),
+                     "--no-images", "--no-progress"]) == 0
+    words_a = json.loads((tmp_path / "cache-a/vocab.json").read_text())["words"]
+    words_b = json.loads((tmp_path / "cache-b/vocab.json").read_text())["words"]
+    assert words_a != words_b
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "clevr-state", "--data", str(tmp_path / "cache-a"), "--out", str(run),
+                 "--epochs", "1", "--no-progress", "--precision", "fp32"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(tmp_path / "cache-b"), "--json", "--no-progress",
+                 "--precision", "fp32"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["questions"] == 40
+    # The same questions through the model's own vocabulary: the words it knows keep their ids.
+    from relnet.train.checkpoint import load_trained
+    task, preset, info, _ = load_trained(str(run))
+    split = task.load(tmp_path / "cache-b", "val", preset, info)
+    questions = json.loads((tmp_path / "b/questions/CLEVR_val_questions.json").read_text())["questions"]
+    first = [words_a.index(w) if w in words_a else 1 for w in tokenize(questions[0]["question"])]
+    length = int(split.tensors["lengths"][0])
+    assert sorted(split.tensors["tokens"][0, :length].tolist()) == sorted(first)
+    unknown = set(words_b) - set(words_a)
+    assert ("not in the model's vocabulary" in captured.err) == any(
+        w in unknown for q in questions for w in tokenize(q["question"]))

@@ -116,3 +116,46 @@ def test_shipped_physics_model_on_fresh_scenes(tmp_path):
                        "fp32", progress=False)
     # 2,000 scenes: a standard error of about 0.6 points on the exact-match rate.
     assert metrics["overall"] >= card["metrics"]["overall"] - 0.025, (metrics["overall"], card["metrics"]["overall"])
+
+
+SHARED_CLEVR = Path(__file__).resolve().parents[2] / "shared" / "data"
+CLEVR_TEMPLATES = SHARED_CLEVR / "clevr-gen" / "question_generation"
+
+
+def _clevr_state_cache(tmp_path, extra: list[str]) -> Path:
+    """A state-only cache of questions from CLEVR's official templates (as the model was trained on)."""
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    sources = ["--templates", str(CLEVR_TEMPLATES / "CLEVR_1.0_templates"), "--synonyms",
+               str(CLEVR_TEMPLATES / "synonyms.json"), "--metadata", str(CLEVR_TEMPLATES / "metadata.json")]
+    assert main(["data", "clevr-gen", "--out", str(data), "--split", "train", "--no-progress", *sources, *extra]) == 0
+    assert main(["data", "clevr", "--clevr-dir", str(data), "--out", str(cache), "--no-images", "--no-progress"]) == 0
+    return cache
+
+
+def _clevr_state_accuracy(cache: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["eval", "pretrained:clevr-state", "--data", str(cache), "--split", "train", "--json",
+                 "--no-progress", "--precision", "fp32"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.skipif(not CLEVR_TEMPLATES.is_dir(), reason="needs CLEVR's official templates in ../shared/data/clevr-gen")
+def test_shipped_clevr_state_model_on_fresh_scenes(tmp_path, capsys):
+    cache = _clevr_state_cache(tmp_path, ["--images", "300", "--no-images", "--seed", str(FRESH_SEED), "--workers", "1"])
+    metrics = _clevr_state_accuracy(cache, capsys)
+    card = pretrained.card("clevr-state")["metrics"]
+    # 3,000 questions: a standard error of under 0.5 points near the card's figure.
+    assert metrics["questions"] == 3000
+    assert metrics["overall"] >= card["overall"] - 0.025, (metrics["by_category"], card["by_category"])
+
+
+@pytest.mark.skipif(not (CLEVR_TEMPLATES.is_dir() and (SHARED_CLEVR / "clevr-real-sample").is_dir()),
+                    reason="needs CLEVR's templates and the real CLEVR sample in ../shared/data")
+def test_shipped_clevr_state_model_on_real_clevr_scenes(tmp_path, capsys):
+    """Questions about the 24 real CLEVR v1.0 scenes of the sample, which no model saw."""
+    scenes = SHARED_CLEVR / "clevr-real-sample" / "scenes" / "CLEVR_train_scenes.json"
+    cache = _clevr_state_cache(tmp_path, ["--scenes", str(scenes), "--questions-per-image", "20"])
+    metrics = _clevr_state_accuracy(cache, capsys)
+    assert metrics["questions"] == 480
+    floor = pretrained.card("clevr-state")["real_clevr_sample"]["overall"] - 0.05
+    assert metrics["overall"] >= floor, metrics["by_category"]

@@ -122,7 +122,7 @@ class QuestionWriter:
         rng = _seed(self.options.seed, self.options.split, scene["image_index"], 1)
         wanted = self.options.questions_per_image
         texts: set[str] = set()
-        failed: set[int] = set()  # families with no question about this scene: not tried again on it
+        failed: set[int] = set()  # families with no (balanced) question about this scene: not tried again on it
         for _ in range(2 * wanted):
             if wanted == 0:
                 break
@@ -135,6 +135,7 @@ class QuestionWriter:
                         continue
                     values, program, answer = made
                     if not self._balanced(template.family, answer):
+                        failed.add(position)
                         continue
                     text = question_text(template, values, self.synonyms, rng)
                 except (KeyError, IndexError, TypeError, ValueError) as error:  # a template load_templates let through
