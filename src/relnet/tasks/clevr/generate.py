@@ -104,12 +104,12 @@ class QuestionWriter:
     tries_per_slot = 30
 
     def _balanced(self, family: int, answer: str) -> bool:
+        """Whether the family may give ``answer`` once more: no answer may run more than 10% (+2)
+        ahead of the family's next most frequent one, so that no family can be answered by its
+        most common answer while answers that scenes make rare (large counts) stay possible."""
         tally = self.tally[family]
-        if not tally:
-            return True
-        # At least two answers: a family that has only ever answered "no" must still be held back.
-        mean = sum(tally.values()) / max(len(tally), 2)
-        return tally[answer] <= 1.1 * mean + 2
+        others = max((count for other, count in tally.items() if other != answer), default=0)
+        return tally[answer] + 1 <= 1.1 * others + 2
 
     def _least_used(self, rng: np.random.Generator, failed: set[int]) -> list[int]:
         """Template positions by how often they were asked, ties in random order, leaving out the
