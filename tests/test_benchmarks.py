@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -107,3 +109,31 @@ def test_gpu_script_reports_a_failing_stage_and_stops_an_overrunning_one(tmp_pat
     entry = gpu.launch("clevr", args, seconds=3.0)  # rendering and training take longer than 3 s
     assert entry["status"] == "stopped at its limit of 3 s"
     assert time.perf_counter() - start < 25
+
+
+def test_clevr_state_study_smoke(tmp_path):
+    from relnet.cli import main
+    for split, images in (("train", "6"), ("val", "3")):
+        assert main(["data", "clevr-gen", "--out", str(tmp_path / "data"), "--split", split, "--images", images,
+                     "--no-images", "--workers", "1", "--no-progress"]) == 0
+    assert main(["data", "clevr", "--clevr-dir", str(tmp_path / "data"), "--out", str(tmp_path / "cache"),
+                 "--no-images", "--no-progress"]) == 0
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "clevr_state_study.py"), "--data", str(tmp_path / "cache"),
+                             "--out", str(tmp_path / "study"), "--smoke"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert len(study) == 3 and all(row["curve"] and row["questions_seen"] == 60 for row in study.values())
+    assert (tmp_path / "study" / "study.png").read_bytes()[:4] == b"\x89PNG"
+
+
+SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "clevr-real-sample"
+
+
+@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="needs the real CLEVR sample in ../shared/data")
+def test_clevr_crops_smoke(tmp_path):
+    out = tmp_path / "crops.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "clevr_crops.py"), "--scenes", "20", "--epochs", "1",
+                             "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["real"]["objects"] == 145 and 0 <= results["real"]["all_four"] <= 1
