@@ -1235,7 +1235,7 @@ def test_a_scene_that_cannot_be_placed_ends_with_an_error(tmp_path, capsys, monk
 
     monkeypatch.setattr(generate_module, "PLACEMENT_TRIES", 0)
     refused(capsys, ["data", "clevr-gen", "--out", tmp_path / "out", "--images", "1", "--workers", "1",
-                     "--no-progress"], "no placement of 3 to 10 objects found in 0 tries")
+                     "--no-progress"], "no placement of", "objects found in 0 tries", "--max-objects")
 
 
 @pytest.mark.parametrize("which", ["templates", "synonyms", "metadata"])
