@@ -488,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--metadata", metavar="FILE", help="CLEVR metadata JSON to check the attribute values against")
     gen.add_argument("--scenes", metavar="FILE", help="write questions for this scene file instead of rendering")
     gen.add_argument("--no-images", action="store_true",
-                     help="write scenes and questions only, no images (the same scenes; what state models need)")
+                     help="write scenes and questions only, no images (the same scenes; what state models need; "
+                          "--scenes never renders)")
     gen.add_argument("--json", action="store_true", help="print the paths and answer statistics as JSON")
     add_generator_options(gen, cmd_data_clevr_gen)
 

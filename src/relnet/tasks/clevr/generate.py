@@ -122,7 +122,7 @@ class QuestionWriter:
         rng = _seed(self.options.seed, self.options.split, scene["image_index"], 1)
         wanted = self.options.questions_per_image
         texts: set[str] = set()
-        failed: set[int] = set()  # families with no (balanced) question about this scene: not tried again on it
+        failed: set[int] = set()  # template positions with no (balanced) question about this scene: not tried again
         for _ in range(2 * wanted):
             if wanted == 0:
                 break
@@ -183,10 +183,12 @@ def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_d
     for path in (scenes_path, questions_path):
         if path.exists() and not overwrite:
             raise ConfigError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
-    # Replacing a split: its old scenes and questions go first, so that a run stopped midway never
-    # leaves new images beside old scenes and questions that a reader would take as complete.
+    # Replacing a split: its old scenes, questions and images go first, so that a run stopped midway
+    # never leaves a mix that a reader would take as complete, and no old image outlives its scene.
     for path in (scenes_path, questions_path):
         path.unlink(missing_ok=True)
+    for path in image_dir.glob(f"CLEVR_{options.split}_*.png") if image_dir.is_dir() else ():
+        path.unlink()
     if images:
         image_dir.mkdir(parents=True, exist_ok=True)
     writer = QuestionWriter(templates, synonyms, options)
