@@ -30,7 +30,7 @@ from relnet.tasks.clevr.render import render, sample_lights
 from relnet.tasks.clevr.scene import CAMERA_POSITION, Camera
 from relnet.tasks.clevr.schema import ATTRIBUTES
 
-REAL = Path("/work/shared/data/clevr-real-sample")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "clevr-real-sample"  # ../shared beside the repo
 NAMES = ("color", "shape", "material", "size")
 CROP = 32  # side of the classifier's input
 REFERENCE_DEPTH = 11.0  # an object at this depth gets a crop of --crop pixels

@@ -1,6 +1,6 @@
 """The clevr-state recipe study: several `relnet train --preset clevr-state` variants run side by
 side (one thread each, the same budget, data and evaluation subset), then their val accuracy
-against questions seen, as a table and a picture.
+against questions seen: a Markdown table of the final figures, study.json and study.png.
 
     python benchmarks/clevr_state_study.py --data CACHE --out DIR --minutes 8
     python benchmarks/clevr_state_study.py --out DIR --plot-only      # redraw from DIR/*/history.json
@@ -17,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+sys.path.insert(0, SRC)
 
 from relnet.train.plots import save_figure  # noqa: E402
 
@@ -41,19 +42,19 @@ def command(variant: str, data: Path, out: Path, minutes: float, smoke: bool = F
     sets = [arg for value in VARIANTS[variant] for arg in ("--set", value)]
     budget = ["--epochs", "1", "--eval-every", "64", "--precision", "fp32"] if smoke else \
         ["--max-minutes", str(minutes), "--eval-every", "100000", "--precision", "bf16"]
-    return ["relnet", "train", "--preset", "clevr-state", "--data", str(data), "--out", str(out / folder(variant)),
+    return [sys.executable, "-m", "relnet.cli", "train", "--preset", "clevr-state", "--data", str(data), "--out", str(out / folder(variant)),
             *budget, "--no-progress", *sets]
 
 
 def run_all(data: Path, out: Path, minutes: float, smoke: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
     processes = []
     for variant in VARIANTS:
         args = command(variant, data, out, minutes, smoke)
-        print("$ OMP_NUM_THREADS=1 " + " ".join(args), flush=True)
-        log = open(out / f"{folder(variant)}.log", "w")
-        processes.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                          env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        print("$ OMP_NUM_THREADS=1 relnet " + " ".join(args[3:]), flush=True)
+        with open(out / f"{folder(variant)}.log", "w") as log:  # the child keeps its own handle
+            processes.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env))
     if any(process.wait() for process in processes):
         raise SystemExit(f"a variant failed; see the logs in {out}")
 
@@ -77,6 +78,8 @@ def plot(summary: dict, path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(8, 5))
     for variant, row in summary.items():
+        if not row["curve"]:
+            continue
         seen, accuracy = zip(*row["curve"])
         axis.plot([s / 1e6 for s in seen], [100 * a for a in accuracy], marker=".", label=variant)
     axis.set_xlabel("training questions seen (millions)")
@@ -102,9 +105,12 @@ def main() -> None:
     summary = summarize(args.out)
     (args.out / "study.json").write_text(json.dumps(summary, indent=2))
     plot(summary, args.out / "study.png")
+    categories = list(next(iter(summary.values()))["final"]) if summary else []
+    print("| variant | questions seen | questions/s | " + " | ".join(categories) + " |")
+    print("|---|---:|---:|" + "---:|" * len(categories))
     for variant, row in summary.items():
-        final = ", ".join(f"{k} {100 * v:.1f}" for k, v in row["final"].items())
-        print(f"{variant}: {row['questions_seen']:,} questions, {row['samples_per_second']:.0f}/s; {final}")
+        final = " | ".join(f"{100 * row['final'][k]:.1f}" for k in categories)
+        print(f"| {variant} | {row['questions_seen']:,} | {row['samples_per_second']:.0f} | {final} |")
 
 
 if __name__ == "__main__":

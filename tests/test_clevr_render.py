@@ -1,8 +1,8 @@
 import numpy as np
 
 from relnet.tasks.clevr.generate import GeneratorOptions, make_scene
-from relnet.tasks.clevr.render import cast, render, sample_lights
-from relnet.tasks.clevr.scene import CAMERA_POSITION, Camera
+from relnet.tasks.clevr.render import cast, render, sample_lights, visible_pixels
+from relnet.tasks.clevr.scene import CAMERA_POSITION, Camera, SceneOptions, place_objects, sample_camera
 
 CAMERA = Camera.looking_at(CAMERA_POSITION)
 LIGHTS = sample_lights(np.random.default_rng(0), 0.0)
@@ -27,6 +27,21 @@ def test_render_is_deterministic_and_its_ids_are_casts():
     again, ids_again = render(objects, CAMERA, LIGHTS)
     assert np.array_equal(image, again) and np.array_equal(ids, ids_again)
     assert np.array_equal(ids, cast(objects, CAMERA)[2])
+
+
+def test_visible_pixels_counts_what_the_render_shows():
+    """`clevr-gen --no-images` decides visibility with ``visible_pixels``, a rendering run with the
+    render's ids; the scenes agree only if the two counts agree, crowded scenes included."""
+    rng, options, placed = np.random.default_rng(0), SceneOptions(), []
+    for count in [10] * 40 + [6] * 10:  # many 10-object placements fail; a dozen get through
+        camera = sample_camera(rng, options)
+        objects = place_objects(rng, camera, options, count)
+        if objects is None:
+            continue
+        placed.append(count)
+        ids = cast(objects, camera)[2]
+        assert np.array_equal(visible_pixels(objects, camera), np.bincount(ids[ids >= 0], minlength=count))
+    assert placed.count(10) >= 8 and len(placed) >= 15, placed
 
 
 def test_silhouettes_are_anti_aliased():

@@ -10,7 +10,7 @@ from relnet.cli import main
 from relnet.errors import DataError
 from relnet.tasks.clevr.stats import compare_table, format_statistics, scene_statistics
 
-REAL_SAMPLE = Path("/work/shared/data/clevr-real-sample")
+REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "clevr-real-sample"
 
 
 def obj(shape, size, color, material, x, y, rotation):
