@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from relnet.cli import main
+from relnet.errors import ConfigError, DataError
 from relnet.tasks.clevr.data import load_cache, tokenize
 from relnet.tasks.clevr.generate import GeneratorOptions, QuestionWriter, generate, make_scene, summarize
 from relnet.tasks.clevr.questions import builtin_templates_dir, load_synonyms, load_templates
@@ -126,7 +127,7 @@ def test_no_images_data_and_state_only_cache(tmp_path):
     assert arrays["objects"].shape == (6, 10, 3 + sum(len(v) for v in ATTRIBUTES.values()))
     assert main(["train", "--preset", "clevr-state", "--data", str(cache), "--out", str(tmp_path / "run"),
                  "--epochs", "1", "--no-progress"]) == 0
-    with pytest.raises(Exception, match="state-only cache"):
+    with pytest.raises(DataError, match="state-only cache"):
         load_cache(cache, "train", with_images=True, with_objects=False)
     assert main(["train", "--preset", "clevr-pixels", "--data", str(cache), "--out", str(tmp_path / "pixels"),
                  "--epochs", "1", "--no-progress"]) == 2
@@ -216,3 +217,21 @@ def test_a_trained_model_reads_a_cache_of_another_vocabulary(tmp_path, capsys):
     unknown = set(words_b) - set(words_a)
     assert ("not in the model's vocabulary" in captured.err) == any(
         w in unknown for q in questions for w in tokenize(q["question"]))
+    # A run from before runs stored their words cannot be matched to another vocabulary: an error.
+    old_info = {key: value for key, value in info.items() if key != "words"}
+    with pytest.raises(ConfigError, match="predates relnet storing its words"):
+        task.load(tmp_path / "cache-b", "val", preset, old_info)
+    assert len(task.load(tmp_path / "cache-a", "val", preset, old_info)) == 50
+
+
+def test_replacing_a_split_without_images_removes_its_old_images(tmp_path):
+    """Old renders must not be cached against the new scenes of another seed."""
+    out = tmp_path / "d"
+    common = ["data", "clevr-gen", "--out", str(out), "--images", "2", "--workers", "1", "--no-progress"]
+    assert main(common) == 0
+    assert len(list((out / "images" / "train").glob("*.png"))) == 2
+    (out / "images" / "train" / "notes.txt").write_text("mine")
+    assert main([*common, "--seed", "5", "--no-images", "--overwrite"]) == 0
+    assert sorted(p.name for p in (out / "images" / "train").iterdir()) == ["notes.txt"]
+    # A cache with images now says the images are missing instead of pairing old ones with new scenes.
+    assert main(["data", "clevr", "--clevr-dir", str(out), "--out", str(tmp_path / "cache"), "--no-progress"]) == 2

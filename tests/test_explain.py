@@ -190,6 +190,7 @@ def test_clevr_new_scenes_and_typed_questions(name, small_datasets):
     scenes = task.generated_split(preset, info, 2, seed=3)
     again = task.generated_split(preset, info, 2, seed=3)
     assert len(scenes) >= 2 and all(torch.equal(scenes.tensors[key], again.tensors[key]) for key in scenes.tensors)
+    assert ("images" in scenes.tensors) == (preset.data["inputs"] == "pixels")  # no renders for a state model
     own = explain_example(task, preset, info, model, scenes, 0)
     assert own.view.truth is not None and own.view.question.endswith("?")
     asked = explain_example(task, preset, info, model, scenes, 0, question="How many zorbs are red?")
