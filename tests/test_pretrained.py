@@ -2,6 +2,7 @@
 every model that ships, on freshly generated data of a seed no model was trained on."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_export_load_and_eval_round_trip(tiny_sort_of_clevr, tmp_path, monkeypat
 def test_the_shipped_models_are_small():
     files = [path for path in pretrained.FOLDER.iterdir() if path.suffix in (".safetensors", ".json")]
     assert sum(path.stat().st_size for path in files) < 10 * 2**20
-    assert set(SHIPPED) | {"babi", "physics-connections"} <= set(pretrained.names())
+    assert set(SHIPPED) | {"babi", "physics-connections", "clevr-state"} <= set(pretrained.names())
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +123,16 @@ SHARED_CLEVR = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLEVR_TEMPLATES = SHARED_CLEVR / "clevr-gen" / "question_generation"
 
 
-def _clevr_state_cache(tmp_path, extra: list[str]) -> Path:
-    """A state-only cache of questions from CLEVR's official templates (as the model was trained on)."""
+def _clevr_state_cache(tmp_path, extra: list[str], scenes: Path | None = None) -> Path:
+    """A state-only cache of questions from CLEVR's official templates (as the model was trained on);
+    with `scenes`, questions about those scenes, which sit beside them as in a CLEVR folder."""
     data, cache = tmp_path / "data", tmp_path / "cache"
     sources = ["--templates", str(CLEVR_TEMPLATES / "CLEVR_1.0_templates"), "--synonyms",
                str(CLEVR_TEMPLATES / "synonyms.json"), "--metadata", str(CLEVR_TEMPLATES / "metadata.json")]
+    if scenes is not None:
+        (data / "scenes").mkdir(parents=True)
+        shutil.copy(scenes, data / "scenes" / "CLEVR_train_scenes.json")
+        extra = ["--scenes", str(scenes), *extra]
     assert main(["data", "clevr-gen", "--out", str(data), "--split", "train", "--no-progress", *sources, *extra]) == 0
     assert main(["data", "clevr", "--clevr-dir", str(data), "--out", str(cache), "--no-images", "--no-progress"]) == 0
     return cache
@@ -154,8 +160,9 @@ def test_shipped_clevr_state_model_on_fresh_scenes(tmp_path, capsys):
 def test_shipped_clevr_state_model_on_real_clevr_scenes(tmp_path, capsys):
     """Questions about the 24 real CLEVR v1.0 scenes of the sample, which no model saw."""
     scenes = SHARED_CLEVR / "clevr-real-sample" / "scenes" / "CLEVR_train_scenes.json"
-    cache = _clevr_state_cache(tmp_path, ["--scenes", str(scenes), "--questions-per-image", "20"])
+    cache = _clevr_state_cache(tmp_path, ["--questions-per-image", "20"], scenes=scenes)
     metrics = _clevr_state_accuracy(cache, capsys)
     assert metrics["questions"] == 480
-    floor = pretrained.card("clevr-state")["real_clevr_sample"]["overall"] - 0.05
-    assert metrics["overall"] >= floor, metrics["by_category"]
+    # Real scenes must not be harder than generated ones: the card's val figure less 8 points
+    # (480 questions: a standard error of about 2 points near 71%; measured 74.4%).
+    assert metrics["overall"] >= pretrained.card("clevr-state")["metrics"]["overall"] - 0.08, metrics["by_category"]

@@ -43,7 +43,7 @@ def test_page_and_models(client):
     assert page.status_code == 200 and 'id="relation-map"' in page.text
     models = {model["name"]: model for model in client.get("/api/models").json()}
     assert {"pretrained:sort-of-clevr-pixels", "pretrained:sort-of-clevr-state", "pretrained:babi",
-            "pretrained:physics-connections"} <= set(models)
+            "pretrained:physics-connections", "pretrained:clevr-state"} <= set(models)
     assert "Is the red object on the left?" in models["pretrained:sort-of-clevr-pixels"]["questions"]
     assert models["pretrained:babi"]["questions"] == []  # typed
 
@@ -51,7 +51,8 @@ def test_page_and_models(client):
 @pytest.mark.parametrize("model, source", [("pretrained:sort-of-clevr-pixels", "examples"),
                                            ("pretrained:sort-of-clevr-state", "new"),
                                            ("pretrained:physics-connections", "new"),
-                                           ("pretrained:babi", "examples")])
+                                           ("pretrained:babi", "examples"),
+                                           ("pretrained:clevr-state", "new")])
 def test_every_shipped_model_answers_with_a_relation_map(client, model, source):
     reply = explain(client, model=model, source=source, index=0, seed=5)
     assert reply.status_code == 200, reply.text
