@@ -142,6 +142,16 @@ def _occlusion(points: np.ndarray, obj: dict, light: np.ndarray) -> np.ndarray:
     return np.where(along > 0, shade * shade * (3 - 2 * shade), 0.0)
 
 
+def _object_windows(objects: list[dict], camera: Camera):
+    """(index, object, screen window) of each object that falls inside the image."""
+    for index, obj in enumerate(objects):
+        center = np.asarray(obj["3d_coords"])
+        reach = _bounding_radius(obj)
+        window = _window(camera, _box_corners(center - reach, center + reach))
+        if window is not None:
+            yield index, obj, window
+
+
 def cast(objects: list[dict], camera: Camera, directions: np.ndarray | None = None):
     """Primary rays through every pixel: (depth, normals, ids), ids the object seen at each pixel
     (-1: ground). Enough to tell which objects show, without shading anything."""
@@ -153,12 +163,7 @@ def cast(objects: list[dict], camera: Camera, directions: np.ndarray | None = No
     normals = np.zeros((height, width, 3))
     normals[..., 2] = 1.0
     ids = np.full((height, width), -1, dtype=np.int16)
-    for index, obj in enumerate(objects):
-        center = np.asarray(obj["3d_coords"])
-        reach = _bounding_radius(obj)
-        window = _window(camera, _box_corners(center - reach, center + reach))
-        if window is None:
-            continue
+    for index, obj, window in _object_windows(objects, camera):
         t, n = _intersect(obj, origin, directions[window])
         closer = t < depth[window]
         depth[window] = np.where(closer, t, depth[window])
@@ -172,12 +177,7 @@ def visible_pixels(objects: list[dict], camera: Camera) -> np.ndarray:
     each object's window (objects stand on the floor, so the floor never hides them)."""
     depth = np.full((camera.height, camera.width), np.inf)
     ids = np.full((camera.height, camera.width), -1, dtype=np.int16)
-    for index, obj in enumerate(objects):
-        center = np.asarray(obj["3d_coords"])
-        reach = _bounding_radius(obj)
-        window = _window(camera, _box_corners(center - reach, center + reach))
-        if window is None:
-            continue
+    for index, obj, window in _object_windows(objects, camera):
         t = _intersect(obj, camera.position, camera.ray_directions(window))[0]
         closer = t < depth[window]
         depth[window] = np.where(closer, t, depth[window])
