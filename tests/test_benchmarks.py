@@ -119,10 +119,13 @@ def test_clevr_state_study_smoke(tmp_path):
     assert main(["data", "clevr", "--clevr-dir", str(tmp_path / "data"), "--out", str(tmp_path / "cache"),
                  "--no-images", "--no-progress"]) == 0
     result = subprocess.run([sys.executable, str(BENCHMARKS / "clevr_state_study.py"), "--data", str(tmp_path / "cache"),
-                             "--out", str(tmp_path / "study"), "--smoke"], capture_output=True, text=True)
+                             "--out", str(tmp_path / "study"), "--smoke", "--variants", "small", "small-no-warmup"],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     study = json.loads((tmp_path / "study" / "study.json").read_text())
-    assert len(study) == 3 and all(row["curve"] and row["questions_seen"] == 60 for row in study.values())
+    assert set(study) == {"small", "small-no-warmup"}
+    assert all(row["curve"] and row["questions_seen"] == 60 for row in study.values())
+    assert "warmup_steps=0" in study["small-no-warmup"]["sets"] and "| small-no-warmup |" in result.stdout
     assert (tmp_path / "study" / "study.png").read_bytes()[:4] == b"\x89PNG"
 
 
