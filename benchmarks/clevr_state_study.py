@@ -24,15 +24,15 @@ sys.path.insert(0, SRC)
 from relnet.train.plots import save_figure  # noqa: E402
 
 SMALL = ["model.g_widths=[256,256,256,256]", "model.f_widths=[256,256]", "model.lstm=128",
-         "model.position_scale=0.3333", "batch_size=256", "warmup_steps=100"]
-# Each variant: the `--set` values it gives the preset of the code it runs with.
+         "model.position_scale=0.3333", "batch_size=256", "warmup_steps=100", "lr=1e-3"]
+# Each variant: the `--set` values it gives the preset of the code it runs with (a later value of a key wins).
 VARIANTS = {
     "paper-size": ["model.g_widths=[512,512,512,512]", "model.f_widths=[512,1024]", "model.lstm=256",
                    "model.position_scale=1.0", "batch_size=64", "lr=2.5e-4", "warmup_steps=300"],
-    "small": [*SMALL, "lr=1e-3"],
+    "small": SMALL,
     "small-lr3e-4": [*SMALL, "lr=3e-4"],
-    "small-no-warmup": [*SMALL, "lr=1e-3", "warmup_steps=0"],
-    "small-lstm256": [*SMALL, "lr=1e-3", "model.lstm=256"],
+    "small-no-warmup": [*SMALL, "warmup_steps=0"],
+    "small-lstm256": [*SMALL, "model.lstm=256"],
 }
 DEFAULT_VARIANTS = ["paper-size", "small", "small-lr3e-4"]
 
