@@ -1,15 +1,21 @@
-"""Sample-efficiency study of the pixel RN on Sort-of-CLEVR: how many training questions each
-recipe needs before the test accuracy crosses 90% on non-relational and on binary questions.
+"""Sample-efficiency study of the pixel RN on Sort-of-CLEVR: how many training questions, and how
+many minutes on this machine, each recipe needs before its test accuracy crosses 99%
+non-relational and 85/90/95% binary.
 
-    python benchmarks/sort_of_clevr_study.py --data DATA --out OUT                 # every variant
-    python benchmarks/sort_of_clevr_study.py --data DATA --out OUT --variants control grouped-8
+    python benchmarks/sort_of_clevr_study.py --data DATA --out OUT --variants preset coord-conv
+    python benchmarks/sort_of_clevr_study.py --data DATA --out OUT --variants preset coord-conv --resume
+    python benchmarks/sort_of_clevr_study.py --data DATA --out OUT --variants preset coord-conv --no-train
     python benchmarks/sort_of_clevr_study.py --data DATA --out OUT --smoke         # seconds
 
-Each variant is `relnet train --preset sort-of-clevr-pixels --set ...` (the control is the recipe
-of the most used public implementation, rebuilt in relnet), evaluated on a fixed subset of 4,000
-test questions every --eval-every questions. Runs go --parallel at a time, one thread each.
-Writes OUT/study.json (the curves), OUT/study.png (accuracy against questions seen) and prints a
-table of questions-to-90% in Markdown.
+Each variant is `relnet train --preset P --set ...`: the changes of the variant on top of its base,
+which is either the pixel preset as it is (round 3: `preset` is that round's control) or the recipe
+of the most used public implementation rebuilt in relnet (rounds 1 and 2: `control`). Every run is
+evaluated on a fixed subset of 4,000 test questions every --eval-every questions (and on the whole
+test split after each epoch). Runs go --parallel at a time, one thread each, so their minutes are
+comparable within one invocation. `--resume` continues runs stopped by a time limit or Ctrl-C;
+`--no-train` only summarizes the runs already in OUT.
+Writes OUT/study.json (the curves), OUT/study.png (accuracy against minutes and against questions)
+and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -27,50 +33,55 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from relnet.train.plots import save_figure  # noqa: E402
 
 # The public recipe: conv -> ReLU -> BN, g 4x256, f 256-256 with dropout 0.5, Adam 1e-4 constant, batch 64.
-CONTROL = ["model.conv_order=relu-bn", "model.g_widths=[256,256,256,256]", "model.f_widths=[256,256]",
-           "model.dropout=0.5", "lr=1e-4", "schedule=constant", "warmup_steps=0", "batch_size=64"]
-# variant -> (preset, --set assignments applied after the control's)
+PUBLIC = ["model.conv_order=relu-bn", "model.g_widths=[256,256,256,256]", "model.f_widths=[256,256]",
+          "model.dropout=0.5", "lr=1e-4", "schedule=constant", "warmup_steps=0", "batch_size=64"]
+# The pixel preset before the first study: BN -> ReLU, g 4x128, f 128-128, batch 32, lr 3e-4, cosine to zero.
+PREVIOUS = ["model.conv_order=bn-relu", "model.g_widths=[128,128,128,128]", "model.f_widths=[128,128]",
+            "model.dropout=0.0", "lr=3e-4", "schedule=cosine", "warmup_steps=500", "batch_size=32"]
+BASES = {"public": PUBLIC, "previous": PREVIOUS, "preset": []}
+PIXELS, CNN_MLP = "sort-of-clevr-pixels", "sort-of-clevr-cnn-mlp"
+G_64 = "model.g_widths=[64,64,64,64]"
+# variant -> (preset, base, changes applied after the base's)
 VARIANTS = {
-    "control": ("sort-of-clevr-pixels", []),
-    "bn-before-relu": ("sort-of-clevr-pixels", ["model.conv_order=bn-relu"]),
-    "lr-3e-4": ("sort-of-clevr-pixels", ["lr=3e-4"]),
-    "lr-1e-3-warmup": ("sort-of-clevr-pixels", ["lr=1e-3", "warmup_steps=1000"]),
-    "batch-32": ("sort-of-clevr-pixels", ["batch_size=32"]),
-    "grouped-8": ("sort-of-clevr-pixels", ["data.questions_per_image=8"]),
-    "g-128": ("sort-of-clevr-pixels", ["model.g_widths=[128,128,128,128]"]),
-    "no-dropout": ("sort-of-clevr-pixels", ["model.dropout=0.0"]),
-    "grouped-8-lr-3e-4": ("sort-of-clevr-pixels", ["data.questions_per_image=8", "lr=3e-4"]),
-    # Second round: on top of the two changes that helped most in the first (no dropout, lr 3e-4).
-    "nodrop-3e-4": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4"]),
-    "nodrop-3e-4-invert": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true"]),
-    "nodrop-3e-4-wide-cnn": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4",
-                                                      "model.conv_channels=[32,64,128,256]"]),
-    "nodrop-3e-4-wide-cnn-invert": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
-                                                             "model.conv_channels=[32,64,128,256]"]),
-    "nodrop-1e-3-warmup-invert": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=1e-3", "warmup_steps=1000",
-                                                           "model.invert=true", "grad_clip=5.0"]),
-    "nodrop-3e-4-invert-bn-relu": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
-                                                            "model.conv_order=bn-relu"]),
-    "nodrop-3e-4-invert-mean": ("sort-of-clevr-pixels", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
-                                                         "model.aggregation=mean"]),
-    "cnn-mlp-invert": ("sort-of-clevr-cnn-mlp", ["model.invert=true"]),
-    "preset-before": ("sort-of-clevr-pixels", None),  # the preset as it was, cosine schedule included
-    "cnn-mlp": ("sort-of-clevr-cnn-mlp", None),
+    # Rounds 1 and 2 (GPU, questions seen): one change to the public recipe, then to its best two changes.
+    "control": (PIXELS, "public", []),
+    "bn-before-relu": (PIXELS, "public", ["model.conv_order=bn-relu"]),
+    "lr-3e-4": (PIXELS, "public", ["lr=3e-4"]),
+    "lr-1e-3-warmup": (PIXELS, "public", ["lr=1e-3", "warmup_steps=1000"]),
+    "batch-32": (PIXELS, "public", ["batch_size=32"]),
+    "grouped-8": (PIXELS, "public", ["data.questions_per_image=8"]),
+    "g-128": (PIXELS, "public", ["model.g_widths=[128,128,128,128]"]),
+    "no-dropout": (PIXELS, "public", ["model.dropout=0.0"]),
+    "grouped-8-lr-3e-4": (PIXELS, "public", ["data.questions_per_image=8", "lr=3e-4"]),
+    "nodrop-3e-4": (PIXELS, "public", ["model.dropout=0.0", "lr=3e-4"]),
+    "nodrop-3e-4-invert": (PIXELS, "public", ["model.dropout=0.0", "lr=3e-4", "model.invert=true"]),
+    "nodrop-3e-4-wide-cnn": (PIXELS, "public", ["model.dropout=0.0", "lr=3e-4", "model.conv_channels=[32,64,128,256]"]),
+    "nodrop-3e-4-wide-cnn-invert": (PIXELS, "public", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
+                                                       "model.conv_channels=[32,64,128,256]"]),
+    "nodrop-1e-3-warmup-invert": (PIXELS, "public", ["model.dropout=0.0", "lr=1e-3", "warmup_steps=1000",
+                                                     "model.invert=true", "grad_clip=5.0"]),
+    "nodrop-3e-4-invert-bn-relu": (PIXELS, "public", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
+                                                      "model.conv_order=bn-relu"]),
+    "nodrop-3e-4-invert-mean": (PIXELS, "public", ["model.dropout=0.0", "lr=3e-4", "model.invert=true",
+                                                   "model.aggregation=mean"]),
+    "cnn-mlp-invert": (CNN_MLP, "preset", ["model.invert=true"]),
+    "preset-before": (PIXELS, "previous", []),
+    "cnn-mlp": (CNN_MLP, "preset", []),
+    # Round 3 (CPU, minutes): one change to the pixel preset that came out of rounds 1 and 2.
+    "preset": (PIXELS, "preset", []),
+    "g-64": (PIXELS, "preset", [G_64]),
+    "coord-conv": (PIXELS, "preset", ["model.coord_conv=true"]),
+    "g-64-coord": (PIXELS, "preset", [G_64, "model.coord_conv=true"]),
+    "cosine": (PIXELS, "preset", ["schedule=cosine"]),
+    "batch-128": (PIXELS, "preset", ["batch_size=128", "lr=6e-4"]),
 }
-PREVIOUS_PIXEL_PRESET = ["model.conv_order=bn-relu", "model.g_widths=[128,128,128,128]", "model.f_widths=[128,128]",
-                         "model.dropout=0.0", "lr=3e-4", "schedule=cosine", "warmup_steps=500", "batch_size=32"]
-THRESHOLD = 0.9
+# (kind, accuracy) crossings reported: minutes and questions until the subset accuracy first reaches it.
+TARGETS = [("non_relational", 0.99), ("binary", 0.85), ("binary", 0.90), ("binary", 0.95)]
 
 
 def command(variant: str, data: Path, out: Path, args) -> list[str]:
-    preset, changes = VARIANTS[variant]
-    if variant == "preset-before":
-        changes = PREVIOUS_PIXEL_PRESET
-    elif preset == "sort-of-clevr-cnn-mlp":
-        changes = changes or []
-    elif changes is not None:
-        changes = CONTROL + changes
-    sets = [item for change in (changes or []) for item in ("--set", change)]
+    preset, base, changes = VARIANTS[variant]
+    sets = [item for change in BASES[base] + changes for item in ("--set", change)]
     budget = ["--epochs", "1"] if args.smoke else ["--epochs", str(args.epochs), "--max-minutes", str(args.max_minutes)]
     return [sys.executable, "-m", "relnet.cli", "train", "--preset", preset, "--data", str(data), "--out",
             str(out / variant), "--no-progress", "--eval-every", str(args.eval_every), "--device", args.device,
@@ -84,9 +95,9 @@ def run_all(variants: list[str], args) -> None:
     while pending or running:
         while pending and len(running) < args.parallel:
             variant = pending.pop(0)
-            cmd = command(variant, args.data, args.out, args)
+            cmd = command(variant, args.data, args.out, args) + (["--resume"] if args.resume else [])
             print("$ " + " ".join(cmd[1:]), flush=True)
-            log = open(args.out / f"{variant}.log", "w")
+            log = open(args.out / f"{variant}.log", "a" if args.resume else "w")
             running[variant] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         time.sleep(1)
         for variant, (process, log) in list(running.items()):
@@ -97,22 +108,29 @@ def run_all(variants: list[str], args) -> None:
                     raise SystemExit(f"{variant} failed (exit {process.returncode}); see {args.out / (variant + '.log')}")
 
 
-def first_crossing(curve: list[tuple[int, float]]) -> int | None:
-    return next((seen for seen, accuracy in curve if accuracy >= THRESHOLD), None)
+def first_crossing(curve: list[list[float]], threshold: float) -> dict | None:
+    """Questions and training minutes at the first evaluation at or above ``threshold``."""
+    return next(({"questions": seen, "minutes": round(seconds / 60, 1)} for seen, seconds, accuracy in curve
+                 if accuracy >= threshold), None)
 
 
 def summarize(variants: list[str], args) -> dict:
     summary = {}
     for variant in variants:
         history = json.loads((args.out / variant / "history.json").read_text())
-        final = json.loads((args.out / variant / "metrics.json").read_text())
-        curves = {kind: [(entry["questions_seen"], entry["eval"]["by_kind"][kind]) for entry in history]
-                  for kind in ("non_relational", "binary")}
+        last = next(entry for entry in reversed(history) if not entry["subset"])
+        curves = {kind: [[entry["questions_seen"], entry["train_seconds"], entry["eval"]["by_kind"][kind]]
+                         for entry in history] for kind in ("non_relational", "binary")}
+        seconds = history[-1]["train_seconds"]
         summary[variant] = {
             "command": "relnet " + " ".join(command(variant, Path("DATA"), Path("OUT"), args)[3:]),
-            "curves": curves, "to_90": {kind: first_crossing(curve) for kind, curve in curves.items()},
-            "final": {"questions_seen": final["questions_seen"], "train_seconds": final["train_seconds"],
-                      "samples_per_second": final["train_samples_per_second"], **final["by_kind"]},
+            "curves": curves,
+            "crossings": {f"{kind} >= {threshold:.0%}": first_crossing(curves[kind], threshold)
+                          for kind, threshold in TARGETS},
+            "last_full_evaluation": {"questions_seen": last["questions_seen"], "train_seconds": last["train_seconds"],
+                                     **last["eval"]["by_kind"], **last["eval"]["by_subtype"]},
+            "questions_seen": history[-1]["questions_seen"], "train_seconds": seconds,
+            "samples_per_second": round(history[-1]["questions_seen"] / seconds, 1) if seconds else None,
         }
     return summary
 
@@ -120,31 +138,39 @@ def summarize(variants: list[str], args) -> dict:
 def plot(summary: dict, path: Path) -> None:
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
-    for axis, kind in zip(axes, ("non_relational", "binary")):
-        for index, (variant, result) in enumerate(summary.items()):
-            seen, accuracy = zip(*result["curves"][kind])
-            axis.plot([s / 1e6 for s in seen], accuracy, label=variant, color=f"C{index % 10}",
-                      linestyle="-" if index < 10 else "--")
-        axis.axhline(THRESHOLD, color="gray", linewidth=0.8)
-        axis.set(title=kind.replace("_", "-"), xlabel="training questions seen (millions)", ylabel="test accuracy "
-                 "(4,000-question subset)", ylim=(0.4, 1.0))
-        axis.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9), sharey=True)
+    for row, (axis_of, xlabel, scale) in enumerate([(0, "training questions seen (millions)", 1e6),
+                                                    (1, "training minutes (one thread each, side by side)", 60)]):
+        for axis, kind in zip(axes[row], ("non_relational", "binary")):
+            for index, (variant, result) in enumerate(summary.items()):
+                points = result["curves"][kind]
+                axis.plot([point[axis_of] / scale for point in points], [point[2] for point in points], label=variant,
+                          color=f"C{index % 10}", linestyle="-" if index < 10 else "--")
+            for threshold in {t for k, t in TARGETS if k == kind}:
+                axis.axhline(threshold, color="gray", linewidth=0.6)
+            axis.set(title=kind.replace("_", "-"), xlabel=xlabel, ylabel="test accuracy (4,000-question subset)",
+                     ylim=(0.4, 1.0))
+            axis.grid(alpha=0.3)
+    axes[0][1].legend(fontsize=8, loc="lower right")
     save_figure(figure, path, dpi=100)
 
 
 def table(summary: dict) -> str:
-    def millions(value):
-        return "not reached" if value is None else f"{value / 1e6:.2f} M"
+    def crossing(value):
+        return "not reached" if value is None else f"{value['minutes']:g} min / {value['questions'] / 1e6:.2f} M"
 
-    lines = ["| variant | to 90% non-rel. | to 90% binary | final non-rel. | final binary | questions seen | samples/s |",
-             "|---|---|---|---|---|---|---|"]
+    targets = [f"{kind} >= {threshold:.0%}" for kind, threshold in TARGETS]
+    lines = ["| variant | " + " | ".join(f"to {t.replace('non_relational', 'non-rel.')}" for t in targets)
+             + " | non-rel. | binary | closest | furthest | at (full test) | questions/s |",
+             "|---|" + "---|" * (len(targets) + 6)]
     for variant, result in summary.items():
-        final = result["final"]
-        lines.append(f"| {variant} | {millions(result['to_90']['non_relational'])} | {millions(result['to_90']['binary'])} "
-                     f"| {100 * final['non_relational']:.2f}% | {100 * final['binary']:.2f}% "
-                     f"| {final['questions_seen'] / 1e6:.2f} M | {final['samples_per_second']} |")
+        final = result["last_full_evaluation"]
+        subtype = {name: final.get(f"binary/{name}_shape") for name in ("closest", "furthest")}
+        percent = {name: "" if value is None else f"{100 * value:.2f}%" for name, value in subtype.items()}
+        lines.append(f"| {variant} | " + " | ".join(crossing(result["crossings"][t]) for t in targets)
+                     + f" | {100 * final['non_relational']:.2f}% | {100 * final['binary']:.2f}% | {percent['closest']}"
+                     f" | {percent['furthest']} | {final['train_seconds'] / 60:.0f} min / "
+                     f"{final['questions_seen'] / 1e6:.2f} M | {result['samples_per_second']} |")
     return "\n".join(lines)
 
 
@@ -159,10 +185,13 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=20_000, help="questions between evaluations (default 20000)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
+    parser.add_argument("--resume", action="store_true", help="continue the variants' runs in OUT")
+    parser.add_argument("--no-train", action="store_true", help="only summarize the runs already in OUT")
     parser.add_argument("--smoke", action="store_true", help="one epoch per run, to check the script runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    run_all(args.variants, args)
+    if not args.no_train:
+        run_all(args.variants, args)
     summary = summarize(args.variants, args)
     (args.out / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(summary, args.out / "study.png")

@@ -24,16 +24,26 @@ def test_speed_benchmark_smoke(tmp_path):
 
 def test_study_benchmark_smoke(tiny_sort_of_clevr, tmp_path):
     result = subprocess.run([sys.executable, str(BENCHMARKS / "sort_of_clevr_study.py"), "--data", str(tiny_sort_of_clevr),
-                             "--out", str(tmp_path), "--smoke", "--variants", "control", "grouped-8",
+                             "--out", str(tmp_path), "--smoke", "--variants", "control", "coord-conv",
                              "--eval-every", "64", "--precision", "fp32"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     study = json.loads((tmp_path / "study.json").read_text())
-    assert set(study) == {"control", "grouped-8"}
-    curve = study["grouped-8"]["curves"]["binary"]
-    assert len(curve) >= 2 and all(0 <= accuracy <= 1 for _, accuracy in curve)
-    assert "data.questions_per_image=8" in study["grouped-8"]["command"]
+    assert set(study) == {"control", "coord-conv"}
+    curve = study["coord-conv"]["curves"]["binary"]
+    assert len(curve) >= 2 and all(0 <= accuracy <= 1 and seconds > 0 for _, seconds, accuracy in curve)
+    assert "model.coord_conv=true" in study["coord-conv"]["command"]
+    assert "model.dropout=0.5" in study["control"]["command"]  # the public recipe
+    assert set(study["control"]["crossings"]) == {"non_relational >= 99%", "binary >= 85%", "binary >= 90%",
+                                                  "binary >= 95%"}
     assert (tmp_path / "study.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| grouped-8 |" in result.stdout
+    assert "| coord-conv |" in result.stdout
+    # Summarized again from the runs on disk, nothing trained: the same table.
+    again = subprocess.run([sys.executable, str(BENCHMARKS / "sort_of_clevr_study.py"), "--data", str(tiny_sort_of_clevr),
+                            "--out", str(tmp_path), "--smoke", "--variants", "control", "coord-conv", "--no-train",
+                            "--eval-every", "64", "--precision", "fp32"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [line for line in again.stdout.splitlines() if line.startswith("|")] == \
+        [line for line in result.stdout.splitlines() if line.startswith("|")]
 
 
 def test_precision_benchmark_smoke(tmp_path):

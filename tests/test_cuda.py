@@ -40,10 +40,10 @@ def test_masked_chunked_rn_matches_the_plain_rn_on_cpu(device):
     objects, question = torch.randn(4, 6, 5), torch.randn(4, 3)
     mask = torch.rand(4, 6) > 0.3
     mask[:, 0] = True
-    expected = plain(objects.masked_fill(~mask[..., None], 0.0), question, mask)
+    expected = plain(objects.masked_fill(~mask[..., None], 0.0), question, ~mask)
     expected.sum().backward()
     garbage = objects.masked_fill(~mask[..., None], 1e3)
-    got = chunked(garbage.to(device), question.to(device), mask.to(device))
+    got = chunked(garbage.to(device), question.to(device), ~mask.to(device))
     got.sum().backward()
     torch.testing.assert_close(got.cpu(), expected, rtol=1e-4, atol=1e-4)
     for (name, mine), theirs in zip(chunked.named_parameters(), plain.parameters()):

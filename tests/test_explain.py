@@ -18,9 +18,9 @@ PICTURE_SIZE = (int(SIZE_INCHES[0] * DPI), int(SIZE_INCHES[1] * DPI))
 
 def random_batch(seed=0, batch=4, objects=7, masked=True):
     generator = torch.Generator().manual_seed(seed)
-    mask = torch.rand(batch, objects, generator=generator) > 0.3 if masked else None
+    padding = torch.rand(batch, objects, generator=generator) < 0.3 if masked else None
     return {"objects": torch.randn(batch, objects, 5, generator=generator),
-            "question": torch.randn(batch, 3, generator=generator), "mask": mask}
+            "question": torch.randn(batch, 3, generator=generator), "padding_mask": padding}
 
 
 @pytest.mark.parametrize("aggregation", ["sum", "mean"])
@@ -51,7 +51,7 @@ def test_pairs_add_up_to_the_linearized_logit(aggregation, chunk, versus):
         expected = expected - outputs.gather(1, result.versus[:, None]).squeeze(1)
     assert torch.allclose(result.logit, expected, atol=1e-5)
     # Padded objects take part in no pair.
-    padded = ~inputs["mask"]
+    padded = inputs["padding_mask"]
     assert (result.pairs[padded.unsqueeze(2).expand_as(result.pairs)] == 0).all()
     assert (result.pairs.transpose(1, 2)[padded.unsqueeze(2).expand_as(result.pairs)] == 0).all()
 
@@ -86,7 +86,7 @@ def test_attribution_follows_the_objects_when_they_are_reordered():
     rn = RelationNetwork(5, 6, 3, (16, 16), (16,))
     inputs = random_batch(seed=2)
     order = torch.randperm(7)
-    moved = {**inputs, "objects": inputs["objects"][:, order], "mask": inputs["mask"][:, order]}
+    moved = {**inputs, "objects": inputs["objects"][:, order], "padding_mask": inputs["padding_mask"][:, order]}
     before, after = pair_attribution(rn, inputs), pair_attribution(rn, moved)
     assert torch.equal(before.answer, after.answer)
     assert torch.allclose(after.pairs, before.pairs[:, order][:, :, order], atol=1e-5)
@@ -196,3 +196,69 @@ def test_clevr_new_scenes_and_typed_questions(name, small_datasets):
     asked = explain_example(task, preset, info, model, scenes, 0, question="How many zorbs are red?")
     assert asked.unknown_words == ["zorbs"] and asked.view.truth is None
     assert asked.relation.pairs.sum() == pytest.approx(asked.relation.linearized, rel=1e-3, abs=1e-4)
+
+
+class OwnHead(torch.nn.Module):
+    """A user's model: the RN's aggregate (rn.relations) into a head of its own."""
+
+    def __init__(self, outputs=6):
+        super().__init__()
+        self.rn = RelationNetwork(5, 6, 3, (16, 16), (16,))
+        self.head = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, outputs))
+
+    def forward(self, objects, question, padding_mask=None):
+        return self.head(self.rn.relations(objects, question, padding_mask))
+
+
+@pytest.mark.parametrize("outputs", [6, 1])
+def test_a_model_with_its_own_head_on_the_aggregate_is_explained(outputs):
+    """Issue 25, defect 5: `KeyError: 'aggregate'` when forward used rn.relations(...); a single-logit
+    (BCE) model was explained as "class 0"."""
+    torch.manual_seed(0)
+    model = OwnHead(outputs)
+    inputs = random_batch()
+    result = pair_attribution(model, inputs)
+    assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
+    aggregate = model.rn.relations(**inputs).detach().requires_grad_(True)
+    logits = model.head(aggregate)
+    value = logits[:, 0] if outputs == 1 else logits.gather(1, result.answer[:, None]).squeeze(1)
+    direction, = torch.autograd.grad(value.sum(), aggregate)
+    assert torch.allclose((direction * aggregate).sum(1), result.linearized, atol=1e-5)
+    assert torch.allclose(result.logit, value.detach(), atol=1e-6)
+    if outputs == 1:
+        assert torch.equal(result.answer, (value > 0).long()) and result.versus is None
+        with pytest.raises(ValueError, match="single output logit"):
+            pair_attribution(model, inputs, versus="runner-up")
+    assert "relations" not in vars(model.rn)  # the RN is left as it was found
+
+
+def test_a_bf16_model_is_explained_in_its_dtype():
+    """Issue 25, defect 5: a bf16 model failed with a dtype error."""
+    torch.manual_seed(0)
+    rn = RelationNetwork(5, 6, 3, (16, 16), (16,)).to(torch.bfloat16)
+    inputs = {name: value.to(torch.bfloat16) if value.is_floating_point() else value
+              for name, value in random_batch().items()}
+    result = pair_attribution(rn, inputs)
+    assert result.pairs.dtype == torch.float32
+    assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, rtol=0.05, atol=0.05)
+
+
+def test_self_pairs_left_out_take_no_share():
+    torch.manual_seed(0)
+    rn = RelationNetwork(5, 6, 3, (16, 16), (16,), self_pairs=False, aggregation="mean")
+    result = pair_attribution(rn, random_batch())
+    assert result.pairs.diagonal(dim1=1, dim2=2).eq(0).all()
+    assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
+
+
+def test_a_model_whose_forward_skips_its_rn_is_refused():
+    class Bypass(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rn, self.head = RelationNetwork(5, 6), torch.nn.Linear(5, 6)
+
+        def forward(self, objects):
+            return self.head(objects.sum(1))
+
+    with pytest.raises(ValueError, match="did not call its RelationNetwork"):
+        pair_attribution(Bypass(), {"objects": torch.randn(2, 3, 5)})

@@ -6,7 +6,7 @@ from relnet import RelationNetwork
 torch.manual_seed(0)
 
 
-def naive_rn(rn: RelationNetwork, objects, question=None, mask=None):
+def naive_rn(rn: RelationNetwork, objects, question=None, padding_mask=None):
     """The definition, literally: concatenate each pair with q, apply g, aggregate, apply f."""
     g = rn.g
     weight = torch.cat([g.left.weight, g.right.weight] + ([g.question.weight] if g.question is not None else []), dim=1)
@@ -15,7 +15,9 @@ def naive_rn(rn: RelationNetwork, objects, question=None, mask=None):
         total, pairs = 0, 0
         for i in range(objects.shape[1]):
             for j in range(objects.shape[1]):
-                if mask is not None and not (mask[b, i] and mask[b, j]):
+                if padding_mask is not None and (padding_mask[b, i] or padding_mask[b, j]):
+                    continue
+                if i == j and not rn.self_pairs:
                     continue
                 parts = [objects[b, i], objects[b, j]] + ([question[b]] if question is not None else [])
                 pair = torch.cat(parts)
@@ -48,13 +50,13 @@ def test_mask_matches_naive_and_ignores_padding(aggregation):
     rn = make_rn(aggregation=aggregation)
     objects = torch.randn(2, 6, 5, dtype=torch.double)
     question = torch.randn(2, 3, dtype=torch.double)
-    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
-    out = rn(objects, question, mask)
-    torch.testing.assert_close(out, naive_rn(rn, objects, question, mask))
+    padding = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    out = rn(objects, question, padding)
+    torch.testing.assert_close(out, naive_rn(rn, objects, question, padding))
     # Changing padded objects changes nothing; the first example equals an RN over its 3 real objects.
     scrambled = objects.clone()
-    scrambled[~mask] = torch.randn(int((~mask).sum()), 5, dtype=torch.double) * 100
-    torch.testing.assert_close(rn(scrambled, question, mask), out)
+    scrambled[padding] = torch.randn(int(padding.sum()), 5, dtype=torch.double) * 100
+    torch.testing.assert_close(rn(scrambled, question, padding_mask=padding), out)
     torch.testing.assert_close(rn(objects[:1, :3], question[:1]), out[:1])
 
 
@@ -84,8 +86,8 @@ def test_chunked_pairs_match_unchunked_values_and_gradients(chunk):
     chunked.load_state_dict(full.state_dict())
     objects = torch.randn(3, 10, 6, dtype=torch.double)
     question = torch.randn(3, 2, dtype=torch.double)
-    mask = torch.rand(3, 10) > 0.3
-    out_full, out_chunked = full(objects, question, mask), chunked(objects, question, mask)
+    padding = torch.rand(3, 10) < 0.3
+    out_full, out_chunked = full(objects, question, padding), chunked(objects, question, padding)
     torch.testing.assert_close(out_chunked, out_full)
     out_full.square().sum().backward()
     out_chunked.square().sum().backward()
@@ -116,8 +118,8 @@ def test_compiled_module_matches_eager_values_and_gradients():
     torch.manual_seed(0)
     rn = RelationNetwork(5, 3, question_dim=4, g_widths=(16, 16), f_widths=(16,))
     objects, question = torch.randn(4, 6, 5), torch.randn(4, 4)
-    mask = torch.ones(4, 6, dtype=torch.bool)
-    mask[0, 4:] = False
+    mask = torch.zeros(4, 6, dtype=torch.bool)  # padding_mask: True marks padding
+    mask[0, 4:] = True
     compiled = torch.compile(rn)
     torch.testing.assert_close(compiled(objects, question, mask), rn(objects, question, mask), rtol=1e-4, atol=1e-5)
     compiled(objects, question, mask).sum().backward()
@@ -136,8 +138,77 @@ def test_errors_are_clear():
     rn = RelationNetwork(3, 2, question_dim=2, g_widths=(8,), f_widths=())
     with pytest.raises(ValueError, match="no question"):
         rn(torch.randn(2, 4, 3))
-    with pytest.raises(ValueError, match=r"\[batch, objects, features\]"):
+    with pytest.raises(ValueError, match=r"objects must be \[batch, objects, features=3\], got shape \(4, 3\)"):
         rn(torch.randn(4, 3), torch.randn(4, 2))
+    with pytest.raises(ValueError, match=r"features=3\], got shape \(4, 6, 5\)"):
+        rn(torch.randn(4, 6, 5), torch.randn(4, 2))
+
+
+def test_a_question_of_the_wrong_shape_is_refused():
+    """Issue 25, defect 1: a [B, 1, Q] question broadcast into a [B, N, out] output."""
+    rn = RelationNetwork(2, 5, question_dim=3)
+    with pytest.raises(ValueError, match=r"question must be \[batch=4, question_dim=3\], got shape \(4, 1, 3\)"):
+        rn(torch.randn(4, 6, 2), torch.randn(4, 1, 3))
+    with pytest.raises(ValueError, match=r"question must be \[batch=4"):
+        rn(torch.randn(4, 6, 2), torch.randn(3, 3))
+    assert rn(torch.randn(4, 6, 2), torch.randn(4, 3)).shape == (4, 5)
+
+
+def test_a_question_to_an_unconditioned_rn_is_refused():
+    """Issue 25, defect 2: the question was silently ignored."""
+    rn = RelationNetwork(2, 5)
+    with pytest.raises(ValueError, match="built without one"):
+        rn(torch.randn(4, 6, 2), torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("mask", [torch.full((2, 4), 2.0), torch.full((2, 4), 0.5), torch.ones(2, 4, dtype=torch.long)])
+def test_only_boolean_padding_masks(mask):
+    """Issue 25, defect 3: non-bool masks were used as weights."""
+    rn = RelationNetwork(2, 5)
+    with pytest.raises(ValueError, match="padding_mask must be a bool tensor"):
+        rn(torch.randn(2, 4, 2), padding_mask=mask)
+    with pytest.raises(ValueError, match=r"padding_mask must be \[batch=2, objects=4\]"):
+        rn(torch.randn(2, 4, 2), padding_mask=torch.zeros(2, 3, dtype=torch.bool))
+
+
+def test_padding_mask_follows_pytorch_convention():
+    """True marks padding, as in nn.MultiheadAttention's key_padding_mask."""
+    torch.manual_seed(0)
+    rn = make_rn(question_dim=0)
+    objects = torch.randn(1, 4, 5, dtype=torch.double)
+    padding = torch.tensor([[False, False, True, True]])
+    torch.testing.assert_close(rn(objects, padding_mask=padding), rn(objects[:, :2]))
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+def test_empty_sets_aggregate_to_zeros(aggregation):
+    """Issue 25, defect 4: N = 0 raised `range() arg 3 must not be zero`."""
+    rn = make_rn(aggregation=aggregation, pair_chunk_size=None)
+    question = torch.randn(3, 3, dtype=torch.double)
+    empty = rn.relations(torch.zeros(3, 0, 5, dtype=torch.double), question)
+    assert empty.shape == (3, 12) and empty.eq(0).all()
+    torch.testing.assert_close(rn(torch.zeros(3, 0, 5, dtype=torch.double), question), rn.f(empty))
+    all_padding = torch.ones(3, 4, dtype=torch.bool)
+    assert rn.relations(torch.randn(3, 4, 5, dtype=torch.double), question, all_padding).eq(0).all()
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_self_pairs_can_be_left_out(aggregation, chunk):
+    rn = make_rn(aggregation=aggregation, self_pairs=False, pair_chunk_size=chunk)
+    objects = torch.randn(2, 5, 5, dtype=torch.double)
+    question = torch.randn(2, 3, dtype=torch.double)
+    padding = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    torch.testing.assert_close(rn(objects, question, padding), naive_rn(rn, objects, question, padding))
+    with_self = make_rn(aggregation=aggregation)
+    with_self.load_state_dict(rn.state_dict())
+    assert not torch.allclose(with_self(objects, question), rn(objects, question))
+
+
+def test_repr_shows_how_pairs_are_aggregated():
+    text = repr(RelationNetwork(4, 2, question_dim=3, aggregation="mean", pair_chunk_size=8, self_pairs=False))
+    assert "aggregation='mean'" in text and "pair_chunk_size=8" in text and "self_pairs=False" in text
+    assert "object_dim=4, question_dim=3" in text
 
 
 @pytest.mark.cuda

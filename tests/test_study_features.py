@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from relnet.errors import ConfigError
-from relnet.nn import conv_stack, image_to_float
+from relnet.nn import ConvObjects, conv_stack, image_to_float
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.sort_of_clevr.models import PixelRN
 from relnet.train import loop, train
@@ -97,6 +97,21 @@ def test_conv_orders_and_inversion():
         conv_stack(3, [8], order="bn")
     white = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
     assert image_to_float(white).eq(1).all() and image_to_float(white, invert=True).eq(0).all()
+
+
+def test_coord_conv_tells_cells_of_a_uniform_image_apart():
+    """Plain convolutions give every interior cell of a uniform image the same features; with the
+    coordinate channels (CoordConv) each convolution knows where it is."""
+    image = torch.full((1, 3, 160, 160), 0.5)
+    for coord_conv, differ in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        encoder = ConvObjects(3, [8, 8, 8, 8], coord_conv=coord_conv).eval()
+        assert encoder.object_dim == 10
+        cells = encoder(image)[0, :, :8].view(10, 10, 8)  # features without the cell coordinates
+        # Cells (4, 4) and (4, 5) are out of reach of the zero padding at the border.
+        assert (not torch.allclose(cells[4, 4], cells[4, 5], atol=1e-6)) == differ
+    assert [type(layer).__name__ for layer in conv_stack(3, [8], coord_conv=True)][:2] == ["AddCoordinates", "Conv2d"]
+    assert conv_stack(3, [8, 4], coord_conv=True)[5].in_channels == 10
 
 
 def test_subset_shares_the_image_table(tiny_sort_of_clevr):

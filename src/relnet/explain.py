@@ -44,12 +44,12 @@ class PairAttribution:
 
     answer: torch.Tensor  # [B] the class explained (the model's answer unless one was asked for)
     versus: torch.Tensor | None  # [B] the class whose logit is subtracted, if any
-    probabilities: torch.Tensor  # [B, C] softmax of the model's output
+    probabilities: torch.Tensor  # [B, C] softmax of the model's output ([B, 1] sigmoid for a single logit)
     logit: torch.Tensor  # [B] the explained value: the answer's logit, or its margin over ``versus``
     linearized: torch.Tensor  # [B] d · r, which ``pairs`` add up to
     pairs: torch.Tensor  # [B, N, N] contribution of the ordered pair (i, j)
     objects: torch.Tensor  # [B, N] each object's share
-    mask: torch.Tensor  # [B, N] True for real objects
+    real: torch.Tensor  # [B, N] True for real objects, False for padding
 
 
 def find_relation_network(model: nn.Module) -> RelationNetwork:
@@ -66,44 +66,63 @@ def pair_attribution(model: nn.Module, inputs: dict[str, torch.Tensor], answer: 
     """Attribute the logit of ``answer`` (default: the model's own answer) over the object pairs
     of the model's RN, for a batch given as the model's keyword arguments; with ``versus`` (a
     class per example, or "runner-up" for the most probable other answer), the margin of the
-    answer's logit over that class's. Runs in fp32 and in eval mode (dropout off); the model's
-    mode is restored afterwards."""
+    answer's logit over that class's.
+
+    The model may call its RN (``rn(...)``) or only its aggregate (``rn.relations(...)``) with a
+    head of its own. A model with a single output logit (binary, BCE) has its logit explained
+    (``answer`` is 1 where it is positive). Runs in eval mode (dropout off), in the parameters'
+    dtype without autocast; the model's mode is restored afterwards."""
     rn = find_relation_network(model)
     captured: dict[str, torch.Tensor] = {}
-    signature = inspect.signature(rn.forward)
+    signature = inspect.signature(rn.relations)
+    aggregate_relations = rn.relations
 
-    def capture_rn_inputs(module, args, kwargs):
+    def relations_as_a_leaf(*args, **kwargs):
+        # The aggregate r is replaced by a leaf, so that one backward pass gives d = ∂ value / ∂ r.
         captured.update(signature.bind(*args, **kwargs).arguments)
+        captured["aggregate"] = aggregate_relations(*args, **kwargs).detach().requires_grad_(True)
+        return captured["aggregate"]
 
-    def make_aggregate_a_leaf(module, args):
-        # f's input is the aggregate r: replace it by a leaf, so that one backward pass gives d.
-        captured["aggregate"] = args[0].detach().float().requires_grad_(True)
-        return (captured["aggregate"],)
-
-    hooks = [rn.register_forward_pre_hook(capture_rn_inputs, with_kwargs=True),
-             rn.f.register_forward_pre_hook(make_aggregate_a_leaf)]
     was_training = model.training
     model.eval()
+    rn.relations = relations_as_a_leaf  # an instance attribute: forward's self.relations finds it
     try:
         with torch.enable_grad(), torch.autocast(next(model.parameters()).device.type, enabled=False):
-            outputs = model(**inputs).float()
-            chosen = outputs.argmax(-1) if answer is None else answer.to(outputs.device).long()
-            logit = outputs.gather(1, chosen.unsqueeze(1)).squeeze(1)
-            other = _other_class(outputs, chosen, versus)
-            if other is not None:
-                logit = logit - outputs.gather(1, other.unsqueeze(1)).squeeze(1)
+            outputs = model(**inputs)
+            if "aggregate" not in captured:
+                raise ValueError(f"{type(model).__name__}'s forward did not call its RelationNetwork")
+            chosen, other, logit = _explained_value(outputs.float(), answer, versus)
             direction, = torch.autograd.grad(logit.sum(), captured["aggregate"])
-            with torch.no_grad():  # still in fp32: the pairs must add up to what the forward pass summed
-                pairs = _pair_contributions(rn, captured, direction)
+            with torch.no_grad():  # no autocast: the pairs must add up to what the forward pass summed
+                pairs = _pair_contributions(rn, captured, direction.float())
     finally:
-        for hook in hooks:
-            hook.remove()
+        del rn.relations
         model.train(was_training)
-    mask = captured.get("mask")
-    mask = torch.ones(pairs.shape[:2], dtype=torch.bool, device=pairs.device) if mask is None else mask.bool()
-    return PairAttribution(answer=chosen, versus=other, probabilities=outputs.detach().softmax(-1), logit=logit.detach(),
-                           linearized=(direction * captured["aggregate"].detach()).sum(-1), pairs=pairs,
-                           objects=0.5 * (pairs.sum(2) + pairs.sum(1)), mask=mask)
+    padding = captured.get("padding_mask")
+    real = torch.ones(pairs.shape[:2], dtype=torch.bool, device=pairs.device) if padding is None else ~padding
+    single = outputs.dim() == 1 or outputs.shape[-1] == 1
+    probabilities = outputs.detach().float().reshape(len(chosen), -1)
+    probabilities = probabilities.sigmoid() if single else probabilities.softmax(-1)
+    return PairAttribution(answer=chosen, versus=other, probabilities=probabilities, logit=logit.detach(),
+                           linearized=(direction.float() * captured["aggregate"].detach().float()).sum(-1),
+                           pairs=pairs, objects=0.5 * (pairs.sum(2) + pairs.sum(1)), real=real)
+
+
+def _explained_value(outputs: torch.Tensor, answer, versus):
+    """(the class explained, the class subtracted or None, the value explained [B])."""
+    if outputs.dim() == 1 or outputs.shape[-1] == 1:  # one logit: its value is the evidence for class 1
+        if versus is not None or answer is not None:
+            raise ValueError("a model with a single output logit has one value to explain: give no answer or versus")
+        logit = outputs.reshape(-1)
+        return (logit > 0).long(), None, logit
+    if outputs.dim() != 2:
+        raise ValueError(f"expected the model's output to be [batch, classes], got shape {tuple(outputs.shape)}")
+    chosen = outputs.argmax(-1) if answer is None else answer.to(outputs.device).long()
+    logit = outputs.gather(1, chosen.unsqueeze(1)).squeeze(1)
+    other = _other_class(outputs, chosen, versus)
+    if other is not None:
+        logit = logit - outputs.gather(1, other.unsqueeze(1)).squeeze(1)
+    return chosen, other, logit
 
 
 def _other_class(outputs: torch.Tensor, chosen: torch.Tensor, versus) -> torch.Tensor | None:
@@ -121,18 +140,20 @@ def _other_class(outputs: torch.Tensor, chosen: torch.Tensor, versus) -> torch.T
 def _pair_contributions(rn: RelationNetwork, captured: dict, direction: torch.Tensor) -> torch.Tensor:
     """c_ij = w_ij d · g(o_i, o_j, q), [B, N, N]; rows of the pair grid a chunk at a time, as the
     RN computes them, so memory stays that of the RN's own forward pass."""
-    objects = captured["objects"].float()
-    question = captured.get("question")
-    left, right = rn.g.project(objects, None if question is None else question.float())
+    objects = captured["objects"]
+    left, right = rn.g.project(objects, captured.get("question"))
     num_objects = objects.shape[1]
-    weights = torch.ones(objects.shape[:2], device=objects.device)
-    if captured.get("mask") is not None:
-        weights = captured["mask"].float()
-    chunk = rn.pair_chunk_size or num_objects
+    padding = captured.get("padding_mask")
+    weights = torch.ones(objects.shape[:2], device=objects.device) if padding is None else (~padding).float()
+    chunk = rn.pair_chunk_size or max(num_objects, 1)
     rows = [torch.einsum("bijh,bh->bij", rn.g.pairs(left[:, start:start + chunk], right).float(), direction)
             for start in range(0, num_objects, chunk)]
-    pairs = torch.cat(rows, dim=1) * weights.unsqueeze(2) * weights.unsqueeze(1)
+    pairs = torch.cat(rows, dim=1) if rows else direction.new_zeros(len(objects), 0, 0)
+    pairs = pairs * weights.unsqueeze(2) * weights.unsqueeze(1)
+    if not rn.self_pairs:
+        pairs = pairs * (1 - torch.eye(num_objects, device=pairs.device))
     if rn.aggregation == "mean":
         valid = weights.sum(1)
-        pairs = pairs / (valid * valid).clamp(min=1).view(-1, 1, 1)
+        count = valid * valid if rn.self_pairs else valid * (valid - 1)
+        pairs = pairs / count.clamp(min=1).view(-1, 1, 1)
     return pairs

@@ -53,8 +53,6 @@ class RelationFunction(nn.Module):
         """First layer, per object: returns (A o_i + C q + bias, B o_j), each [B, N, H]."""
         left = self.left(objects)
         if self.question is not None:
-            if question is None:
-                raise ValueError("this RN was built with question_dim > 0 but got no question")
             left = left + self.question(question).unsqueeze(1)
         return left, self.right(objects)
 
@@ -78,10 +76,15 @@ class RelationNetwork(nn.Module):
         pair_chunk_size: if set, rows of the pair grid are processed this many at a
             time with activation recomputation, bounding memory to
             O(B * chunk * N * width) instead of O(B * N^2 * width).
+        self_pairs: whether the pairs (o_i, o_i) of an object with itself take part
+            (the paper's sum runs over all i, j: True).
 
     Shapes:
-        objects [B, N, D], question [B, Q] or None, mask [B, N] (True = real object)
-        or None; returns [B, out_dim]. Padded objects (mask False) take part in no pair.
+        objects [B, N, D]; question [B, Q] (required when question_dim > 0, refused
+        otherwise); padding_mask [B, N] bool or None, True where a slot is padding, as in
+        ``nn.MultiheadAttention``'s ``key_padding_mask``: a padded object takes part in
+        no pair. Returns [B, out_dim]. A set with no objects (N = 0, or every slot padded)
+        aggregates to zeros.
     """
 
     def __init__(
@@ -94,27 +97,33 @@ class RelationNetwork(nn.Module):
         dropout: float = 0.0,
         aggregation: str = "sum",
         pair_chunk_size: int | None = None,
+        self_pairs: bool = True,
     ):
         super().__init__()
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if pair_chunk_size is not None and pair_chunk_size < 1:
             raise ValueError(f"pair_chunk_size must be a positive integer, got {pair_chunk_size}")
+        self.object_dim, self.question_dim = object_dim, question_dim
         self.g = RelationFunction(object_dim, question_dim, g_widths)
         self.f = mlp(self.g.out_dim, f_widths, out_dim=out_dim, dropout=dropout)
         self.aggregation = aggregation
         self.pair_chunk_size = pair_chunk_size
+        self.self_pairs = self_pairs
+
+    def extra_repr(self) -> str:
+        return (f"object_dim={self.object_dim}, question_dim={self.question_dim}, aggregation={self.aggregation!r}, "
+                f"self_pairs={self.self_pairs}, pair_chunk_size={self.pair_chunk_size}")
 
     def relations(self, objects: torch.Tensor, question: torch.Tensor | None = None,
-                  mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The aggregated relation vector, before f: [B, g_widths[-1]]."""
-        if objects.dim() != 3:
-            raise ValueError(f"objects must be [batch, objects, features], got shape {tuple(objects.shape)}")
+                  padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The aggregated relation vector before f, [B, g_widths[-1]]: the sum (or mean) of
+        g(o_i, o_j, q) over the valid ordered pairs. Arguments as for ``forward``."""
+        weights = self.check_inputs(objects, question, padding_mask)
         left, right = self.g.project(objects, question)
-        weights = None if mask is None else mask.to(left.dtype)
-        num_objects = objects.shape[1]
-        chunk = self.pair_chunk_size or num_objects
-        total = None
+        batch, num_objects = objects.shape[:2]
+        total = left.new_zeros(batch, self.g.out_dim)
+        chunk = self.pair_chunk_size or max(num_objects, 1)
         for start in range(0, num_objects, chunk):
             rows = slice(start, start + chunk)
             row_weights = None if weights is None else weights[:, rows]
@@ -123,24 +132,55 @@ class RelationNetwork(nn.Module):
                 part = checkpoint(self._sum_pairs, *args, use_reentrant=False)
             else:
                 part = self._sum_pairs(*args)
-            total = part if total is None else total + part
+            total = total + part
+        if not self.self_pairs and num_objects:
+            # The pairs (i, i) sit on the grid's diagonal: N more pair evaluations, not N^2.
+            diagonal = self.g.rest(torch.relu(left + right))  # [B, N, H]
+            total = total - (diagonal.sum(1) if weights is None else
+                             torch.einsum("bih,bi->bh", diagonal, weights.to(diagonal.dtype)))
         if self.aggregation == "mean":
-            if weights is None:
-                total = total / (num_objects * num_objects)
-            else:
-                valid = weights.sum(1, keepdim=True)
-                total = total / (valid * valid).clamp(min=1)
+            valid = objects.new_full((batch, 1), num_objects) if weights is None else weights.sum(1, keepdim=True)
+            pairs = valid * valid if self.self_pairs else valid * (valid - 1)
+            total = total / pairs.clamp(min=1).to(total.dtype)
         return total
+
+    def check_inputs(self, objects: torch.Tensor, question: torch.Tensor | None,
+                     padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """One clear error for inputs of the wrong shape or kind; the valid objects' weights [B, N]
+        (1 real, 0 padding), or None without a mask."""
+        if objects.dim() != 3 or objects.shape[2] != self.object_dim:
+            raise ValueError(f"objects must be [batch, objects, features={self.object_dim}], got shape "
+                             f"{tuple(objects.shape)}")
+        batch, num_objects = objects.shape[:2]
+        if self.question_dim == 0 and question is not None:
+            raise ValueError("got a question, but this RN was built without one (question_dim=0): build it with "
+                             "question_dim=Q to condition g on a question")
+        if self.question_dim and question is None:
+            raise ValueError(f"this RN was built with question_dim={self.question_dim} but got no question")
+        if question is not None and tuple(question.shape) != (batch, self.question_dim):
+            raise ValueError(f"question must be [batch={batch}, question_dim={self.question_dim}], got shape "
+                             f"{tuple(question.shape)}")
+        if padding_mask is None:
+            return None
+        if padding_mask.dtype != torch.bool:
+            raise ValueError(f"padding_mask must be a bool tensor (True marks a padded object, as in PyTorch's "
+                             f"key_padding_mask), got {padding_mask.dtype}")
+        if tuple(padding_mask.shape) != (batch, num_objects):
+            raise ValueError(f"padding_mask must be [batch={batch}, objects={num_objects}], got shape "
+                             f"{tuple(padding_mask.shape)}")
+        return (~padding_mask).to(objects.dtype if objects.is_floating_point() else torch.float)
 
     def _sum_pairs(self, left, right, row_weights, col_weights):
         pair_features = self.g.pairs(left, right)  # [B, n, N, H]
         if row_weights is None:
             return pair_features.sum(dim=(1, 2))
-        # Sum over j weighted by mask_j, then over i weighted by mask_i: a padded
-        # object removes every pair it is in without building a [B, n, N] mask.
+        # Sum over j weighted by the weight of j, then over i by that of i: a padded object
+        # removes every pair it is in without building a [B, n, N] mask.
         per_row = torch.einsum("bijh,bj->bih", pair_features, col_weights.to(pair_features.dtype))
         return torch.einsum("bih,bi->bh", per_row, row_weights.to(per_row.dtype))
 
     def forward(self, objects: torch.Tensor, question: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.f(self.relations(objects, question, mask))
+                padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """f of the aggregated relations: [B, out_dim] for objects [B, N, D], question [B, Q]
+        (when built with question_dim > 0) and padding_mask [B, N] bool (True = padding)."""
+        return self.f(self.relations(objects, question, padding_mask))

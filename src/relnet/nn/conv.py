@@ -11,14 +11,30 @@ from torch import nn
 CONV_ORDERS = ("bn-relu", "relu-bn")
 
 
-def conv_stack(in_channels: int, channels: Sequence[int], stride: int = 2, order: str = "bn-relu") -> nn.Sequential:
+class AddCoordinates(nn.Module):
+    """Appends two channels, each pixel's x and y in [-1, 1], to [B, C, H, W] maps (CoordConv,
+    Liu et al. 2018): a convolution reading them can tell where in the image it is, which plain
+    convolutions, being translation-equivariant, cannot."""
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = maps.shape
+        coords = cell_coordinates(height, width, maps.device, maps.dtype).T.reshape(1, 2, height, width)
+        return torch.cat([maps, coords.expand(batch, -1, -1, -1)], dim=1)
+
+
+def conv_stack(in_channels: int, channels: Sequence[int], stride: int = 2, order: str = "bn-relu",
+               coord_conv: bool = False) -> nn.Sequential:
     """3x3 convolutions with stride, each followed by batch norm and ReLU (the paper's visual front
     end). ``order="relu-bn"`` normalizes after the ReLU instead, so the cells handed on have zero
-    mean and unit variance per channel (as in the most used public Sort-of-CLEVR code)."""
+    mean and unit variance per channel (as in the most used public Sort-of-CLEVR code).
+    ``coord_conv`` gives every convolution the pixel coordinates as two more input channels."""
     if order not in CONV_ORDERS:
         raise ValueError(f"conv order must be one of {CONV_ORDERS}, got {order!r}")
     layers: list[nn.Module] = []
     for width in channels:
+        if coord_conv:
+            layers.append(AddCoordinates())
+            in_channels += 2
         # A conv followed directly by batch norm needs no bias; one followed by ReLU does.
         layers.append(nn.Conv2d(in_channels, width, kernel_size=3, stride=stride, padding=1, bias=order == "relu-bn"))
         norm_and_activation = [nn.BatchNorm2d(width), nn.ReLU()]
@@ -52,9 +68,9 @@ class ConvObjects(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, channels: Sequence[int] = (24, 24, 24, 24), stride: int = 2,
-                 order: str = "bn-relu"):
+                 order: str = "bn-relu", coord_conv: bool = False):
         super().__init__()
-        self.convs = conv_stack(in_channels, channels, stride, order)
+        self.convs = conv_stack(in_channels, channels, stride, order, coord_conv)
         self.object_dim = channels[-1] + 2
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -191,7 +191,7 @@ class Task:
         names = self.answer_names(info)
         probabilities = result.probabilities[0].cpu()
         best = probabilities.topk(min(5, len(probabilities)))
-        real = result.mask[0].cpu()
+        real = result.real[0].cpu()
         return RelationMap(answer=names[int(result.answer[0])], probability=float(probabilities[result.answer[0]]),
                            top=[(names[int(i)], float(p)) for p, i in zip(best.values, best.indices)],
                            objects=result.objects[0].cpu()[real].numpy(),

@@ -35,4 +35,4 @@ class TextRN(nn.Module):
         count = story_mask.sum(1, keepdim=True)
         steps_back = (count - 1 - torch.arange(story.shape[1], device=story.device)).clamp(0, self.max_story - 1)
         objects = torch.cat([sentences, F.one_hot(steps_back, self.max_story).to(sentences.dtype)], dim=-1)
-        return self.rn(objects, self.question_encoder(question, question_length), mask=story_mask)
+        return self.rn(objects, self.question_encoder(question, question_length), padding_mask=~story_mask)

@@ -82,7 +82,8 @@ class StateRN(nn.Module):
         self.register_buffer("feature_scale", scale, persistent=False)
 
     def forward(self, objects, object_mask, question, question_length):
-        return self.rn(objects * self.feature_scale, self.question(question, question_length), mask=object_mask)
+        question = self.question(question, question_length)
+        return self.rn(objects * self.feature_scale, question, padding_mask=~object_mask)
 
 
 class CNNLSTM(nn.Module):

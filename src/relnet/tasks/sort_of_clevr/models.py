@@ -17,10 +17,11 @@ class PixelRN(nn.Module):
 
     def __init__(self, num_answers: int, question_dim: int, conv_channels: Sequence[int] = (24, 24, 24, 24),
                  g_widths: Sequence[int] = (256,) * 4, f_widths: Sequence[int] = (256, 256), dropout: float = 0.5,
-                 aggregation: str = "sum", conv_order: str = "bn-relu", invert: bool = False):
+                 aggregation: str = "sum", conv_order: str = "bn-relu", invert: bool = False,
+                 coord_conv: bool = False):
         super().__init__()
         self.invert = invert
-        self.encoder = ConvObjects(3, conv_channels, order=conv_order)
+        self.encoder = ConvObjects(3, conv_channels, order=conv_order, coord_conv=coord_conv)
         self.rn = RelationNetwork(self.encoder.object_dim, num_answers, question_dim, g_widths, f_widths, dropout,
                                   aggregation)
 
