@@ -207,7 +207,7 @@ def test_a_trained_model_reads_a_cache_of_another_vocabulary(tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["questions"] == 40
     # The same questions through the model's own vocabulary: the words it knows keep their ids.
-    from relnet.train.checkpoint import load_trained
+    from relnet.pretrained import load_trained
     task, preset, info, _ = load_trained(str(run))
     split = task.load(tmp_path / "cache-b", "val", preset, info)
     questions = json.loads((tmp_path / "b/questions/CLEVR_val_questions.json").read_text())["questions"]

@@ -71,6 +71,38 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+@pytest.mark.parametrize("preset, key, suggestion", [
+    ("sort-of-clevr-state", "g_width", "did you mean model.g_widths?"),
+    ("sort-of-clevr-pixels", "conv_ordr", "did you mean model.conv_order?"),
+    ("babi", "lstm_sizes", "its options: model."),
+    ("physics-connections", "g_widths_", "did you mean model.g_widths?"),
+    ("clevr-state", "lstmm", "did you mean model.lstm?"),
+])
+def test_a_mistyped_model_option_is_named_with_the_nearest(small_datasets, tiny_sort_of_clevr, tmp_path, capsys,
+                                                           preset, key, suggestion):
+    """Issue 25, defect 7: the typo was reported as a problem with RUN/checkpoint.pt, a file that
+    does not exist, with no suggestion."""
+    from relnet.tasks import get_preset
+
+    task = get_preset(preset).task
+    data = tiny_sort_of_clevr if task == "sort-of-clevr" else small_datasets[task]
+    assert main(["train", "--preset", preset, "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--set", f"model.{key}=[64]", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"has no option model.{key}" in err and suggestion in err and "checkpoint.pt" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_clevr_eval_of_a_shipped_model_names_where_families_are(small_datasets, tmp_path, capsys):
+    """Issue 25, defect 8: the table pointed to a metrics.json that `relnet eval pretrained:...` never writes."""
+    assert main(["eval", "pretrained:clevr-state", "--data", str(small_datasets["clevr"]), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "in metrics.json" not in out and "--json" in out
+    assert main(["eval", "pretrained:clevr-state", "--data", str(small_datasets["clevr"]), "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "eval_val.json").read_text())["by_family"]
+
+
 def test_set_cannot_change_a_run_that_is_resumed(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run's checkpoint")

@@ -34,7 +34,7 @@ def test_export_load_and_eval_round_trip(tiny_sort_of_clevr, tmp_path, monkeypat
     run = tmp_path / "run"
     assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", str(run),
                  "--epochs", "1", "--no-progress", "--precision", "fp32"]) == 0
-    assert main(["export", str(run), "--name", "tiny", "--commit", "abc123"]) == 0
+    assert main(["export", str(run), "--name", "tiny", "--commit", "abc123", "--dir", str(tmp_path / "shipped")]) == 0
     assert pretrained.names() == ["tiny"]
     card = pretrained.card("tiny")
     assert card["preset"]["name"] == "sort-of-clevr-state" and card["commit"] == "abc123" and card["data_seed"] == 0
@@ -55,6 +55,31 @@ def test_export_load_and_eval_round_trip(tiny_sort_of_clevr, tmp_path, monkeypat
     lines = answers.read_text().splitlines()
     assert len(lines) == from_pretrained["questions"] and set(lines) <= {"yes", "no", "square", "circle", *"0123456"}
     assert main(["presets"]) == 0 and "pretrained:tiny" in capsys.readouterr().out
+
+
+def test_an_exported_model_loads_by_its_path(tiny_sort_of_clevr, tmp_path, monkeypatch, capsys):
+    """Issue 25, defect 6: `relnet export --dir DIR` wrote files that neither pretrained.load nor
+    `relnet eval FILE` could load, and export without --dir wrote into the installed package."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", str(run),
+                 "--epochs", "1", "--no-progress", "--precision", "fp32"]) == 0
+    shipped_before = sorted(pretrained.FOLDER.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(run), "--name", "mine", "--commit", "abc123"]) == 0
+    assert sorted(pretrained.FOLDER.iterdir()) == shipped_before  # nothing written into the package
+    assert (tmp_path / "mine.safetensors").is_file() and (tmp_path / "mine.json").is_file()
+    model, card = pretrained.load(str(tmp_path / "mine.safetensors"))
+    assert card["name"] == "mine" and not model.training
+    assert pretrained.card(str(tmp_path / "mine.json"))["commit"] == "abc123"
+    capsys.readouterr()
+    for spec in ("mine.safetensors", str(tmp_path / "mine.json")):
+        assert main(["eval", spec, "--data", str(tiny_sort_of_clevr), "--json", "--no-progress",
+                     "--precision", "fp32"]) == 0
+        assert json.loads(capsys.readouterr().out)["overall"] == card["metrics"]["overall"]
+    assert not list(tmp_path.glob("eval_*.json"))  # a file, not a run directory: nowhere to write metrics
+    (tmp_path / "mine.json").unlink()
+    assert main(["eval", "mine.safetensors", "--data", str(tiny_sort_of_clevr), "--no-progress"]) == 2
+    assert "mine.json: no such file" in capsys.readouterr().err
 
 
 def test_the_shipped_models_are_small():

@@ -261,7 +261,7 @@ def _load_run(args):
     """The task, preset, checkpoint info, model and split of ``relnet eval`` / ``relnet predict``."""
     from relnet.io import checked_name
     from relnet.tasks.base import nonempty
-    from relnet.train.checkpoint import load_trained
+    from relnet.pretrained import load_trained
     from relnet.train.loop import resolve_device, resolve_precision
 
     if args.split is not None:
@@ -274,13 +274,17 @@ def _load_run(args):
     return task, preset, info, model, split, device, precision
 
 
+RUN_HELP = "run directory written by `relnet train`, pretrained:NAME, or an exported NAME.safetensors"
+
+
 def cmd_eval(args) -> int:
     from relnet import pretrained
     from relnet.io import write_json
     from relnet.train.loop import predict
 
-    # A run directory gets the metrics and pictures; a pretrained model has no directory of its own.
-    out_dir = Path(args.out) if args.out else None if args.run.startswith(pretrained.PREFIX) else Path(args.run)
+    # A run directory gets the metrics and pictures; a shipped or exported model has no directory of its own.
+    shipped = args.run.startswith(pretrained.PREFIX) or pretrained.is_path(args.run)
+    out_dir = Path(args.out) if args.out else None if shipped else Path(args.run)
     if out_dir is not None and out_dir.exists() and not (out_dir.is_dir() and os.access(out_dir, os.W_OK)):
         raise ConfigError(f"{out_dir}: cannot write eval_{args.split or 'SPLIT'}.json there (not a writable "
                           f"directory); pass --out DIR")
@@ -305,7 +309,7 @@ def cmd_export(args) -> int:
     from relnet.train.preset import Preset
 
     name = checked_name(args.name, "--name")  # it becomes NAME.safetensors and NAME.json
-    folder = Path(args.dir) if args.dir else pretrained.FOLDER
+    folder = Path(args.dir)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--dir {folder}: a file of that name exists; expected a directory")
     if (folder / f"{name}.safetensors").exists() and not args.overwrite:
@@ -348,7 +352,7 @@ def cmd_explain(args) -> int:
     from relnet.io import checked_name
     from relnet.look import example_split, explain_example, object_labels
     from relnet.look.figure import draw, shown_pairs
-    from relnet.train.checkpoint import load_trained
+    from relnet.pretrained import load_trained
     from relnet.train.loop import resolve_device
 
     if args.split is not None:
@@ -567,10 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run",
                                    description="Evaluate the checkpoint of RUN on a split; writes RUN/eval_SPLIT.json.")
-    evaluate.add_argument("run", metavar="RUN", help="run directory written by `relnet train`, or pretrained:NAME "
-                                                     "(see `relnet presets`)")
+    evaluate.add_argument("run", metavar="RUN", help=RUN_HELP + " (see `relnet presets`)")
     evaluate.add_argument("--out", metavar="DIR", help="write eval_SPLIT.json and pictures here (default: RUN; "
-                                                      "nowhere for a pretrained model)")
+                                                      "nowhere for a pretrained or exported model)")
     evaluate.add_argument("--data", required=True, metavar="DIR", help="data directory")
     evaluate.add_argument("--split", help="split to evaluate (default: the one training evaluates: test; valid for bAbI, "
                                           "val for CLEVR)")
@@ -583,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="write a run's answers for a split, one per line",
                                   description="Answer every question of a split (e.g. CLEVR's test split, which has "
                                               "no public answers) and write one answer per line, in question order.")
-    predict.add_argument("run", metavar="RUN", help="run directory written by `relnet train`, or pretrained:NAME")
+    predict.add_argument("run", metavar="RUN", help=RUN_HELP)
     predict.add_argument("--data", required=True, metavar="DIR", help="data directory")
     predict.add_argument("--split", default="test", help="split to answer (default test)")
     predict.add_argument("--out", required=True, metavar="FILE", help="answers file to write")
@@ -594,11 +597,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a run's weights and card as a shippable pretrained model",
                                  description="Write NAME.safetensors (weights only) and NAME.json (preset, command, "
-                                             "data seed, commit, metrics) from a finished run, by default into the "
-                                             "package's pretrained folder, so that pretrained:NAME loads it.")
+                                             "data seed, commit, metrics) from a finished run into --dir; "
+                                             "`relnet eval DIR/NAME.safetensors` and pretrained.load(PATH) load "
+                                             "them. To ship a model in relnet itself, --dir src/relnet/pretrained.")
     export.add_argument("run", metavar="RUN", help="run directory written by `relnet train`")
-    export.add_argument("--name", required=True, help="model name (pretrained:NAME)")
-    export.add_argument("--dir", metavar="DIR", help="folder to write into (default: relnet/pretrained in the package)")
+    export.add_argument("--name", required=True, help="model name: the files are NAME.safetensors and NAME.json")
+    export.add_argument("--dir", metavar="DIR", default=".", help="folder to write into (default: the current "
+                                                                  "directory)")
     export.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of the data the run trained on (default 0)")
     export.add_argument("--commit", help="commit the run was trained with (default: git rev-parse HEAD)")
     export.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
@@ -610,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "shaded by its share of the answer and arcs for the strongest pairs, beside the most probable "
                     "answers (method: docs/explain.md). Without --data, benchmarks with a generator "
                     "(Sort-of-CLEVR, CLEVR, physics) explain freshly generated examples.")
-    explain.add_argument("run", metavar="RUN", help="run directory written by `relnet train`, or pretrained:NAME")
+    explain.add_argument("run", metavar="RUN", help=RUN_HELP)
     explain.add_argument("--data", metavar="DIR", help="data directory (default: freshly generated examples)")
     explain.add_argument("--split", help="split of --data (default: the one training evaluates)")
     explain.add_argument("--index", type=int, default=0, metavar="K", help="example to explain (default 0)")

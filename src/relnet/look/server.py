@@ -27,7 +27,7 @@ from relnet.errors import ConfigError, DataError, RelnetError
 from relnet.io import read_image
 from relnet.look import example_split, explain_example, object_labels
 from relnet.look.figure import draw, shown_pairs
-from relnet.train.checkpoint import load_trained
+from relnet.pretrained import load_trained
 
 PAGE = Path(__file__).with_name("page.html")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024

@@ -3,10 +3,12 @@
 Each model is two files in this folder: ``NAME.safetensors`` (the weights: a format that holds
 tensors only and cannot execute code) and ``NAME.json``, its card: the preset it was trained with,
 the sizes its model builder needs, the exact command, the data seed, the commit and the measured
-metrics. ``relnet export RUN --name NAME`` writes both from a run directory.
+metrics. ``relnet export RUN --name NAME --dir DIR`` writes both from a run directory; such an
+exported pair loads by its path, as a shipped one loads by its name.
 
     from relnet import pretrained
-    model, card = pretrained.load("sort-of-clevr-pixels")
+    model, card = pretrained.load("sort-of-clevr-pixels")          # shipped, by name
+    model, card = pretrained.load("models/mine.safetensors")       # exported, by path (card beside it)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from safetensors.torch import load_file, save
 
 from relnet.errors import ConfigError
 from relnet.io import atomic_write, read_json_file, write_json
+from relnet.train.checkpoint import build_checked, load_checkpoint
+from relnet.train.preset import Preset
 
 FOLDER = Path(__file__).resolve().parent
 PREFIX = "pretrained:"
@@ -28,39 +32,80 @@ def names() -> list[str]:
     return sorted(path.stem for path in FOLDER.glob("*.safetensors") if path.with_suffix(".json").exists())
 
 
-def card(name: str) -> dict:
-    """The card of a shipped model (preset, info, command, data seed, commit, metrics)."""
-    if name not in names():
+def is_path(spec: str) -> bool:
+    """Whether ``spec`` names an exported model's file rather than a shipped model."""
+    return spec.endswith((".safetensors", ".json"))
+
+
+def files(spec: str) -> tuple[Path, Path]:
+    """(weights, card) of a shipped model's name or of an exported model's path (NAME.safetensors
+    or NAME.json, the other file beside it)."""
+    if is_path(spec):
+        weights = Path(spec).with_suffix(".safetensors")
+        for path in (weights, weights.with_suffix(".json")):
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such file (an exported model is NAME.safetensors with its card "
+                                  f"NAME.json beside it, as `relnet export` writes them)")
+        return weights, weights.with_suffix(".json")
+    if spec not in names():
         shipped = ", ".join(names()) or "none"
-        raise ConfigError(f"no pretrained model {name!r}: expected one of {shipped}")
-    model_card = read_json_file(FOLDER / f"{name}.json", "pretrained model card")
+        raise ConfigError(f"no pretrained model {spec!r}: expected one of {shipped}, or the path of an exported "
+                          f"NAME.safetensors")
+    return FOLDER / f"{spec}.safetensors", FOLDER / f"{spec}.json"
+
+
+def card(spec: str) -> dict:
+    """The card (preset, info, command, data seed, commit, metrics) of a shipped model's name or an
+    exported model's path."""
+    _, card_path = files(spec)
+    model_card = read_json_file(card_path, "pretrained model card")
     if not isinstance(model_card, dict) or not all(
             isinstance(model_card.get(key), dict) for key in ("preset", "info", "metrics")):
-        raise ConfigError(f"{FOLDER / (name + '.json')}: not a model card (preset, info and metrics objects)")
+        raise ConfigError(f"{card_path}: not a model card (preset, info and metrics objects)")
     return model_card
 
 
-def load(name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """A shipped model, built from its card's preset and loaded with its weights, in eval mode;
-    returns (model, card)."""
+def load(spec: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A shipped model (by name) or an exported one (by path), built from its card's preset and
+    loaded with its weights, in eval mode; returns (model, card)."""
     from relnet.tasks import get_task
-    from relnet.train.checkpoint import build_checked
-    from relnet.train.preset import Preset
 
-    model_card = card(name)
-    preset = Preset.from_dict(model_card["preset"], str(FOLDER / f"{name}.json"))
-    model = build_checked(get_task(preset.task), preset, model_card["info"], FOLDER / f"{name}.json")
+    weights_path, card_path = files(spec)
+    model_card = card(spec)
+    preset = Preset.from_dict(model_card["preset"], str(card_path))
+    model = build_checked(get_task(preset.task), preset, model_card["info"], card_path)
     try:
-        weights = load_file(FOLDER / f"{name}.safetensors")
+        weights = load_file(weights_path)
     except Exception as error:  # safetensors raises its own error types for damaged files
-        raise ConfigError(f"{FOLDER / (name + '.safetensors')}: not readable weights ({type(error).__name__}: "
-                          f"{error})") from None
+        raise ConfigError(f"{weights_path}: not readable weights ({type(error).__name__}: {error})") from None
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
-        raise ConfigError(f"{FOLDER / (name + '.safetensors')}: weights do not fit preset {preset.name!r}: "
+        raise ConfigError(f"{weights_path}: weights do not fit preset {preset.name!r}: "
                           f"{str(error).splitlines()[0]}") from None
     return model.to(device).eval(), model_card
+
+
+def load_trained(spec: str, device: torch.device | str = "cpu"):
+    """A trained model, in eval mode on ``device``, from ``pretrained:NAME``, an exported model's
+    path (NAME.safetensors or NAME.json) or a run directory: returns (task, preset, info, model)."""
+    from relnet.tasks import get_task
+
+    if spec.startswith(PREFIX) or is_path(spec):
+        model, model_card = load(spec[len(PREFIX):] if spec.startswith(PREFIX) else spec, device)
+        preset = Preset.from_dict(model_card["preset"], f"model card of {spec}")
+        return get_task(preset.task), preset, model_card["info"], model
+    run = Path(spec)
+    state = load_checkpoint(run / "checkpoint.pt")
+    preset, info = Preset.from_dict(state["preset"], str(run / "checkpoint.pt")), state["info"]
+    task = get_task(preset.task)
+    model = build_checked(task, preset, info, run / "checkpoint.pt")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
+                          f"{str(error).splitlines()[0]}") from None
+    return task, preset, info, model.to(device).eval()
 
 
 def export(state: dict, metrics: dict, name: str, folder: Path, command: str, commit: str) -> list[Path]:

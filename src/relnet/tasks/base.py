@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,20 @@ from torch.nn import functional as F
 
 from relnet.errors import ConfigError, DataError
 from relnet.train.preset import Preset
+
+
+def construct(model_class: type, preset: Preset, options: dict, *args, **given) -> nn.Module:
+    """``model_class(*args, **given, **options)``, where ``options`` are the preset's model entries:
+    an entry the class does not take is one ConfigError that names it and the nearest option."""
+    parameters = list(inspect.signature(model_class).parameters)
+    takes = [name for name in parameters[len(args):] if name not in given]
+    unknown = [name for name in options if name not in takes]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], takes, n=1)
+        raise ConfigError(f"preset {preset.name!r}: {model_class.__name__} has no option model.{unknown[0]}"
+                          + (f"; did you mean model.{near[0]}?" if near else "")
+                          + f" (its options: {', '.join(f'model.{name}' for name in takes)})")
+    return model_class(*args, **given, **options)
 
 
 class Split:

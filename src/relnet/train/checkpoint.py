@@ -81,27 +81,3 @@ def build_checked(task, preset, info: dict, where) -> torch.nn.Module:
     except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as error:  # RuntimeError: negative or huge sizes
         raise ConfigError(f"{where}: its preset and sizes do not describe a {preset.name} model "
                           f"({type(error).__name__}: {error})") from None
-
-
-def load_trained(spec: str, device: torch.device | str = "cpu"):
-    """A trained model from a run directory or ``pretrained:NAME``, in eval mode on ``device``:
-    returns (task, preset, info, model)."""
-    from relnet import pretrained
-    from relnet.tasks import get_task
-    from relnet.train.preset import Preset
-
-    if spec.startswith(pretrained.PREFIX):
-        model, card = pretrained.load(spec[len(pretrained.PREFIX):], device)
-        preset, info = Preset.from_dict(card["preset"], f"pretrained card {spec}"), card["info"]
-        return get_task(preset.task), preset, info, model
-    run = Path(spec)
-    state = load_checkpoint(run / "checkpoint.pt")
-    preset, info = Preset.from_dict(state["preset"], str(run / "checkpoint.pt")), state["info"]
-    task = get_task(preset.task)
-    model = build_checked(task, preset, info, run / "checkpoint.pt")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
-                          f"{str(error).splitlines()[0]}") from None
-    return task, preset, info, model.to(device).eval()

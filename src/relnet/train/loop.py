@@ -339,7 +339,9 @@ def _build_model(task, preset, info, device, state, seed, world, path):
     """The model and optimizer, fresh from ``seed`` or restored from ``state`` (read from ``path``),
     and the run's progress."""
     torch.manual_seed(seed)
-    model = build_checked(task, preset, info, path).to(device)
+    # A fresh run's model comes from the preset and --set, not from a checkpoint: say so when it fails.
+    where = path if state else f"preset {preset.name!r} with its --set changes"
+    model = build_checked(task, preset, info, where).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     run_progress = _Progress()
     if state:

@@ -10,7 +10,7 @@ import torch
 from relnet.errors import ConfigError
 from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
 from relnet.tasks.babi.models import TextRN
-from relnet.tasks.base import Split, Task, View, word_ids
+from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.train.preset import Preset
 
 # A task counts as passed above 95% accuracy (Weston et al., 2015; the RN paper's criterion).
@@ -164,7 +164,7 @@ class Babi(Task):
         return {**inputs, "question": ids, "question_length": torch.tensor([ids.shape[1]], device=ids.device)}, unknown
 
     def build_model(self, preset: Preset, info: dict):
-        return TextRN(info["num_words"], info["num_answers"], info["max_story"], **preset.model)
+        return construct(TextRN, preset, preset.model, info["num_words"], info["num_answers"], info["max_story"])
 
     def metrics(self, split: BabiSplit, predictions: torch.Tensor) -> dict:
         """Accuracy per task, tasks passed (> 95%) and mean error over the tasks present."""

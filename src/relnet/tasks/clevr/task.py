@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from relnet.errors import ConfigError, DataError
-from relnet.tasks.base import Split, Task, View, word_ids
+from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.tasks.clevr.data import (MAX_OBJECTS, OBJECT_FEATURES, UNK, encode_questions, load_cache, object_table,
                                      read_vocab, tokenize)
 from relnet.tasks.clevr.models import CNNLSTM, PixelRN, StackedAttention, StateRN
@@ -209,13 +209,13 @@ class Clevr(Task):
         options = dict(preset.model)
         kind = options.pop("kind")
         if kind == "pixel-rn":
-            return PixelRN(info["vocab_size"], info["answers"], **options)
+            return construct(PixelRN, preset, options, info["vocab_size"], info["answers"])
         if kind == "state-rn":
-            return StateRN(info["vocab_size"], info["answers"], OBJECT_FEATURES, **options)
+            return construct(StateRN, preset, options, info["vocab_size"], info["answers"], OBJECT_FEATURES)
         if kind == "cnn-lstm":
-            return CNNLSTM(info["vocab_size"], info["answers"], info["image_size"], **options)
+            return construct(CNNLSTM, preset, options, info["vocab_size"], info["answers"], info["image_size"])
         if kind == "cnn-lstm-sa":
-            return StackedAttention(info["vocab_size"], info["answers"], **options)
+            return construct(StackedAttention, preset, options, info["vocab_size"], info["answers"])
         raise ConfigError(f"unknown CLEVR model kind {kind!r}")
 
     def answer_names(self, info: dict) -> list[str]:
@@ -251,5 +251,6 @@ class Clevr(Task):
         paper = PAPER.get(metrics.get("preset", ""))
         if paper:
             lines.append(row("paper", paper))
-        lines.append(f"{metrics['questions']} questions; accuracy per question family in metrics.json (by_family)")
+        lines.append(f"{metrics['questions']} questions; accuracy per question family: by_family in the metrics JSON "
+                     f"(a run's metrics.json, eval_SPLIT.json of `relnet eval` with a run or --out, or --json)")
         return "\n".join(lines)

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from relnet.errors import ConfigError
-from relnet.tasks.base import RelationMap, Split, Task, View
+from relnet.tasks.base import RelationMap, Split, Task, View, construct
 from relnet.tasks.physics.data import load_split
 from relnet.tasks.physics.figures import draw_scenes
 from relnet.tasks.physics.models import ConnectionRN, CountRN, TrajectoryMLP, upper_pairs
@@ -56,7 +56,7 @@ class PhysicsSplit(Split):
 class PhysicsTask(Task):
     target = ""
 
-    def rn(self, info: dict, **config):
+    def rn(self, preset: Preset, info: dict, config: dict):
         raise NotImplementedError
 
     def outputs(self, info: dict) -> int:
@@ -66,9 +66,9 @@ class PhysicsTask(Task):
         config = dict(preset.model)
         architecture = config.pop("architecture")
         if architecture == "rn":
-            return self.rn(info, **config)
+            return self.rn(preset, info, config)
         if architecture == "mlp":
-            return TrajectoryMLP(self.outputs(info), **config)
+            return construct(TrajectoryMLP, preset, config, self.outputs(info))
         raise ConfigError(f"preset {preset.name!r}: unknown architecture {architecture!r}; expected rn or mlp")
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> PhysicsSplit:
@@ -112,8 +112,8 @@ class PhysicsConnections(PhysicsTask):
 
     question = "Which balls are joined by springs?"
 
-    def rn(self, info: dict, **config):
-        return ConnectionRN(**config)
+    def rn(self, preset: Preset, info: dict, config: dict):
+        return construct(ConnectionRN, preset, config)
 
     @staticmethod
     def springs(pairs: torch.Tensor) -> str:
@@ -198,8 +198,8 @@ class PhysicsCount(PhysicsTask):
 
     question = "How many systems of balls joined by springs are there?"
 
-    def rn(self, info: dict, **config):
-        return CountRN(info["num_classes"], **config)
+    def rn(self, preset: Preset, info: dict, config: dict):
+        return construct(CountRN, preset, config, info["num_classes"])
 
     def truth(self, split: PhysicsSplit, index: int) -> str:
         return str(int(split.tensors["num_systems"][index]))

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from relnet.errors import ConfigError
-from relnet.tasks.base import Split, Task, View
+from relnet.tasks.base import Split, Task, View, construct
 from relnet.tasks.sort_of_clevr.data import load_split
 from relnet.tasks.sort_of_clevr.generate import (ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES,
                                                   generate, question_text, render)
@@ -190,13 +190,14 @@ class SortOfClevr(Task):
         inputs, architecture = config.pop("input"), config.pop("architecture")
         common = {"num_answers": info["num_answers"], "question_dim": info["question_dim"]}
         if architecture == "rn" and inputs == "pixels":
-            return PixelRN(**common, **config)
+            return construct(PixelRN, preset, config, **common)
         if architecture == "rn" and inputs == "state":
-            return StateRN(**common, object_dim=info["object_dim"], **config)
+            return construct(StateRN, preset, config, **common, object_dim=info["object_dim"])
         if architecture == "mlp" and inputs == "state":
-            return StateMLP(**common, object_dim=info["object_dim"], num_objects=info["num_objects"], **config)
+            return construct(StateMLP, preset, config, **common, object_dim=info["object_dim"],
+                             num_objects=info["num_objects"])
         if architecture == "cnn-mlp" and inputs == "pixels":
-            return CNNMLP(**common, image_size=info["image_size"], **config)
+            return construct(CNNMLP, preset, config, **common, image_size=info["image_size"])
         raise ConfigError(f"preset {preset.name!r}: no Sort-of-CLEVR model for architecture {architecture!r} on {inputs!r}")
 
     def metrics(self, split: SortOfClevrSplit, predictions: torch.Tensor) -> dict:
