@@ -119,3 +119,22 @@ def test_subset_shares_the_image_table(tiny_sort_of_clevr):
     part = split.subset(torch.tensor([0, 5, 7]))
     assert len(part) == 3 and part.tensors["scene"] is split.tensors["scene"]
     assert part.tensors["answer"].tolist() == split.tensors["answer"][[0, 5, 7]].tolist()
+
+
+def test_curriculum_epochs_ask_non_relational_questions_only(tiny_sort_of_clevr):
+    preset = get_preset("sort-of-clevr-pixels").with_overrides(["data.non_relational_epochs=1"])
+    task = get_task("sort-of-clevr")
+    split = task.load(tiny_sort_of_clevr, "train", preset)
+    first, second = split.epoch_order(seed=1, epoch=0, batch_size=8), split.epoch_order(seed=1, epoch=1, batch_size=8)
+    assert len(first) == len(second) == len(split)
+    kinds = split.tensors["kind"]
+    assert (kinds[first] == 0).all()  # non_relational only, each of them twice
+    assert torch.bincount(first, minlength=len(split)).tolist() == [2 * int(kind == 0) for kind in kinds]
+    assert not torch.equal(first[:len(split) // 2], first[len(split) // 2:])  # two different shuffles
+    assert torch.equal(second, task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels"))
+                       .epoch_order(seed=1, epoch=1, batch_size=8))  # then the usual epochs
+    assert task.load(tiny_sort_of_clevr, "test", preset).non_relational_epochs == 0  # never the evaluation
+    for wrong in (["data.non_relational_epochs=-1"], ["data.non_relational_epochs=1", 'data.kinds=["binary"]'],
+                  ["data.non_relational_epochs=1", "data.questions_per_image=4"]):
+        with pytest.raises(ConfigError, match="non_relational_epochs"):
+            task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels").with_overrides(wrong))

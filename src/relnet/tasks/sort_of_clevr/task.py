@@ -70,15 +70,19 @@ class SortOfClevrSplit(Split):
     With ``questions_per_image`` k > 1 an epoch's batches are made of groups of k questions about
     the same image, and a pixel batch holds each of its images once (``images``) with, per
     question, the one it asks about (``image_index``): the CNN runs once per image.
+    With ``non_relational_epochs`` e > 0 (a curriculum) the first e epochs ask non-relational
+    questions only: each of them twice (the paper's mix is half of each), in two shuffles, so that
+    an epoch keeps its length.
     """
 
     shared = ("scene",)
 
     def __init__(self, arrays: dict, use_pixels: bool, name: str, kinds: tuple[str, ...] = KINDS,
-                 questions_per_image: int = 1):
+                 questions_per_image: int = 1, non_relational_epochs: int = 0):
         self.name = name
         self.use_pixels = use_pixels
         self.questions_per_image = questions_per_image
+        self.non_relational_epochs = non_relational_epochs
         scene = torch.from_numpy(arrays["images"]) if use_pixels else encode_objects(
             torch.from_numpy(arrays["object_color"]), torch.from_numpy(arrays["object_shape"]),
             torch.from_numpy(arrays["object_xy"]))
@@ -113,6 +117,8 @@ class SortOfClevrSplit(Split):
         """Shuffled questions; with ``questions_per_image`` k > 1, shuffled groups of k questions
         that share an image (an image's leftover questions form a smaller group)."""
         order = super().epoch_order(seed, epoch, batch_size)
+        if epoch < self.non_relational_epochs:
+            return self._non_relational_only(order, seed, epoch)
         k = self.questions_per_image
         if k == 1:
             return order
@@ -126,6 +132,15 @@ class SortOfClevrSplit(Split):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
         rank = torch.randperm(int(group[-1]) + 1, generator=generator)[group]
         return by_image[torch.argsort(rank, stable=True)]
+
+    def _non_relational_only(self, order: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+        """As many questions as ``order``: its non-relational ones in its order, then in further
+        shuffles of them until the epoch's length is filled."""
+        mine = order[self.tensors["kind"].cpu()[order] == KINDS.index("non_relational")]
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
+        passes = [mine] + [mine[torch.randperm(len(mine), generator=generator)]
+                           for _ in range(-(-len(order) // len(mine)) - 1)]
+        return torch.cat(passes)[:len(order)]
 
     def info(self) -> dict:
         return {"num_answers": self.num_answers, "question_dim": QUESTION_DIM, "object_dim": OBJECT_DIM,
@@ -182,8 +197,15 @@ class SortOfClevr(Task):
         per_image = preset.data.get("questions_per_image", 1)
         if isinstance(per_image, bool) or not isinstance(per_image, int) or not 1 <= per_image <= 1000:
             raise ConfigError(f"preset {preset.name!r}: data.questions_per_image must be a whole number from 1 to 1000")
+        curriculum = preset.data.get("non_relational_epochs", 0)
+        if isinstance(curriculum, bool) or not isinstance(curriculum, int) or not 0 <= curriculum <= 1000:
+            raise ConfigError(f"preset {preset.name!r}: data.non_relational_epochs must be a whole number from 0 to 1000")
+        if curriculum and ("non_relational" not in kinds or per_image > 1):
+            raise ConfigError(f"preset {preset.name!r}: data.non_relational_epochs needs non-relational questions "
+                              f"among data.kinds and data.questions_per_image 1")
         arrays = load_split(Path(data_dir) / f"{split}.npz")
-        return SortOfClevrSplit(arrays, preset.model["input"] == "pixels", split, tuple(kinds), per_image)
+        return SortOfClevrSplit(arrays, preset.model["input"] == "pixels", split, tuple(kinds), per_image,
+                                curriculum if split == "train" else 0)
 
     def build_model(self, preset: Preset, info: dict):
         config = dict(preset.model)
