@@ -103,6 +103,16 @@ def test_clevr_eval_of_a_shipped_model_names_where_families_are(small_datasets, 
     assert json.loads((tmp_path / "eval_val.json").read_text())["by_family"]
 
 
+def test_the_end_of_training_says_which_limit_ended_it(tiny_sort_of_clevr, tmp_path, capsys):
+    """Issue 25, defect 10: a run whose epochs ended before --max-minutes stopped with no word why."""
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out",
+                 str(tmp_path / "run"), "--epochs", "2", "--max-minutes", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "trained all 2 epochs, within the --max-minutes 2 budget; --epochs N trains longer" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["ended_by"] == "epochs" and metrics["epochs_planned"] == 2
+
+
 def test_set_cannot_change_a_run_that_is_resumed(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run's checkpoint")

@@ -70,6 +70,7 @@ def test_an_exported_model_loads_by_its_path(tiny_sort_of_clevr, tmp_path, monke
     assert (tmp_path / "mine.safetensors").is_file() and (tmp_path / "mine.json").is_file()
     model, card = pretrained.load(str(tmp_path / "mine.safetensors"))
     assert card["name"] == "mine" and not model.training
+    assert card["parameters"] == sum(parameter.numel() for parameter in model.parameters())
     assert pretrained.card(str(tmp_path / "mine.json"))["commit"] == "abc123"
     capsys.readouterr()
     for spec in ("mine.safetensors", str(tmp_path / "mine.json")):
@@ -80,6 +81,14 @@ def test_an_exported_model_loads_by_its_path(tiny_sort_of_clevr, tmp_path, monke
     (tmp_path / "mine.json").unlink()
     assert main(["eval", "mine.safetensors", "--data", str(tiny_sort_of_clevr), "--no-progress"]) == 2
     assert "mine.json: no such file" in capsys.readouterr().err
+
+
+def test_cards_count_trainable_parameters_once():
+    """Issue 25, defect 9: the sort-of-clevr-pixels card counted batch norm's running statistics
+    (176,951 for 176,755 parameters) and bAbI's shared embedding twice."""
+    for name in pretrained.names():
+        model, card = pretrained.load(name)
+        assert card["parameters"] == sum(parameter.numel() for parameter in model.parameters()), name
 
 
 def test_the_shipped_models_are_small():

@@ -40,7 +40,7 @@ def test_time_budget_is_checked_between_slow_steps(tiny_sort_of_clevr, tmp_path,
     monkeypatch.setattr("relnet.train.loop.LOG_EVERY_SECONDS", 0.0)
     preset = small("sort-of-clevr-state", epochs=5, batch_size=2)
     metrics = run(preset, tiny_sort_of_clevr, tmp_path / "run", max_minutes=1e-9)
-    assert metrics["steps"] == 1
+    assert metrics["steps"] == 1 and metrics["ended_by"] == "time budget"
 
 
 def test_run_directory_contents(tiny_sort_of_clevr, tmp_path):

@@ -254,7 +254,18 @@ def cmd_train(args) -> int:
     print(task.format_metrics(metrics))
     print(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s "
           f"({metrics['train_samples_per_second']} samples/s); wrote {Path(args.out) / 'metrics.json'}")
+    print(_why_training_ended(metrics))
     return 0
+
+
+def _why_training_ended(metrics: dict) -> str:
+    """Which limit ended the run (all its epochs, or the time budget), and how to go on."""
+    epochs, budget = metrics["epochs_planned"], metrics["max_minutes"]
+    if metrics["ended_by"] == "time budget":
+        return (f"stopped by the time budget (--max-minutes {budget:g}) after {metrics['epochs']:.2f} of {epochs} "
+                f"epochs; `--resume --max-minutes M` goes on")
+    within = f", within the --max-minutes {budget:g} budget" if budget else ""
+    return f"trained all {epochs} epoch{'s' * (epochs != 1)}{within}; --epochs N trains longer"
 
 
 def _load_run(args):

@@ -111,7 +111,11 @@ def load_trained(spec: str, device: torch.device | str = "cpu"):
 def export(state: dict, metrics: dict, name: str, folder: Path, command: str, commit: str) -> list[Path]:
     """Write ``folder/NAME.safetensors`` and ``folder/NAME.json`` from a training checkpoint's
     ``state`` and the ``metrics`` of its weights (the checkpoint's last full evaluation)."""
+    from relnet.tasks import get_task
+
     folder = Path(folder)
+    preset = Preset.from_dict(state["preset"], "the run's checkpoint")
+    model = build_checked(get_task(preset.task), preset, state["info"], "the run's checkpoint")
     # A copy per key: safetensors refuses tensors that share memory (bAbI's two encoders share one embedding).
     weights = {key: tensor.detach().clone().contiguous() for key, tensor in state["model"].items()}
     weights_path, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
@@ -119,7 +123,8 @@ def export(state: dict, metrics: dict, name: str, folder: Path, command: str, co
         "name": name, "preset": state["preset"], "info": state["info"], "command": command,
         "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
         "device": state["options"]["device"], "precision": state["options"]["precision"], "commit": commit,
-        "parameters": sum(tensor.numel() for tensor in weights.values()),
+        # Trainable parameters, each once (not batch norm's running statistics; a shared embedding once).
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
         # Every task's summary figures (accuracies by kind, by task, by count...); no per-example lists.
         "metrics": {key: value for key, value in metrics.items() if key != "data_seed" and not isinstance(value, list)},
     }

@@ -225,13 +225,15 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
 
 def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> dict:
     run.model.train()
+    ended_by = "epochs"
     with _StopRequest() as stop:
         while run.progress.epoch < run.epochs:
             if run.world.any(stop.requested, run.device):  # Ctrl-C between epochs stops here too
                 _stop(run)
             if not _train_epoch(run, stop, checkpoint_minutes):
+                ended_by = "time budget"
                 break
-    return _finish(run, wall_start)
+    return _finish(run, wall_start, ended_by)
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
@@ -501,7 +503,7 @@ def _save(run: _Run) -> None:
         "history": run.history, "loss_log": run.loss_log})
 
 
-def _finish(run: _Run, wall_start: float) -> dict:
+def _finish(run: _Run, wall_start: float, ended_by: str) -> dict:
     """The final metrics (the last full evaluation), written to metrics.json."""
     # Every epoch, and every run stopped by its budget, ends with a full evaluation.
     last = next((entry for entry in reversed(run.history) if not entry.get("subset")), None)
@@ -513,7 +515,8 @@ def _finish(run: _Run, wall_start: float) -> dict:
              "wall_seconds_this_session": round(time.perf_counter() - wall_start, 1),
              "train_samples_per_second": round(run.questions_seen / seconds, 1) if seconds else None,
              "precision": run.precision, "device": str(run.device), "processes": run.world.size,
-             "parameters": sum(p.numel() for p in run.model.parameters())}
+             "parameters": sum(p.numel() for p in run.model.parameters()),
+             "ended_by": ended_by, "epochs_planned": run.epochs, "max_minutes": run.options["max_minutes"]}
     if run.world.is_main:
         write_json(run.out_dir / "metrics.json", final)
     run.world.barrier()
