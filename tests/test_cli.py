@@ -113,12 +113,57 @@ def test_the_end_of_training_says_which_limit_ended_it(tiny_sort_of_clevr, tmp_p
     assert metrics["ended_by"] == "epochs" and metrics["epochs_planned"] == 2
 
 
+def test_config_records_what_the_run_ran_on(tiny_sort_of_clevr, tmp_path):
+    import platform
+
+    import torch
+
+    import relnet
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out",
+                     str(tmp_path / "run"), "--epochs", "1", "--threads", "1", "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    environment = json.loads((tmp_path / "run" / "config.json").read_text())["environment"]
+    assert environment["threads"] == 1 and environment["torch"] == torch.__version__
+    assert environment["relnet"] == relnet.__version__ and environment["python"] == platform.python_version()
+    assert environment["host"] == platform.node() and environment["gpu"] is None and "cpu" in environment
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert all(entry["lr"] > 0 for entry in history)
+
+
+def test_config_file_and_log_lines(tiny_sort_of_clevr, tmp_path, capsys):
+    (tmp_path / "small.toml").write_text('lr = 3e-4\nbatch_size = 8\n[model]\ng_widths = [32, 32]\n')
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", str(run),
+                 "--config", str(tmp_path / "small.toml"), "--set", "model.f_widths=[16]", "--epochs", "2",
+                 "--no-progress"]) == 0
+    preset = json.loads((run / "config.json").read_text())["preset"]
+    assert preset["lr"] == 3e-4 and preset["batch_size"] == 8
+    assert preset["model"]["g_widths"] == [32, 32] and preset["model"]["f_widths"] == [16]
+    rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert rows and rows[-1]["step"] == json.loads((run / "metrics.json").read_text())["steps"]
+    assert all({"questions_seen", "loss", "accuracy", "lr", "train_seconds", "epoch"} <= set(row) for row in rows)
+    assert [row["step"] for row in rows] == sorted(row["step"] for row in rows)
+    (tmp_path / "bad.json").write_text('{"model": {"g_width": [8]}}')
+    capsys.readouterr()
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out",
+                 str(tmp_path / "other"), "--config", str(tmp_path / "bad.json"), "--no-progress"]) == 2
+    assert "did you mean model.g_widths?" in capsys.readouterr().err
+    (tmp_path / "list.json").write_text('[1, 2]')
+    assert main(["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out",
+                 str(tmp_path / "other"), "--config", str(tmp_path / "list.json"), "--no-progress"]) == 2
+    assert "list.json: expected an object of preset fields" in capsys.readouterr().err
+
+
 def test_set_cannot_change_a_run_that_is_resumed(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run's checkpoint")
     assert main(["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", str(tmp_path / "run"),
                  "--set", "lr=1", "--resume"]) == 2
-    assert "--set cannot be combined with --resume" in capsys.readouterr().err
+    assert "--set and --config cannot be combined with --resume" in capsys.readouterr().err
 
 
 def test_corrupt_data_file_is_named(tmp_path, capsys):

@@ -79,10 +79,19 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_sort_of_clevr, tmp_pat
     monkeypatch.setattr(type(task), "loss", original_loss)
     interrupted = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)
     assert interrupted["progress"]["step"] == 30
+    # A line of a step the checkpoint did not keep (as a kill between a log line and the next
+    # checkpoint leaves) is dropped when the run resumes: those steps are trained again.
+    with open(tmp_path / "interrupted" / "train_log.jsonl", "a") as log:
+        log.write(json.dumps({"step": 31, "loss": 9.0}) + "\n")
 
     run(preset, tiny_sort_of_clevr, tmp_path / "interrupted", resume=True)
+    lines = (tmp_path / "interrupted" / "train_log.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines]
+    assert steps == sorted(set(steps)) and 30 in steps and all("loss" in json.loads(line) for line in lines)
+    assert all(json.loads(line)["loss"] != 9.0 for line in lines)
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)
+    assert steps[-1] == resumed["progress"]["step"]
     assert resumed["progress"] == straight["progress"] | {"train_seconds": resumed["progress"]["train_seconds"]}
     for name, tensor in straight["model"].items():
         torch.testing.assert_close(resumed["model"][name], tensor, rtol=0, atol=0, msg=name)

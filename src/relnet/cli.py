@@ -234,14 +234,23 @@ def cmd_data_clevr(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from relnet.io import read_config_file
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
 
-    if args.set and args.resume and (Path(args.out) / "checkpoint.pt").exists():
+    if (args.set or args.config) and args.resume and (Path(args.out) / "checkpoint.pt").exists():
         # (Without a checkpoint yet, --resume starts the run afresh, --set included.)
-        raise ConfigError("--set cannot be combined with --resume: a resumed run keeps the preset it was started with")
-    preset = get_preset(args.preset).with_overrides(args.set or [])
+        raise ConfigError("--set and --config cannot be combined with --resume: a resumed run keeps the preset it "
+                          "was started with")
+    preset = get_preset(args.preset)
+    if args.config:
+        preset = preset.with_settings(read_config_file(args.config, "--config file"), f"--config {args.config}")
+    preset = preset.with_overrides(args.set or [])
     task = get_task(preset.task)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     metrics = train(task, preset, Path(args.data), Path(args.out), epochs=args.epochs, max_minutes=args.max_minutes,
                     seed=args.seed, device=args.device, precision=args.precision, resume=args.resume,
                     progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
@@ -573,10 +582,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a preset field (lr=1e-4, schedule=constant) or model/data entry "
                             "(model.g_widths=[256,256,256,256], data.questions_per_image=8); repeatable")
+    train.add_argument("--config", metavar="FILE", help="preset changes from a JSON or TOML file: an object of fields "
+                                                        "whose model and data objects change those entries "
+                                                        "(lr = 3e-4, [model] g_widths = [64, 64]); --set applies after")
     train.add_argument("--eval-every", type=bounded_int(1, 10 ** 12), metavar="N",
                        help="also evaluate every N training examples seen, on a fixed subset of the evaluation split")
     train.add_argument("--eval-subset", type=bounded_int(1, 10 ** 9), default=4000, metavar="K",
                        help="size of that subset (default 4000)")
+    train.add_argument("--threads", type=bounded_int(1, 1024), metavar="N",
+                       help="CPU threads PyTorch may use (default: its own choice, one per core; recorded in "
+                            "config.json)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 

@@ -125,6 +125,19 @@ def checked_name(value, what: str, kind: str = "name") -> str:
 def read_json_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON_BYTES):
     """A JSON file (``what`` says which), or a DataError naming it: a regular file (a FIFO would
     block, a device never end), at most ``max_bytes``, UTF-8, valid JSON."""
+    return _parse_small_file(path, what, max_bytes, json.loads)
+
+
+def read_config_file(path: str | os.PathLike, what: str):
+    """A JSON (``.json``) or TOML (``.toml``) file of settings, or a DataError naming it."""
+    if Path(path).suffix == ".toml":
+        import tomllib
+
+        return _parse_small_file(path, what, MAX_JSON_BYTES, tomllib.loads)
+    return read_json_file(path, what)
+
+
+def _parse_small_file(path: str | os.PathLike, what: str, max_bytes: int, parse):
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file ({what})")
@@ -133,8 +146,8 @@ def read_json_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON
     if path.stat().st_size > max_bytes:
         raise DataError(f"{path}: {path.stat().st_size:,} bytes; at most {max_bytes:,} are read ({what})")
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
+        return parse(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:  # (TOMLDecodeError is a ValueError)
         raise DataError(f"{path}: not a valid {what} ({type(error).__name__}: {str(error)[:200]})") from None
 
 

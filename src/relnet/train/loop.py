@@ -13,6 +13,7 @@ A run lives in one directory: ``checkpoint.pt`` (full state), ``history.json``
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import time
@@ -24,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from relnet.errors import ConfigError, DataError
-from relnet.io import directory_lock, write_json
+from relnet.io import atomic_write, directory_lock, write_json
 from relnet.train import distributed
 from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint
 from relnet.train.plots import plot_curves
@@ -73,6 +74,32 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def environment(device: torch.device) -> dict:
+    """What a run ran on: versions, commit (when relnet runs from a git checkout), host, processor."""
+    import platform
+    import subprocess
+
+    import relnet
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(relnet.__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):  # no git, or not a checkout
+        commit = None
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_text("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor() or None)
+    return {"relnet": relnet.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "commit": commit, "host": platform.node(), "cpu": cpu, "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: float, budget_seconds: float | None) -> float:
@@ -288,7 +315,9 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
                "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
                "command": command, "data_fingerprint": data_fingerprint, "train_examples": len(train_split)}
     if world.is_main:
-        write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info})
+        write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info,
+                                             "environment": environment(torch_device)})
+        _trim_log(out_dir, run_progress.step)
         tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "
                    f"precision {precision} (--precision {requested_precision})")
     batch_size = min(preset.batch_size, len(train_split))
@@ -423,6 +452,11 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
             logged = summed
             if seen:
                 run.loss_log.append([run.questions_seen, loss_sum / seen, correct / seen])
+                if world.is_main:
+                    _append_to_log(run, {"questions_seen": run.questions_seen, "step": progress.step,
+                                         "epoch": progress.epoch + progress.batch_in_epoch / run.steps_per_epoch,
+                                         "train_seconds": round(progress.train_seconds, 3), "loss": loss_sum / seen,
+                                         "accuracy": correct / seen, "lr": run.optimizer.param_groups[0]["lr"]})
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                                 lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
             if eval_due and progress.batch_in_epoch < run.steps_per_epoch:
@@ -452,6 +486,25 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
     return within_budget
 
 
+LOG = "train_log.jsonl"
+
+
+def _append_to_log(run: _Run, row: dict) -> None:
+    """One line of train_log.jsonl (what a logger or pandas.read_json(lines=True) reads): the
+    steps since the previous line, as the progress bar shows them."""
+    with open(run.out_dir / LOG, "a") as log:
+        log.write(json.dumps(row) + "\n")
+
+
+def _trim_log(out_dir: Path, step: int) -> None:
+    """Drop the lines of steps after the checkpoint a run resumes from (they are trained again)."""
+    path = out_dir / LOG
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines(keepends=True)
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write(path, lambda file: file.write("".join(kept).encode()))
+
+
 def _stop(run: _Run):
     """Checkpoint and end the run at a clean point (Ctrl-C or SIGTERM)."""
     _save(run)
@@ -479,7 +532,8 @@ def _evaluate_into_history(run: _Run, epoch_totals: list[float], subset: bool, s
                  "train_seconds": run.progress.train_seconds,
                  # None when no step preceded it in this session (a run resumed at its evaluation)
                  "train_loss": loss_sum / seen if seen else None, "train_accuracy": correct / seen if seen else None,
-                 "subset": subset, "eval_examples": len(split), "eval": metrics}
+                 "lr": run.optimizer.param_groups[0]["lr"], "subset": subset, "eval_examples": len(split),
+                 "eval": metrics}
     run.history.append(run.world.broadcast(entry))
     if run.world.is_main:
         write_json(run.out_dir / "history.json", run.history)

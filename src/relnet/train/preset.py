@@ -87,7 +87,21 @@ class Preset:
             raise ConfigError(f"{where}: the preset has values of the wrong type or out of range for {', '.join(wrong)}")
         return cls(**fields)
 
-    def with_overrides(self, assignments: Sequence[str]) -> "Preset":
+    def with_settings(self, settings, where: str) -> "Preset":
+        """A copy with the settings of a config file (``relnet train --config``) applied: an object
+        of fields (``{"lr": 1e-4}``) whose ``model`` and ``data`` objects change those entries."""
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{where}: expected an object of preset fields, e.g. {{\"lr\": 1e-4, \"model\": "
+                              f"{{\"g_widths\": [256, 256]}}}}")
+        assignments = []
+        for key, value in settings.items():
+            if key in ("model", "data") and isinstance(value, dict):
+                assignments += [f"{key}.{entry}={json.dumps(item)}" for entry, item in value.items()]
+            else:
+                assignments.append(f"{key}={json.dumps(value)}")
+        return self.with_overrides(assignments, where)
+
+    def with_overrides(self, assignments: Sequence[str], where: str = "--set") -> "Preset":
         """A copy with ``KEY=VALUE`` assignments applied (``relnet train --set``): KEY is a field
         (``lr``) or an entry of ``model``/``data`` (``model.g_widths``); VALUE is JSON
         (``1e-4``, ``[256,256]``, ``"relu-bn"``), or else taken as a plain string."""
@@ -96,7 +110,7 @@ class Preset:
         for assignment in assignments:
             key, equals, text = assignment.partition("=")
             if not equals or not key:
-                raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. lr=1e-4 or model.g_widths=[256,256]")
+                raise ConfigError(f"{where} {assignment!r}: expected KEY=VALUE, e.g. lr=1e-4 or model.g_widths=[256,256]")
             try:
                 value = json.loads(text)
             except json.JSONDecodeError:
@@ -107,7 +121,7 @@ class Preset:
             elif not dot and key in fields - {"model", "data"}:
                 changes[key] = value
             else:
-                raise ConfigError(f"--set {assignment!r}: unknown key {key!r}; expected one of "
+                raise ConfigError(f"{where} {assignment!r}: unknown key {key!r}; expected one of "
                                   f"{', '.join(sorted(fields - {'model', 'data'}))}, model.NAME or data.NAME")
         # Checked as a stored preset is: a value of the wrong type or range is one clear error.
-        return Preset.from_dict({**self.to_dict(), **changes}, "--set")
+        return Preset.from_dict({**self.to_dict(), **changes}, where)
