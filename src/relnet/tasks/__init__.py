@@ -6,6 +6,7 @@ from relnet.tasks.physics import PhysicsConnections, PhysicsCount
 from relnet.tasks.base import Split, Task
 from relnet.tasks.clevr import Clevr
 from relnet.tasks.sort_of_clevr import SortOfClevr
+from relnet.tasks.tensors import TensorSplit, TensorTask
 from relnet.train.preset import Preset
 
 TASKS: dict[str, Task] = {task.name: task for task in (SortOfClevr(), Babi(), PhysicsConnections(), PhysicsCount(), Clevr())}
@@ -24,4 +25,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["PRESETS", "TASKS", "Preset", "Split", "Task", "get_preset", "get_task"]
+__all__ = ["PRESETS", "TASKS", "Preset", "Split", "Task", "TensorSplit", "TensorTask", "get_preset", "get_task"]

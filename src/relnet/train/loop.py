@@ -123,16 +123,17 @@ class _Stopped(Exception):
 
 
 def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
-             device: torch.device, precision: str = "fp32", progress: bool = True, stop=None) -> dict:
+             device: torch.device | str, precision: str = "fp32", progress: bool = True, stop=None) -> dict:
     """Metrics of ``model`` on every example of ``split`` (the last partial batch included)."""
     return task.metrics(split, predict(task, model, split, batch_size, device, precision, progress, stop))
 
 
 @torch.no_grad()
 def predict(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
-            device: torch.device, precision: str = "fp32", progress: bool = True, stop=None) -> torch.Tensor:
+            device: torch.device | str, precision: str = "fp32", progress: bool = True, stop=None) -> torch.Tensor:
     """The model's prediction for every example of ``split``, in the split's order (on the CPU).
     ``stop`` (a stop request, checked every batch) ends it early with _Stopped."""
+    device = torch.device(device)
     was_training = model.training
     model.eval()
     order = split.eval_order().to(device)
@@ -220,12 +221,13 @@ class _Run:
         return self.progress.step * self.batch_size
 
 
-def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
+def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Path, *, epochs: int | None = None,
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
           compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000,
           command: str | None = None) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
+    ``data_dir`` is what ``task.load`` reads; None for a task that holds its data (a TensorTask).
 
     Under ``torchrun`` each process takes its share of every batch and DDP averages the gradients;
     ``accumulate`` splits each process's share into that many micro-batches. Either way a step sees
@@ -244,7 +246,9 @@ def train(task: "Task", preset: Preset, data_dir: Path, out_dir: Path, *, epochs
         else contextlib.nullcontext()
     with owner:
         # A Ctrl-C while the data loads stops at once (nothing is written yet); from here on it checkpoints.
-        run = _setup(task, preset, Path(data_dir), out_dir, epochs=epochs, max_minutes=max_minutes, seed=seed,
+        # (None: the task holds its data, as a TensorTask does; messages then name the task)
+        source = Path(data_dir) if data_dir is not None else f"{task.name} (in memory)"
+        run = _setup(task, preset, source, out_dir, epochs=epochs, max_minutes=max_minutes, seed=seed,
                      device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
                      compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command)
         return _train_epochs(run, checkpoint_minutes, wall_start)
