@@ -73,6 +73,7 @@ VARIANTS = {
     "coord-conv": (PIXELS, "preset", ["model.coord_conv=true"]),
     "g-64-coord": (PIXELS, "preset", [G_64, "model.coord_conv=true"]),
     "cosine": (PIXELS, "preset", ["schedule=cosine"]),
+    "hold-then-decay": (PIXELS, "preset", ["schedule=cosine", "decay_start=0.5"]),
     "curriculum": (PIXELS, "preset", ["data.non_relational_epochs=1"]),
     "batch-128": (PIXELS, "preset", ["batch_size=128", "lr=6e-4"]),
 }

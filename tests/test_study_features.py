@@ -30,6 +30,17 @@ def test_constant_schedule_warms_up_then_holds():
     assert rates[0] == pytest.approx(0.1) and rates[9:] == [1.0] * 91
 
 
+def test_cosine_can_hold_the_rate_before_it_decays():
+    preset = get_preset("sort-of-clevr-pixels").with_overrides(["lr=1.0", "schedule=cosine", "decay_start=0.5"])
+    rates = [learning_rate(preset, step, 100, 0.0, None) for step in range(101)]
+    assert rates[:51] == [1.0] * 51 and rates[75] == pytest.approx(0.5) and rates[100] == pytest.approx(0.0)
+    assert rates[51:] == sorted(rates[51:], reverse=True)
+    # On a time budget the share of the time decides, as for the plain cosine.
+    assert learning_rate(preset, 0, 100, 75.0, 100.0) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="decay_start"):
+        preset.with_overrides(["decay_start=1.0"])
+
+
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_precision_auto_follows_native_bf16(monkeypatch, native, expected):
     monkeypatch.setattr(loop, "native_bf16_cpu", lambda: native)

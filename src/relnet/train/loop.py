@@ -114,7 +114,9 @@ def learning_rate(preset: Preset, step: int, total_steps: int, train_seconds: fl
     warmup = min(1.0, (step + 1) / preset.warmup_steps) if preset.warmup_steps else 1.0
     if preset.schedule == "constant":
         return preset.lr * warmup
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    # Held at lr for the first decay_start of the run, then a cosine over the rest.
+    decay = max(0.0, min(progress, 1.0) - preset.decay_start) / (1 - preset.decay_start)
+    cosine = 0.5 * (1 + math.cos(math.pi * decay))
     return preset.lr * warmup * (preset.min_lr_ratio + (1 - preset.min_lr_ratio) * cosine)
 
 

@@ -29,6 +29,8 @@ def _of_field_type(name: str, value) -> bool:
         return number and value > 0
     if name == "min_lr_ratio":
         return number and 0 <= value <= 1
+    if name == "decay_start":
+        return number and 0 <= value < 1
     return number and value >= 0  # weight_decay, lr_start, lr_double_every
 
 
@@ -40,7 +42,8 @@ class Preset:
     (e.g. which question kinds to train on); the rest drives the trainer.
     With ``schedule="cosine"`` the learning rate warms up linearly over ``warmup_steps`` and
     then follows a cosine from ``lr`` down to ``lr * min_lr_ratio`` over the run (its epochs, or
-    its time budget when ``--max-minutes`` is given). With ``schedule="doubling"`` (the recipe
+    its time budget when ``--max-minutes`` is given); with ``decay_start`` s > 0 it stays at
+    ``lr`` for the first share s of the run and the cosine takes the rest. With ``schedule="doubling"`` (the recipe
     public CLEVR reproductions needed) it starts at ``lr_start``, doubles every
     ``lr_double_every`` of the preset's ``epochs`` and stays at ``lr`` once there; a shorter run
     (``--epochs``, ``--max-minutes``) goes through the same schedule in proportion. With
@@ -58,6 +61,7 @@ class Preset:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
+    decay_start: float = 0.0
     grad_clip: float | None = None
     schedule: str = "cosine"
     lr_start: float = 0.0
