@@ -92,6 +92,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_sort_of_clevr, tmp_pat
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)
     assert steps[-1] == resumed["progress"]["step"]
+    # The resumed epoch's training loss covers the steps before the stop too: the same as straight.
+    for before, after in zip(straight["history"], resumed["history"]):
+        assert after["train_loss"] == pytest.approx(before["train_loss"], rel=1e-6)
     assert resumed["progress"] == straight["progress"] | {"train_seconds": resumed["progress"]["train_seconds"]}
     for name, tensor in straight["model"].items():
         torch.testing.assert_close(resumed["model"][name], tensor, rtol=0, atol=0, msg=name)

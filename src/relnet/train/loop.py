@@ -448,8 +448,9 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
         clock_due, stop_requested = world.any_each(
             [world.is_main and time.perf_counter() - step_start >= LOG_EVERY_SECONDS, stop.requested], run.device)
         eval_due = bool(run.eval_every_steps) and progress.step % run.eval_every_steps == 0
+        # A stop logs first, so that the checkpoint's loss log and time cover every step taken.
         if (progress.step % LOG_EVERY_STEPS == 0 or progress.batch_in_epoch == run.steps_per_epoch or clock_due
-                or eval_due):
+                or eval_due or stop_requested):
             summed = world.sum(totals).tolist()  # synchronizes: the time is real
             now = time.perf_counter()
             progress.train_seconds += now - step_start
@@ -466,7 +467,7 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                                 lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
             if eval_due and progress.batch_in_epoch < run.steps_per_epoch:
-                _evaluate_into_history(run, summed, subset=True, stop=stop)
+                _evaluate_into_history(run, subset=True, stop=stop)
                 step_start = time.perf_counter()  # evaluation time is not training time
             # Rank 0's clock decides, so that every process stops at the same step.
             if world.any(bool(run.budget) and world.is_main and progress.train_seconds >= run.budget, run.device):
@@ -484,7 +485,7 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
         _stop(run)
     # The epoch counts as done once evaluated: a stop during its evaluation resumes with that
     # evaluation (the steps all taken), never past it.
-    _evaluate_into_history(run, world.sum(totals).tolist(), subset=False, stop=stop)
+    _evaluate_into_history(run, subset=False, stop=stop)
     if progress.batch_in_epoch >= run.steps_per_epoch:
         progress.epoch += 1
         progress.batch_in_epoch = 0
@@ -519,11 +520,25 @@ def _stop(run: _Run):
     raise KeyboardInterrupt(f"stopped at step {run.progress.step}; continue with --resume")
 
 
-def _evaluate_into_history(run: _Run, epoch_totals: list[float], subset: bool, stop: _StopRequest) -> None:
+def _epoch_so_far(run: _Run) -> tuple[float, float, int]:
+    """(loss sum, correct, examples) of the current epoch's steps, from the loss log, which the
+    checkpoint keeps: a resumed epoch counts the steps taken before the stop too."""
+    start = (run.progress.epoch * run.steps_per_epoch) * run.batch_size
+    loss_sum = correct = seen = 0.0
+    previous = start
+    for questions, loss, accuracy in run.loss_log:
+        if questions > start:
+            count = questions - previous
+            loss_sum, correct, seen = loss_sum + loss * count, correct + accuracy * count, seen + count
+        previous = max(previous, questions)
+    return loss_sum, correct, int(seen)
+
+
+def _evaluate_into_history(run: _Run, subset: bool, stop: _StopRequest) -> None:
     """Evaluate on rank 0 (the whole evaluation split, or the fixed subset), append to the
     history on every process, and write history.json and curves.png. A stop request during the
     evaluation ends the run at once (the checkpoint keeps the training done)."""
-    loss_sum, correct, seen = epoch_totals
+    loss_sum, correct, seen = _epoch_so_far(run)
     entry = None
     if run.world.is_main:
         split = run.eval_subset if subset else run.eval_split
