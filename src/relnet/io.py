@@ -131,8 +131,10 @@ def read_json_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_JSON
 def read_config_file(path: str | os.PathLike, what: str):
     """A JSON (``.json``) or TOML (``.toml``) file of settings, or a DataError naming it."""
     if Path(path).suffix == ".toml":
-        import tomllib
-
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise DataError(f"{path}: TOML needs Python 3.11 or newer; give the {what} as JSON") from None
         return _parse_small_file(path, what, MAX_JSON_BYTES, tomllib.loads)
     return read_json_file(path, what)
 
