@@ -551,7 +551,7 @@ def _evaluate_into_history(run: _Run, subset: bool, stop: _StopRequest) -> None:
         entry = {"epoch": run.progress.epoch + run.progress.batch_in_epoch / run.steps_per_epoch,
                  "step": run.progress.step, "questions_seen": run.questions_seen,
                  "train_seconds": run.progress.train_seconds,
-                 # None when no step preceded it in this session (a run resumed at its evaluation)
+                 # None when the epoch logged no step
                  "train_loss": loss_sum / seen if seen else None, "train_accuracy": correct / seen if seen else None,
                  "lr": run.optimizer.param_groups[0]["lr"], "subset": subset, "eval_examples": len(split),
                  "eval": metrics}
