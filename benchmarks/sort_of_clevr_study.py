@@ -74,7 +74,7 @@ VARIANTS = {
     "g-64-coord": (PIXELS, "preset", [G_64, "model.coord_conv=true"]),
     "cosine": (PIXELS, "preset", ["schedule=cosine"]),
     "hold-then-decay": (PIXELS, "preset", ["schedule=cosine", "decay_start=0.5"]),
-    "curriculum": (PIXELS, "preset", ["data.non_relational_epochs=1"]),
+    "curriculum": (PIXELS, "preset", ["data.non_relational_epochs=3"]),
     "batch-128": (PIXELS, "preset", ["batch_size=128", "lr=6e-4"]),
 }
 # (kind, accuracy) crossings reported: minutes and questions until the subset accuracy first reaches it.

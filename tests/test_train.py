@@ -159,3 +159,35 @@ def test_torchrun_matches_a_plain_run(tiny_sort_of_clevr, tmp_path, processes):
     assert json.loads((tmp_path / "one" / "config.json").read_text())["options"]["backend"] is None
     for name, weights in one["model"].items():
         torch.testing.assert_close(two["model"][name], weights, rtol=1e-4, atol=1e-6)
+
+
+def test_tensorboard_events_follow_the_logs_and_drop_what_a_resume_trains_again(tiny_sort_of_clevr, tmp_path):
+    pytest.importorskip("tensorboard")  # in the test extra; optional for users
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    preset = small("sort-of-clevr-state", epochs=1, batch_size=8)
+    out = tmp_path / "run"
+    run(preset, tiny_sort_of_clevr, out, eval_every=40)
+    # What a run killed after its checkpoint leaves: an event of a step that is trained again.
+    with SummaryWriter(str(out / "tensorboard")) as stray:
+        stray.add_scalar("train/loss", 9.0, 10**6)
+    run(preset, tiny_sort_of_clevr, out, resume=True, epochs=2)
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = events.Scalars("train/loss")
+    assert [event.step for event in losses] == [row["questions_seen"] for row in rows]
+    assert [event.value for event in losses] == pytest.approx([row["loss"] for row in rows], rel=1e-6)
+    history = json.loads((out / "history.json").read_text())
+    full, subset = [[entry for entry in history if entry["subset"] == kind] for kind in (False, True)]
+    assert len(full) == 2 and subset
+    assert [event.value for event in events.Scalars("eval/overall")] == pytest.approx(
+        [entry["eval"]["overall"] for entry in full], rel=1e-6)
+    assert len(events.Scalars("eval_subset/overall")) == len(subset)
+    assert {"eval/by_kind/binary", "eval/by_subtype/binary/closest_shape", "train/lr"} <= set(events.Tags()["scalars"])
+
+
+def test_without_tensorboard_a_run_writes_no_event_folder(tiny_sort_of_clevr, tmp_path, monkeypatch):
+    monkeypatch.setattr("relnet.train.events._writer_class", lambda: None)  # as if not installed
+    run(small("sort-of-clevr-state", epochs=1), tiny_sort_of_clevr, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.json").is_file() and not (tmp_path / "run" / "tensorboard").exists()

@@ -7,7 +7,8 @@ bottom as ``_setup`` (data, model, optimizer, resumed state), ``_train_epoch`` (
 ``_step`` for each optimizer step), ``_evaluate_into_history`` and ``_save``.
 
 A run lives in one directory: ``checkpoint.pt`` (full state), ``history.json``
-(per-evaluation metrics), ``metrics.json`` (final), ``curves.png``, ``config.json``.
+(per-evaluation metrics), ``metrics.json`` (final), ``curves.png``, ``config.json``,
+``train_log.jsonl`` (per-log training loss) and, with tensorboard installed, ``tensorboard/``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from relnet.errors import ConfigError, DataError
 from relnet.io import atomic_write, directory_lock, write_json
 from relnet.train import distributed
 from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint
+from relnet.train.events import EventLog
 from relnet.train.plots import plot_curves
 from relnet.train.preset import Preset
 
@@ -213,6 +215,7 @@ class _Run:
     budget: float | None  # seconds
     eval_every_steps: int | None
     show_progress: bool
+    events: EventLog | None  # TensorBoard (rank 0)
 
     @property
     def epochs(self) -> int:
@@ -259,14 +262,18 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
 def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> dict:
     run.model.train()
     ended_by = "epochs"
-    with _StopRequest() as stop:
-        while run.progress.epoch < run.epochs:
-            if run.world.any(stop.requested, run.device):  # Ctrl-C between epochs stops here too
-                _stop(run)
-            if not _train_epoch(run, stop, checkpoint_minutes):
-                ended_by = "time budget"
-                break
-    return _finish(run, wall_start, ended_by)
+    try:
+        with _StopRequest() as stop:
+            while run.progress.epoch < run.epochs:
+                if run.world.any(stop.requested, run.device):  # Ctrl-C between epochs stops here too
+                    _stop(run)
+                if not _train_epoch(run, stop, checkpoint_minutes):
+                    ended_by = "time budget"
+                    break
+        return _finish(run, wall_start, ended_by)
+    finally:
+        if run.events:
+            run.events.close()
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
@@ -342,7 +349,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
                 batch_size=batch_size, share=share, micro_batch=max(share // accumulate, 1),
                 steps_per_epoch=len(train_split) // batch_size, budget=max_minutes * 60 if max_minutes else None,
                 eval_every_steps=max(1, round(eval_every / batch_size)) if eval_every else None,
-                show_progress=progress and world.is_main)
+                show_progress=progress and world.is_main,
+                events=EventLog(out_dir, run_progress.step * batch_size) if world.is_main else None)
 
 
 def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict | None:
@@ -501,6 +509,7 @@ def _append_to_log(run: _Run, row: dict) -> None:
     steps since the previous line, as the progress bar shows them."""
     with open(run.out_dir / LOG, "a") as log:
         log.write(json.dumps(row) + "\n")
+    run.events.train(row)
 
 
 def _trim_log(out_dir: Path, step: int) -> None:
@@ -558,6 +567,7 @@ def _evaluate_into_history(run: _Run, subset: bool, stop: _StopRequest) -> None:
     run.history.append(run.world.broadcast(entry))
     if run.world.is_main:
         write_json(run.out_dir / "history.json", run.history)
+        run.events.evaluation(entry)
         if not subset:  # drawing takes a good fraction of a second: only at full evaluations
             plot_curves(run.history, run.loss_log, run.out_dir / "curves.png", run.task.curve_group,
                         title=run.preset.name)
