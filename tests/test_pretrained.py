@@ -78,6 +78,12 @@ def test_an_exported_model_loads_by_its_path(tiny_sort_of_clevr, tmp_path, monke
                      "--precision", "fp32"]) == 0
         assert json.loads(capsys.readouterr().out)["overall"] == card["metrics"]["overall"]
     assert not list(tmp_path.glob("eval_*.json"))  # a file, not a run directory: nowhere to write metrics
+    # Without --commit the card names the commit the run recorded, not the exporting checkout's.
+    config = json.loads((run / "config.json").read_text())
+    config["environment"]["commit"] = "feedbeef"
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["export", str(run), "--name", "again"]) == 0
+    assert pretrained.card(str(tmp_path / "again.json"))["commit"] == "feedbeef"
     (tmp_path / "mine.json").unlink()
     assert main(["eval", "mine.safetensors", "--data", str(tiny_sort_of_clevr), "--no-progress"]) == 2
     assert "mine.json: no such file" in capsys.readouterr().err

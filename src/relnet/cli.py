@@ -320,12 +320,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
-    import subprocess
+def _trained_commit(run: Path) -> str | None:
+    """The commit RUN/config.json records (that of the run's last start or resume), if any."""
+    try:
+        commit = json.loads((run / "config.json").read_text())["environment"]["commit"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return commit if isinstance(commit, str) and commit else None
 
+
+def cmd_export(args) -> int:
     from relnet import pretrained
     from relnet.io import checked_name
     from relnet.train.checkpoint import load_checkpoint
+    from relnet.train.loop import git_commit
     from relnet.train.preset import Preset
 
     name = checked_name(args.name, "--name")  # it becomes NAME.safetensors and NAME.json
@@ -347,8 +355,7 @@ def cmd_export(args) -> int:
     metrics = {**last["eval"], "questions_seen": last["questions_seen"], "train_seconds": round(last["train_seconds"], 1),
                "epochs": last["epoch"], "data_seed": args.data_seed}
     command = state["options"].get("command") or f"relnet train --preset {state['preset']['name']} ..."
-    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                           cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    commit = args.commit or _trained_commit(run) or git_commit() or "unknown"
     for path in pretrained.export(state, metrics, name, folder, command, commit):
         print(f"wrote {path}")
     return 0
@@ -631,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dir", metavar="DIR", default=".", help="folder to write into (default: the current "
                                                                   "directory)")
     export.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of the data the run trained on (default 0)")
-    export.add_argument("--commit", help="commit the run was trained with (default: git rev-parse HEAD)")
+    export.add_argument("--commit", help="commit the run was trained with (default: the one its config.json "
+                                         "records, else the checkout's HEAD)")
     export.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
     export.set_defaults(handler=cmd_export)
 

@@ -81,20 +81,27 @@ def autocast(device: torch.device, precision: str):
 def environment(device: torch.device) -> dict:
     """What a run ran on: versions, commit (when relnet runs from a git checkout), host, processor."""
     import platform
+
+    import relnet
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_text("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor() or None)
+    return {"relnet": relnet.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "commit": git_commit(), "host": platform.node(), "cpu": cpu, "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def git_commit() -> str | None:
+    """The commit of the relnet checkout that is running; None when not run from a git checkout."""
     import subprocess
 
     import relnet
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(relnet.__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):  # no git, or not a checkout
-        commit = None
-    cpu = next((line.split(":", 1)[1].strip() for line in _read_text("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor() or None)
-    return {"relnet": relnet.__version__, "torch": torch.__version__, "python": platform.python_version(),
-            "commit": commit, "host": platform.node(), "cpu": cpu, "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(relnet.__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):  # no git
+        return None
 
 
 def _read_text(path: str) -> str:
