@@ -188,3 +188,16 @@ def test_benchmark_script_smoke(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == {"sort-of-clevr-state", "sort-of-clevr-cnn-mlp"}
     assert "binary" in result.stdout
+
+
+def test_slice_minutes_ends_a_sitting_and_resume_goes_on(tiny_sort_of_clevr, tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", str(run),
+              "--epochs", "2", "--no-progress"]
+    assert main(common + ["--slice-minutes", "1e-9"]) == 0
+    out = capsys.readouterr().out
+    assert "--slice-minutes ended it after 0.20 of 2 epochs" in out  # one step of five and "`--resume` goes on" in out
+    assert json.loads((run / "metrics.json").read_text())["ended_by"] == "slice"
+    assert main(common + ["--resume"]) == 0
+    assert "trained all 2 epochs" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["ended_by"] == "epochs"

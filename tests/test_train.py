@@ -1,7 +1,9 @@
 import dataclasses
+import itertools
 import json
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -191,3 +193,31 @@ def test_without_tensorboard_a_run_writes_no_event_folder(tiny_sort_of_clevr, tm
     monkeypatch.setattr("relnet.train.events._writer_class", lambda: None)  # as if not installed
     run(small("sort-of-clevr-state", epochs=1), tiny_sort_of_clevr, tmp_path / "run")
     assert (tmp_path / "run" / "metrics.json").is_file() and not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_a_run_in_three_slices_ends_as_the_run_in_one_piece(tiny_sort_of_clevr, tmp_path, monkeypatch, capsys):
+    """Issue 26: a long run trains in sittings ended by --slice-minutes; its decaying schedule is
+    set by the whole horizon, so the slices end on the weights of the run trained in one piece."""
+    preset = small("sort-of-clevr-pixels", epochs=4, batch_size=8, schedule="cosine", warmup_steps=5,
+                   model={"g_widths": [32, 32], "f_widths": [32]})
+    run(preset, tiny_sort_of_clevr, tmp_path / "whole")
+    clock = itertools.count()
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))  # a second per reading: no timing noise
+    ends = []
+    for minutes in (0.3, 0.9, 0.5, None):  # three slices of different lengths, then the rest of the run
+        metrics = run(preset, tiny_sort_of_clevr, tmp_path / "sliced", resume=True, slice_minutes=minutes)
+        ends.append((metrics["ended_by"], metrics["steps"]))
+    assert [ended_by for ended_by, _ in ends] == ["slice"] * 3 + ["epochs"]
+    lengths = [after - before for (_, before), (_, after) in zip([(None, 0)] + ends, ends)]
+    assert all(lengths) and len(set(lengths[:3])) == 3, lengths
+    assert "horizon: " in capsys.readouterr().out
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    sliced = torch.load(tmp_path / "sliced" / "checkpoint.pt", weights_only=True)
+    for name, tensor in whole["model"].items():
+        torch.testing.assert_close(sliced["model"][name], tensor, rtol=0, atol=0, msg=name)
+    for before, after in zip(whole["optimizer"]["state"].values(), sliced["optimizer"]["state"].values()):
+        for key in before:
+            torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)
+    assert sliced["progress"] | {"train_seconds": 0} == whole["progress"] | {"train_seconds": 0}
+    at_epoch_ends = [entry["eval"] for entry in sliced["history"] if not entry["subset"] and entry["epoch"] % 1 == 0]
+    assert at_epoch_ends == [entry["eval"] for entry in whole["history"]]

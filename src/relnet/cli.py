@@ -255,7 +255,8 @@ def cmd_train(args) -> int:
                     seed=args.seed, device=args.device, precision=args.precision, resume=args.resume,
                     progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
                     accumulate=args.accumulate, compile=args.compile, eval_every=args.eval_every,
-                    eval_subset=args.eval_subset, command="relnet " + shlex.join(args.argv))
+                    eval_subset=args.eval_subset, command="relnet " + shlex.join(args.argv),
+                    slice_minutes=args.slice_minutes)
     from relnet.train.distributed import world_from_environment
 
     if not world_from_environment().is_main:  # under torchrun, rank 0 reports
@@ -270,6 +271,9 @@ def cmd_train(args) -> int:
 def _why_training_ended(metrics: dict) -> str:
     """Which limit ended the run (all its epochs, or the time budget), and how to go on."""
     epochs, budget = metrics["epochs_planned"], metrics["max_minutes"]
+    if metrics["ended_by"] == "slice":
+        return (f"this sitting's --slice-minutes ended it after {metrics['epochs']:.2f} of {epochs} epochs; "
+                f"`--resume` goes on with the same schedule")
     if metrics["ended_by"] == "time budget":
         return (f"stopped by the time budget (--max-minutes {budget:g}) after {metrics['epochs']:.2f} of {epochs} "
                 f"epochs; `--resume --max-minutes M` goes on")
@@ -574,7 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, metavar="RUN", help="run directory (checkpoint, metrics, curves)")
     train.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (default: the preset's)")
     train.add_argument("--max-minutes", type=minutes, metavar="M",
-                       help="training time budget; the learning-rate schedule completes within it")
+                       help="the run's training time budget, over all its sittings; the learning-rate schedule "
+                            "completes within it")
+    train.add_argument("--slice-minutes", type=minutes, metavar="M",
+                       help="end this sitting after M minutes (wall time) with an evaluation and a checkpoint; "
+                            "the run's horizon and schedule stay as they are; --resume goes on (docs/long-runs.md)")
     train.add_argument("--seed", type=bounded_int(0, 2 ** 32 - 1), default=0, help="random seed (default 0)")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
     train.add_argument("--precision", default="auto",

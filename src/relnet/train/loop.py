@@ -222,6 +222,7 @@ class _Run:
     budget: float | None  # seconds
     eval_every_steps: int | None
     show_progress: bool
+    slice_end: float | None  # time.perf_counter() at which this sitting ends (--slice-minutes)
     events: EventLog | None  # TensorBoard (rank 0)
 
     @property
@@ -237,7 +238,7 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
           compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000,
-          command: str | None = None) -> dict:
+          command: str | None = None, slice_minutes: float | None = None) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
     ``data_dir`` is what ``task.load`` reads; None for a task that holds its data (a TensorTask).
 
@@ -248,8 +249,15 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
     evaluations on a fixed subset of ``eval_subset`` examples of the evaluation split, for
     learning curves against examples seen. A resumed run keeps the preset it was started with.
     ``command`` (the command line that started the run) is recorded in config.json.
+
+    A long run trains in slices: ``slice_minutes`` ends this call after that many minutes of wall
+    time (evaluation included) with a full evaluation and a checkpoint, and ``resume=True`` goes on.
+    Unlike ``max_minutes`` (the run's whole time budget, which the schedule spans) a slice leaves
+    the run's horizon and schedule as they are: sliced or not, a run ends with the same weights.
     """
     wall_start = time.perf_counter()
+    if slice_minutes is not None and not 0 < slice_minutes < math.inf:
+        raise ConfigError(f"slice_minutes must be a positive number of minutes, got {slice_minutes}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: a file of that name exists; expected a run directory")
@@ -262,21 +270,23 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
         source = Path(data_dir) if data_dir is not None else f"{task.name} (in memory)"
         run = _setup(task, preset, source, out_dir, epochs=epochs, max_minutes=max_minutes, seed=seed,
                      device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
-                     compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command)
+                     compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command,
+                     slice_end=wall_start + slice_minutes * 60 if slice_minutes else None)
         return _train_epochs(run, checkpoint_minutes, wall_start)
 
 
 def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> dict:
     run.model.train()
-    ended_by = "epochs"
     try:
         with _StopRequest() as stop:
             while run.progress.epoch < run.epochs:
                 if run.world.any(stop.requested, run.device):  # Ctrl-C between epochs stops here too
                     _stop(run)
-                if not _train_epoch(run, stop, checkpoint_minutes):
-                    ended_by = "time budget"
+                ended_by = _train_epoch(run, stop, checkpoint_minutes)
+                if ended_by:
                     break
+            else:
+                ended_by = "epochs"
         return _finish(run, wall_start, ended_by)
     finally:
         if run.events:
@@ -284,7 +294,7 @@ def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> 
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
-           accumulate, compile, eval_every, eval_subset, command) -> _Run:
+           accumulate, compile, eval_every, eval_subset, command, slice_end) -> _Run:
     """Validate the options, load the data and build (or restore) the model and optimizer."""
     from relnet.tasks.base import nonempty  # (relnet.tasks imports the trainer's presets)
 
@@ -297,6 +307,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         seed, command = stored["seed"], stored.get("command")
         epochs = epochs or stored["epochs"]
         max_minutes = max_minutes if max_minutes is not None else stored["max_minutes"]
+        if world.is_main:
+            _warn_if_horizon_moves(preset, stored, epochs, max_minutes)
         eval_every = eval_every or stored.get("eval_every")
         eval_subset = stored.get("eval_subset", eval_subset) if isinstance(stored.get("eval_subset"), int) else eval_subset
     epochs = epochs or preset.epochs
@@ -356,8 +368,35 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
                 batch_size=batch_size, share=share, micro_batch=max(share // accumulate, 1),
                 steps_per_epoch=len(train_split) // batch_size, budget=max_minutes * 60 if max_minutes else None,
                 eval_every_steps=max(1, round(eval_every / batch_size)) if eval_every else None,
-                show_progress=progress and world.is_main,
+                show_progress=progress and world.is_main, slice_end=slice_end,
                 events=EventLog(out_dir, run_progress.step * batch_size) if world.is_main else None)
+
+
+def _warn_if_horizon_moves(preset: Preset, stored: dict, epochs: int, max_minutes: float | None) -> None:
+    """A resume with other --epochs or --max-minutes moves the end of a decaying schedule: say so."""
+    moved = [f"--{flag} {before} -> {after}" for flag, before, after in
+             (("epochs", stored["epochs"], epochs), ("max-minutes", stored["max_minutes"], max_minutes))
+             if before != after]
+    if moved and preset.schedule != "constant":
+        tqdm.write(f"note: {', '.join(moved)} moves the horizon that the {preset.schedule} schedule spans: the "
+                   f"learning rate continues as that of the new horizon (--slice-minutes ends a sitting without this)")
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
+
+
+def _where_in_horizon(run: _Run) -> str:
+    """How far the run is through its epochs (and budget), and the training time left at its pace."""
+    total, step, seconds = run.epochs * run.steps_per_epoch, run.progress.step, run.progress.train_seconds
+    left = (total - step) * seconds / step if step else None
+    if run.budget:
+        left = min(left, run.budget - seconds) if left is not None else run.budget - seconds
+    budget = f" of the {run.options['max_minutes']:g} min budget" if run.budget else ""
+    return (f"horizon: {step / run.steps_per_epoch:.2f} of {run.epochs} epochs ({step / max(total, 1):.0%}); "
+            f"{_duration(seconds)} trained{budget}"
+            + (f", about {_duration(max(left, 0.0))} of training left" if left is not None else ""))
 
 
 def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict | None:
@@ -443,9 +482,9 @@ def _step(run: _Run, mine: torch.Tensor) -> torch.Tensor:
     return totals
 
 
-def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bool:
-    """Train to the end of the current epoch (or the time budget), then evaluate and checkpoint.
-    Returns False when the time budget ended the run."""
+def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> str | None:
+    """Train to the end of the current epoch (or a time limit), then evaluate and checkpoint.
+    Returns the limit that ended the run before the epoch's end ("time budget" or "slice"), if one did."""
     world, progress = run.world, run.progress
     order = run.train_split.epoch_order(run.options["seed"], progress.epoch, run.batch_size).to(run.device)
     bar = tqdm(total=run.steps_per_epoch, initial=progress.batch_in_epoch, desc=f"epoch {progress.epoch + 1}/{run.epochs}",
@@ -454,18 +493,20 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
     totals = torch.zeros(3, device=run.device)
     logged = [0.0, 0.0, 0.0]  # all processes' totals at the previous loss-log entry
     last_checkpoint = step_start = time.perf_counter()
-    within_budget, stop_requested = True, False
+    ended_by, stop_requested = None, False
     while progress.batch_in_epoch < run.steps_per_epoch:
         start = progress.batch_in_epoch * run.batch_size + world.rank * run.share
         totals += _step(run, order[start:start + run.share])
         bar.update(1)
-        # One collective a step agrees on rank 0's clock and on a stop request (Ctrl-C).
-        clock_due, stop_requested = world.any_each(
-            [world.is_main and time.perf_counter() - step_start >= LOG_EVERY_SECONDS, stop.requested], run.device)
+        # One collective a step agrees on rank 0's clock (a log due, the slice over) and on a stop request (Ctrl-C).
+        now = time.perf_counter()
+        clock_due, slice_over, stop_requested = world.any_each(
+            [world.is_main and now - step_start >= LOG_EVERY_SECONDS,
+             world.is_main and run.slice_end is not None and now >= run.slice_end, stop.requested], run.device)
         eval_due = bool(run.eval_every_steps) and progress.step % run.eval_every_steps == 0
         # A stop logs first, so that the checkpoint's loss log and time cover every step taken.
         if (progress.step % LOG_EVERY_STEPS == 0 or progress.batch_in_epoch == run.steps_per_epoch or clock_due
-                or eval_due or stop_requested):
+                or eval_due or slice_over or stop_requested):
             summed = world.sum(totals).tolist()  # synchronizes: the time is real
             now = time.perf_counter()
             progress.train_seconds += now - step_start
@@ -485,10 +526,13 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
                 _evaluate_into_history(run, subset=True, stop=stop)
                 step_start = time.perf_counter()  # evaluation time is not training time
             # Rank 0's clock decides, so that every process stops at the same step.
-            if world.any(bool(run.budget) and world.is_main and progress.train_seconds >= run.budget, run.device):
-                within_budget = False
+            budget_spent = world.any(bool(run.budget) and world.is_main and progress.train_seconds >= run.budget,
+                                     run.device)
+            if budget_spent or slice_over:
+                ended_by = "time budget" if budget_spent else "slice"
                 if world.is_main:
-                    tqdm.write(f"time budget of {run.options['max_minutes']:g} min reached at step {progress.step}")
+                    tqdm.write(f"time budget of {run.options['max_minutes']:g} min reached at step {progress.step}"
+                               if budget_spent else f"this slice's time is up at step {progress.step}")
                 break
             if world.any(world.is_main and now - last_checkpoint >= checkpoint_minutes * 60, run.device):
                 _save(run)
@@ -505,7 +549,7 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> bo
         progress.epoch += 1
         progress.batch_in_epoch = 0
     _save(run)
-    return within_budget
+    return ended_by
 
 
 LOG = "train_log.jsonl"
@@ -581,6 +625,8 @@ def _evaluate_into_history(run: _Run, subset: bool, stop: _StopRequest) -> None:
         training = f"train loss {entry['train_loss']:.4f}  train acc {entry['train_accuracy']:.4f}  " if seen else ""
         tqdm.write(f"epoch {entry['epoch']:.2f}  {entry['questions_seen']:,} seen  {training}{split.name} acc "
                    f"{metrics['overall']:.4f}" + (f" ({len(split):,} examples)" if subset else ""))
+        if not subset:
+            tqdm.write(_where_in_horizon(run))
 
 
 def _save(run: _Run) -> None:
