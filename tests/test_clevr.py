@@ -263,7 +263,7 @@ def test_cache_warns_about_unknown_words_and_rejects_bad_json(generated, tmp_pat
     (root / "images").symlink_to(generated / "images")
     prepare(root, tmp_path / "cache", workers=1, progress=False)
     assert unknown >= 1
-    assert f"{unknown} question words are not in the train vocabulary" in capsys.readouterr().err
+    assert f"{unknown} question words are not in the cache's vocabulary" in capsys.readouterr().err
     (root / "questions" / "CLEVR_val_questions.json").write_text("{not json")
     with pytest.raises(DataError, match="CLEVR_val_questions.json: not a valid CLEVR questions file"):
         prepare(root, tmp_path / "cache2", workers=1, progress=False)

@@ -109,7 +109,7 @@ def test_official_templates_give_clevrs_category_mix(scenes):
     assert shares["count"] == pytest.approx(21 / 90, abs=0.05) and shares["query_attribute"] > 0.3, shares
 
 
-def test_no_images_data_and_state_only_cache(tmp_path):
+def test_no_images_data_and_state_only_cache(tmp_path, capsys):
     with_images, without = tmp_path / "with", tmp_path / "without"
     for out, extra in ((with_images, []), (without, ["--no-images"])):
         assert main(["data", "clevr-gen", "--out", str(out), "--images", "6", "--split", "train", "--workers", "1",
@@ -129,6 +129,20 @@ def test_no_images_data_and_state_only_cache(tmp_path):
                  "--epochs", "1", "--no-progress"]) == 0
     with pytest.raises(DataError, match="state-only cache"):
         load_cache(cache, "train", with_images=True, with_objects=False)
+    # A folder of the val split alone (as the official val download) caches with its own words, and
+    # a trained model evaluates on it as on the cache it was trained with (issue 26).
+    val_only = tmp_path / "val-only"
+    for kind in ("scenes", "questions"):
+        (val_only / kind).mkdir(parents=True)
+        shutil.copy(without / kind / f"CLEVR_val_{kind}.json", val_only / kind)
+    assert main(["data", "clevr", "--clevr-dir", str(val_only), "--out", str(tmp_path / "val-cache"), "--no-images",
+                 "--no-progress"]) == 0
+    scores = []
+    for data in (cache, tmp_path / "val-cache"):
+        capsys.readouterr()
+        assert main(["eval", str(tmp_path / "run"), "--data", str(data), "--json", "--no-progress"]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0]["questions"] == scores[1]["questions"] > 0 and scores[0]["overall"] == scores[1]["overall"]
     assert main(["train", "--preset", "clevr-pixels", "--data", str(cache), "--out", str(tmp_path / "pixels"),
                  "--epochs", "1", "--no-progress"]) == 2
 

@@ -15,8 +15,8 @@ Cache files, per split S (all plain arrays, no pickle):
   ``vocab``: the ids of the run that wrote it and of the vocabulary its tokens index;
 - ``S_objects.npz`` (splits with scenes): ``objects`` float32 [images, 10, 18] (3D coordinates,
   then one-hot size (2), color (8), material (2), shape (3)), ``object_count`` and ``build``;
-- ``vocab.json``: the question words of the train split (0 ``<pad>``, 1 ``<unk>``), the answers
-  and its id;
+- ``vocab.json``: the question words of the train split (of the splits cached, when train is not
+  among them; 0 ``<pad>``, 1 ``<unk>``), the answers and its id;
 - ``cache.json``: the manifest, written last: which build of every file belongs to the cache.
   A run removes it first, so a cache whose rebuild stopped midway is refused, never read mixed.
 
@@ -246,21 +246,21 @@ def prepare(clevr_dir: Path, out: Path, splits=None, size: int = 128, workers: i
 
 
 def _prepare_locked(clevr_dir, out, splits, size, workers, progress, images) -> list[Path]:
-    # Rebuilding train makes a new vocabulary, and with it a new cache; otherwise the splits
-    # rebuilt replace theirs in the cache's manifest.
-    previous = _read_manifest(out) if "train" not in splits else None
+    # Rebuilding train makes a new vocabulary, and with it a new cache, as does a first build; otherwise
+    # the splits rebuilt replace theirs in the cache's manifest.
+    previous = _read_manifest(out) if "train" not in splits and (out / MANIFEST).exists() else None
     build = uuid.uuid4().hex
     sources = {split: _read_split(clevr_dir, split, images) for split in splits}  # everything checked before writing
     for source in sources.values():
         # Every image present before anything changes; the one stat of each image the run needs.
         source["fingerprint"] = images_fingerprint(source["images"], size) if images else None
-    vocab = _vocabulary(sources, out, size, build)
+    vocab = _vocabulary(sources, out, size, build) if previous is not None else _new_vocabulary(sources, size, build)
     word_index = {word: i for i, word in enumerate(vocab["words"])}
     encoded = {}
     for split, source in sources.items():
         arrays, unknown = encode_questions(source["path"], source["questions"], word_index, source["rows"])
         if unknown:
-            print(f"warning: {split}: {unknown} question words are not in the train vocabulary; encoded as {UNK}",
+            print(f"warning: {split}: {unknown} question words are not in the cache's vocabulary; encoded as {UNK}",
                   file=sys.stderr)
         encoded[split] = {**arrays, "build": _id_array(build), "vocab": _id_array(vocab["build"])}
         if source["scenes"] is not None:  # built now, so that a bad scene stops the run before it writes
@@ -281,19 +281,24 @@ def _prepare_locked(clevr_dir, out, splits, size, workers, progress, images) -> 
         written += [out / f"{split}_images.npy"] if images else []
         written += [out / f"{split}_questions.npz"]
         written += [out / f"{split}_objects.npz"] if source["scenes"] is not None else []
-    if "train" in sources:
+    if previous is None:
         write_json(out / "vocab.json", vocab)
         written.insert(0, out / "vocab.json")
     write_json(out / MANIFEST, manifest)
     return written
 
 
+def _new_vocabulary(sources: dict, size: int, build: str) -> dict:
+    """The train split's words; without train (a val-only folder to evaluate a model on), the words
+    of the splits cached: a trained model re-numbers them into its own vocabulary when it reads them."""
+    words = sorted({word for split, source in sources.items() if split == "train" or "train" not in sources
+                    for q in source["questions"] for word in tokenize(q.get("question", ""))})
+    return {"words": [PAD, UNK, *words], "answers": list(ANSWERS), "categories": list(CATEGORIES),
+            "image_size": size, "build": build}
+
+
 def _vocabulary(sources: dict, out: Path, size: int, build: str) -> dict:
-    """The train split's words (a new vocabulary), or the cache's own when train is not rebuilt."""
-    if "train" in sources:
-        words = sorted({word for q in sources["train"]["questions"] for word in tokenize(q.get("question", ""))})
-        return {"words": [PAD, UNK, *words], "answers": list(ANSWERS), "categories": list(CATEGORIES),
-                "image_size": size, "build": build}
+    """The vocabulary of the cache in ``out``, into which splits other than train are rebuilt."""
     vocab = read_vocab(out)
     if vocab["image_size"] != size:
         raise ConfigError(f"{out / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; pass "
@@ -353,8 +358,7 @@ def _id_array(text: str) -> np.ndarray:
 
 def _read_manifest(cache: Path) -> dict:
     if not (cache / MANIFEST).exists():
-        raise ConfigError(f"{cache}: no complete cache there ({MANIFEST} missing); the question vocabulary is "
-                          f"built on the train split: include train")
+        raise ConfigError(f"{cache}: no complete cache there ({MANIFEST} missing); {HOW_TO_MAKE}")
     manifest = read_json_file(cache / MANIFEST, "cache manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT or not isinstance(
             manifest.get("splits"), dict):
