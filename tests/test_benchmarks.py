@@ -150,3 +150,14 @@ def test_clevr_crops_smoke(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads(out.read_text())
     assert results["real"]["objects"] == 145 and 0 <= results["real"]["all_four"] <= 1
+
+
+def test_clevr_gen_memory_benchmark_smoke(tmp_path):
+    out = tmp_path / "memory.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "clevr_gen_memory.py"), "--smoke", "--json", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [row["scenes"] for row in rows] == [5, 20]
+    assert all(row["peak_rss_mb"] > 10 and row["questions_file_mb"] > 0 for row in rows)
+    assert "| 20 |" in result.stdout

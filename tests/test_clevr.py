@@ -288,3 +288,35 @@ def test_doubling_schedule():
     rates = [learning_rate(preset, step, 200 * 10, 0.0, None) for step in (0, 199, 200, 400, 1399, 1400, 1999)]
     assert rates[:4] == [5e-6, 5e-6, 1e-5, 2e-5] and rates[4] == 5e-6 * 64 and rates[5] == rates[6] == 5e-4
     assert get_task("clevr").eval_split == "val"
+
+
+def test_streamed_json_lists_are_the_bytes_write_json_writes_and_appear_only_complete(tmp_path):
+    from relnet.io import json_list_writer, write_json
+
+    for items in ([], [{"a": [1, 2, {"b": "x\ny"}], "c": {}}], [1, "two", [], {"k": [3.5]}, None]):
+        write_json(tmp_path / "whole.json", {"info": {"version": "1.0"}, "scenes": items})
+        with json_list_writer(tmp_path / "streamed.json", {"info": {"version": "1.0"}}, "scenes") as append:
+            for item in items:
+                append(item)
+        assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+    with pytest.raises(RuntimeError):
+        with json_list_writer(tmp_path / "stopped.json", {"info": {}}, "scenes") as append:
+            append({"index": 0})
+            raise RuntimeError("stopped midway")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["streamed.json", "whole.json"]
+
+
+def test_a_generation_that_fails_midway_leaves_no_scene_or_question_file(tmp_path, monkeypatch):
+    import relnet.tasks.clevr.generate as generate_module
+
+    made = generate_module._render_to_file
+
+    def fail_on_the_third(job):
+        if job[0] == 2:
+            raise ValueError("renderer failed")
+        return made(job)
+
+    monkeypatch.setattr(generate_module, "_render_to_file", fail_on_the_third)
+    with pytest.raises(ValueError, match="renderer failed"):
+        generate(tmp_path, GeneratorOptions(images=4), images=False, progress=False)
+    assert not list((tmp_path / "scenes").glob("*")) and not list((tmp_path / "questions").glob("*"))

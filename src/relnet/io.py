@@ -28,15 +28,17 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it into place."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike):
+    """A binary file to write, open on a temporary file beside ``path`` and renamed into place when
+    the block ends; removed if the block raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as file:
-            write(file)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
@@ -45,8 +47,35 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise
 
 
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it into place."""
+    with atomic_file(path) as file:
+        write(file)
+
+
 def write_json(path: str | os.PathLike, data) -> None:
     atomic_write(path, lambda file: file.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+@contextlib.contextmanager
+def json_list_writer(path: str | os.PathLike, head: dict, key: str):
+    """Write ``{**head, key: [items]}`` to ``path`` an item at a time (``append(item)``), byte for byte
+    as write_json writes the whole object, so that a list of any length takes no memory; atomic
+    like write_json: the file appears complete when the block ends, or not at all."""
+    if not head or key in head:
+        raise ValueError("json_list_writer needs a non-empty head without the list's key")
+    items = 0
+    with atomic_file(path) as file:
+        file.write((json.dumps(head, indent=2)[:-2] + f",\n  {json.dumps(key)}: [").encode())
+
+        def append(item) -> None:
+            nonlocal items
+            indented = "\n".join("    " + line for line in json.dumps(item, indent=2).split("\n"))
+            file.write(((",\n" if items else "\n") + indented).encode())
+            items += 1
+
+        yield append
+        file.write(("\n  ]\n}\n" if items else "]\n}\n").encode())
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:

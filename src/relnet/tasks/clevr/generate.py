@@ -7,6 +7,7 @@ main process, which keeps one answer-balancing tally over the whole split.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from collections import Counter, defaultdict
@@ -19,7 +20,7 @@ from PIL import Image
 
 from relnet import __version__
 from relnet.errors import ConfigError, DataError
-from relnet.io import atomic_write, write_json
+from relnet.io import atomic_write, json_list_writer
 from relnet.tasks.clevr.files import check_split_name, read_scenes
 from relnet.tasks.clevr.questions import (Template, builtin_templates_dir, check_metadata, instantiate, load_synonyms,
                                           load_templates, question_text)
@@ -93,13 +94,18 @@ class QuestionWriter:
     (CLEVR's category mix follows from its families); one answer tally per family keeps any
     answer from dominating a family."""
 
-    def __init__(self, templates: list[Template], synonyms: dict, options: GeneratorOptions):
+    def __init__(self, templates: list[Template], synonyms: dict, options: GeneratorOptions, sink=None):
+        """``sink(question)`` takes each question as it is made (e.g. into a file); without one they
+        are kept in ``questions``."""
         self.templates = templates
         self.synonyms = synonyms
         self.options = options
         self.used = np.zeros(len(templates), dtype=np.int64)
         self.tally: dict[int, Counter] = defaultdict(Counter)
         self.questions: list[dict] = []
+        self.sink = sink or self.questions.append
+        self.count = 0
+        self.answers = _AnswersByCategory()
 
     tries_per_slot = 30
 
@@ -149,12 +155,15 @@ class QuestionWriter:
             texts.add(text)
             self.tally[template.family][answer] += 1
             wanted -= 1
-            self.questions.append({
+            question = {
                 "split": scene["split"], "image_index": scene["image_index"],
-                "image_filename": scene["image_filename"], "question_index": len(self.questions),
+                "image_filename": scene["image_filename"], "question_index": self.count,
                 "question": text, "answer": answer, "program": program,
                 "question_family_index": template.family, "template_filename": template.filename,
-            })
+            }
+            self.count += 1
+            self.answers.add(question)
+            self.sink(question)
 
 
 def _info(split: str) -> dict:
@@ -191,27 +200,26 @@ def generate(out: Path, options: GeneratorOptions, workers: int = 1, templates_d
         path.unlink()
     if images:
         image_dir.mkdir(parents=True, exist_ok=True)
-    writer = QuestionWriter(templates, synonyms, options)
     jobs = [(index, options, str(image_dir) if images else None)
             for index in range(options.start_index, options.start_index + options.images)]
-    scenes = []
     bar = tqdm(total=len(jobs), desc=f"clevr-gen {options.split}", unit="scene", disable=not progress)
-    if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            for scene in pool.imap(_render_to_file, jobs, chunksize=4 if images else 64):
-                scenes.append(scene)
+    # Scenes and questions stream into their files as they are made: memory stays flat however
+    # large the split (the files appear, complete, at the end).
+    with json_list_writer(scenes_path, {"info": _info(options.split)}, "scenes") as add_scene, \
+            json_list_writer(questions_path, {"info": _info(options.split)}, "questions") as add_question:
+        writer = QuestionWriter(templates, synonyms, options, sink=add_question)
+        with contextlib.ExitStack() as stack:
+            if workers > 1:
+                pool = stack.enter_context(get_context("spawn").Pool(workers))
+                scenes = pool.imap(_render_to_file, jobs, chunksize=4 if images else 64)
+            else:
+                scenes = map(_render_to_file, jobs)
+            for scene in scenes:
+                add_scene(scene)
                 writer.add(scene)
                 bar.update()
-    else:
-        for job in jobs:
-            scene = _render_to_file(job)
-            scenes.append(scene)
-            writer.add(scene)
-            bar.update()
     bar.close()
-    write_json(scenes_path, {"info": _info(options.split), "scenes": scenes})
-    write_json(questions_path, {"info": _info(options.split), "questions": writer.questions})
-    result = {"scenes": str(scenes_path), "questions": str(questions_path), "summary": summarize(writer.questions)}
+    result = {"scenes": str(scenes_path), "questions": str(questions_path), "summary": writer.answers.summary()}
     return {**result, "images": str(image_dir)} if images else result
 
 
@@ -232,29 +240,45 @@ def generate_questions(scenes_file: Path, out: Path, options: GeneratorOptions, 
     questions_path = out / "questions" / f"CLEVR_{split}_questions.json"
     if questions_path.exists() and not overwrite:
         raise ConfigError(f"{questions_path} already exists; pass --overwrite to replace it or choose another --out")
-    writer = QuestionWriter(templates, synonyms, GeneratorOptions(**{**options.__dict__, "split": split}))
-    for scene in tqdm(scenes, desc=f"questions {split}", unit="scene", disable=not progress):
-        writer.add(scene)
-    write_json(questions_path, {"info": _info(split), "questions": writer.questions})
-    return {"questions": str(questions_path), "summary": summarize(writer.questions)}
+    with json_list_writer(questions_path, {"info": _info(split)}, "questions") as add_question:
+        writer = QuestionWriter(templates, synonyms, GeneratorOptions(**{**options.__dict__, "split": split}),
+                                sink=add_question)
+        for scene in tqdm(scenes, desc=f"questions {split}", unit="scene", disable=not progress):
+            writer.add(scene)
+    return {"questions": str(questions_path), "summary": writer.answers.summary()}
+
+
+class _AnswersByCategory:
+    """The answers of questions counted by Table-1 category, a question at a time."""
+
+    def __init__(self):
+        self.tallies: dict[str, Counter] = defaultdict(Counter)
+
+    def add(self, question: dict) -> None:
+        if "answer" in question and question.get("program"):
+            last = question["program"][-1]
+            self.tallies[category_of(last.get("function", last.get("type")))][question["answer"]] += 1
+
+    def summary(self) -> dict:
+        """Per category: questions, distinct answers, and the share of the most frequent answer
+        (the accuracy of always giving it)."""
+        summary = {}
+        for category in CATEGORIES:
+            tally = self.tallies.get(category, Counter())
+            total = sum(tally.values())
+            top = tally.most_common(1)
+            summary[category] = {"questions": total, "answers": len(tally),
+                                 "majority_answer": top[0][0] if top else None,
+                                 "majority_share": round(top[0][1] / total, 4) if total else None}
+        return summary
 
 
 def summarize(questions: list[dict]) -> dict:
-    """Per category: questions, distinct answers, and the share of the most frequent answer
-    (the accuracy of always giving it)."""
-    answers: dict[str, Counter] = defaultdict(Counter)
+    """Per category: questions, distinct answers, and the share of the most frequent answer."""
+    answers = _AnswersByCategory()
     for question in questions:
-        if "answer" in question and question.get("program"):
-            answers[category_of(question["program"][-1].get("function", question["program"][-1].get("type")))][question["answer"]] += 1
-    summary = {}
-    for category in CATEGORIES:
-        tally = answers.get(category, Counter())
-        total = sum(tally.values())
-        top = tally.most_common(1)
-        summary[category] = {"questions": total, "answers": len(tally),
-                             "majority_answer": top[0][0] if top else None,
-                             "majority_share": round(top[0][1] / total, 4) if total else None}
-    return summary
+        answers.add(question)
+    return answers.summary()
 
 
 def default_workers() -> int:
