@@ -161,3 +161,13 @@ def test_clevr_gen_memory_benchmark_smoke(tmp_path):
     assert [row["scenes"] for row in rows] == [5, 20]
     assert all(row["peak_rss_mb"] > 10 and row["questions_file_mb"] > 0 for row in rows)
     assert "| 20 |" in result.stdout
+
+
+def test_state_step_benchmark_smoke(small_datasets, tmp_path):
+    out = tmp_path / "step.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "state_step.py"), "--data", str(small_datasets["clevr"]),
+                             "--smoke", "--precision", "fp32", "--json", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["questions_per_second"]) == {"real-pairs", "pair-grid"}
+    assert all(rate > 0 for rate in report["questions_per_second"].values()) and report["profile_top"]

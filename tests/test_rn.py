@@ -218,3 +218,24 @@ def test_cuda_matches_cpu():
     objects, question = torch.randn(4, 6, 5), torch.randn(4, 3)
     torch.testing.assert_close(rn.cuda()(objects.cuda(), question.cuda()).cpu(), rn.cpu()(objects, question),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("aggregation,self_pairs", [("sum", True), ("mean", True), ("sum", False), ("mean", False)])
+def test_real_pairs_only_equals_the_masked_grid(aggregation, self_pairs):
+    """With a padding mask the RN computes only the pairs of real objects; the result and its
+    gradients are those of the whole grid with padded pairs weighted 0 (the chunked path)."""
+    torch.manual_seed(0)
+    packed = RelationNetwork(4, 3, question_dim=2, g_widths=[8, 8], f_widths=[8], aggregation=aggregation,
+                             self_pairs=self_pairs).double()
+    grid = RelationNetwork(4, 3, question_dim=2, g_widths=[8, 8], f_widths=[8], aggregation=aggregation,
+                           self_pairs=self_pairs, pair_chunk_size=6).double()
+    grid.load_state_dict(packed.state_dict())
+    objects, question = torch.randn(5, 6, 4, dtype=torch.double), torch.randn(5, 2, dtype=torch.double)
+    counts = torch.tensor([6, 3, 1, 0, 4])  # a full set, partial ones, one object, none
+    padding = torch.arange(6) >= counts.unsqueeze(1)
+    outputs = [model(objects, question, padding_mask=padding) for model in (packed, grid)]
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for output in outputs:
+        output.square().sum().backward()
+    for (name, a), b in zip(packed.named_parameters(), grid.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
