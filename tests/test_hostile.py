@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -649,7 +650,7 @@ IMAGE_CASES = {
     "empty file": (lambda good: b"", "image unreadable"),
     "decompression bomb": (lambda good: png_bytes(Image.new("1", (5000, 5000))), "a 5000 x 5000 image"),
     "floating-point tiff": (lambda good: (lambda b: (Image.new("F", (8, 8)).save(b, format="TIFF"), b.getvalue())[1])(
-        io.BytesIO()), "a floating-point image"),
+        io.BytesIO()), "not a PNG file"),
 }
 
 
@@ -1278,7 +1279,7 @@ SET_CASES = {
     "eval_batch_size=0": "eval_batch_size", 'grad_clip="x"': "grad_clip", 'batch_size={"a":1}': "batch_size",
     "min_lr_ratio=2": "min_lr_ratio", "schedule=doubling": "the doubling schedule needs",
     "data.kinds=5": "data.kinds", "data.kinds=[]": "data.kinds", "data.questions_per_image=0": "questions_per_image",
-    "model.g_widths=[-1]": "do not describe a sort-of-clevr-state model",
+    "model.g_widths=[-1]": "model.g_widths=[-1]: expected a list of 1 to 64 whole numbers from 1 to 16,384",
 }
 
 
@@ -1518,3 +1519,463 @@ def test_babi_download_from_a_fifo_or_another_scheme(tmp_path, capsys):
     refused(capsys, ["data", "babi", "--download", tmp_path / "dl", "--url", "gopher://x/y"],
             "expected an http, https or file URL")
     assert files_under(tmp_path / "dl") == set() if (tmp_path / "dl").exists() else True
+
+
+# ---------------------------------------------------------------- model and optimizer values
+
+MODEL_VALUE_CASES = {  # id: (--set assignment, what the one line says)
+    "dropout NaN": ("model.dropout=NaN", "model.dropout=nan: expected a number >= 0 and < 1"),
+    "dropout 1": ("model.dropout=1", "model.dropout=1: expected a number >= 0 and < 1"),
+    "lr past float32": ("lr=1e308", "lr=1e+308, expected a number > 0 and <= 10000"),
+    "weight decay past float32": ("weight_decay=1e300", "weight_decay=1e+300, expected a number >= 0 and <= 10000"),
+    "grad clip past float32": ("grad_clip=1e300", "grad_clip=1e+300, expected a number > 0 and <= 1e+09"),
+    "batch of 5000 digits": ("batch_size=" + "9" * 5000, "batch_size='9999"),
+    "epochs of 4000 digits": ("epochs=" + "9" * 4000, "epochs=9999"),
+    "width of 4000 digits": ("model.g_widths=[" + "9" * 4000 + "]", "model.g_widths=[9999"),
+    "width 0": ("model.g_widths=[0]", "model.g_widths=[0]: expected a list of 1 to 64 whole numbers from 1 to 16,384"),
+    "no layer of g": ("model.g_widths=[]", "model.g_widths=[]: expected a list of 1 to 64"),
+    "f width 0": ("model.f_widths=[128,0]", "model.f_widths=[128, 0]: expected a list of 0 to 64"),
+    "widths nested deep": ("model.g_widths=" + "[" * 100_000, "model.g_widths='[[[["),
+    "unknown data entry": ('data.kind=["binary"]', "sort-of-clevr reads no data.kind; did you mean data.kinds?"),
+}
+
+
+@pytest.mark.parametrize("assignment, message", MODEL_VALUE_CASES.values(), ids=MODEL_VALUE_CASES.keys())
+def test_model_and_optimizer_values_out_of_range(assignment, message, soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    line = refused(capsys, train_argv(soc["small"], run, "--set", assignment), message)
+    assert len(line) < 400 and not run.exists()
+
+
+def test_a_model_too_wide_is_refused_at_once(soc, tmp_path, capsys):
+    """The audit's run reached 6.4 GB in 16 s before an 8 GB ulimit stopped it."""
+    import resource
+
+    run, peak, started = tmp_path / "run", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    refused(capsys, train_argv(soc["small"], run, "--set", "model.g_widths=[40000,40000,40000]"),
+            "model.g_widths=[40000, 40000, 40000]: expected a list of 1 to 64 whole numbers from 1 to 16,384")
+    assert time.perf_counter() - started < 2 and not run.exists()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200_000  # KB
+
+
+HELD_TO_TWO_MORE_GIGABYTES = """import resource, sys
+import torch
+from relnet.cli import main
+mapped = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (mapped + 2 * 2 ** 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_model_too_large_for_the_memory_left_is_refused_before_it_is_built(soc, tmp_path):
+    """Widths within range, but 203 million parameters: 3.2 GB to train, in a process that may map
+    2 GB more than it has once torch is loaded (as under the audit's ulimit)."""
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-c", HELD_TO_TWO_MORE_GIGABYTES,
+                             *train_argv(soc["small"], run, "--set", "model.g_widths=[8192,8192,8192,8192]")],
+                            capture_output=True, text=True, timeout=CASE_SECONDS - 10,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert "202,737,291 parameters, which need 3.24 GB to train" in result.stderr and "GB available" in result.stderr
+    assert not run.exists()
+
+
+def test_stored_model_values_are_checked_as_given_ones(trained, soc, tmp_path, capsys, monkeypatch):
+    """A checkpoint, an exported card and a shipped card: the same ranges, and the memory check for
+    a model that is only used."""
+    import relnet.pretrained as pretrained
+    import relnet.train.memory as memory
+
+    run = tmp_path / "run"
+    run.mkdir()
+    state = torch.load(trained / "checkpoint.pt", weights_only=True)
+    state["preset"] = {**state["preset"], "model": {**state["preset"]["model"], "dropout": math.nan}}
+    torch.save(state, run / "checkpoint.pt")
+    refused(capsys, ["eval", run, "--data", soc["small"], "--no-progress"], "checkpoint.pt: ", "model.dropout=nan")
+    assert main(["export", str(trained), "--name", "wide", "--dir", str(tmp_path / "models")]) == 0
+    card = tmp_path / "models" / "wide.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "preset": {
+        **state["preset"], "model": {**state["preset"]["model"], "dropout": 0.0, "g_widths": [20000]}}}))
+    refused(capsys, ["eval", card, "--data", soc["small"], "--no-progress"], "wide.json: ", "model.g_widths=[20000]")
+    monkeypatch.setattr(memory, "_mem_available", lambda: 100_000)
+    refused(capsys, ["eval", "pretrained:sort-of-clevr-state", "--data", soc["small"], "--no-progress"],
+            f"{pretrained.FOLDER / 'sort-of-clevr-state.json'}: its model has", "for its weights",
+            "this machine has 0.10 MB available")
+
+
+def test_clevr_state_fed_pixels_is_refused_before_training(small_datasets, tmp_path, capsys):
+    run = tmp_path / "run"
+    refused(capsys, ["train", "--preset", "clevr-state", "--data", small_datasets["clevr"], "--out", run,
+                     "--no-progress", "--set", 'data.inputs="pixels"'],
+            "the state-rn model reads data.inputs='state', not 'pixels'")
+    assert not run.exists()
+
+
+def test_out_of_memory_during_training_is_one_line(soc, tmp_path, capsys, monkeypatch):
+    import relnet.train.loop as loop
+
+    def no_memory(*args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:119] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(loop, "_step", no_memory)
+    refused(capsys, train_argv(soc["small"], tmp_path / "run"), "out of memory; ask for less", code=1)
+
+
+# ---------------------------------------------------------------- distributed start-up
+
+def world_of_two(rank: int, soc, run: Path, address: str, *extra) -> subprocess.Popen:
+    """`relnet train` as process ``rank`` of a world of two whose other process never comes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": address,
+                   "MASTER_PORT": str(port)}
+    return subprocess.Popen([sys.executable, "-m", "relnet.cli", *train_argv(soc["small"], run, *extra)],
+                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stderr_until(process: subprocess.Popen, needle: bytes, seconds: float) -> bytes:
+    """What ``process`` wrote to stderr until ``needle`` (or its exit, or ``seconds`` passed)."""
+    import select
+
+    seen, deadline = b"", time.monotonic() + seconds
+    while needle not in seen and time.monotonic() < deadline:
+        if select.select([process.stderr], [], [], 0.5)[0]:
+            chunk = os.read(process.stderr.fileno(), 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+@pytest.mark.parametrize("rank, waiting, message", [
+    (0, b"rank 0: waiting for 1 more of 2 processes at 127.0.0.1:", b"1 of 2 processes met at 127.0.0.1:"),
+    (1, b"rank 1: waiting for rank 0 at 127.0.0.1:", b"nothing answered at 127.0.0.1:"),
+], ids=["the other process never comes", "no master"])
+def test_a_world_that_does_not_meet_ends_at_the_stated_wait(rank, waiting, message, soc, tmp_path):
+    run, started = tmp_path / "run", time.monotonic()
+    process = world_of_two(rank, soc, run, "127.0.0.1", "--dist-timeout", "3")
+    try:
+        err = stderr_until(process, b"relnet: error:", CASE_SECONDS - 20) + process.communicate(timeout=5)[1]
+    finally:
+        process.kill()
+        process.wait()
+    lines = err.decode().strip().splitlines()
+    assert process.returncode == 2 and waiting in err, err[-2000:]
+    assert lines[-1].startswith("relnet: error: cannot join the torchrun process group")
+    assert message.decode() in lines[-1]
+    assert "within --dist-timeout 3 s" in lines[-1] and time.monotonic() - started < 30 and not run.exists()
+
+
+def test_a_master_address_that_does_not_resolve_is_named_at_once(soc, tmp_path):
+    run, started = tmp_path / "run", time.monotonic()
+    process = world_of_two(0, soc, run, "no-such-host.invalid")
+    try:
+        err = stderr_until(process, b"relnet: error:", CASE_SECONDS - 20) + process.communicate(timeout=5)[1]
+    finally:
+        process.kill()
+        process.wait()
+    lines = err.decode().strip().splitlines()
+    assert process.returncode == 2 and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("relnet: error: cannot join the torchrun process group: MASTER_ADDR="
+                               "'no-such-host.invalid' does not resolve")
+    assert time.monotonic() - started < 30 and not run.exists()
+
+
+def test_ctrl_c_while_a_world_meets_stops_it(soc, tmp_path):
+    run = tmp_path / "run"
+    process = world_of_two(0, soc, run, "127.0.0.1")
+    try:
+        seen = stderr_until(process, b"waiting for 1 more of 2 processes", CASE_SECONDS - 25)
+        assert b" s left of --dist-timeout)" in seen, seen[-2000:]
+        process.send_signal(signal.SIGINT)
+        err = process.communicate(timeout=15)[1]
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130 and err.decode().strip() == "relnet: interrupted", err[-2000:]
+    assert not run.exists()
+
+
+# ---------------------------------------------------------------- image formats
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n"
+
+
+def image_bytes(kind: str) -> bytes:
+    """An 8 x 8 picture saved as ``kind`` (a Pillow format name), or PostScript for "EPS"."""
+    if kind == "EPS":
+        return EPS
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def eps_reader_calls(monkeypatch) -> list:
+    """The files Pillow's EPS reader is asked to open (it runs Ghostscript on them): must stay empty.
+    No Ghostscript is needed: the reader only records and declines."""
+    from PIL import EpsImagePlugin
+
+    calls = []
+
+    def record(self):
+        calls.append(self.fp)
+        raise SyntaxError("relnet asked the EPS reader")  # Pillow then tries its other formats
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", record)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["EPS", "JPEG", "BMP", "GIF"])
+def test_clevr_images_in_another_format_are_refused_by_name(kind, clevr, tmp_path, capsys, eps_reader_calls):
+    root = clevr_with_own_images(clevr, tmp_path)
+    (root / "images" / "val" / "CLEVR_val_000001.png").write_bytes(image_bytes(kind))
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", tmp_path / "cache", "--workers", "1",
+                     "--image-size", "16", "--no-progress"], "CLEVR_val_000001.png", "not a PNG file")
+    assert eps_reader_calls == []
+
+
+@pytest.mark.parametrize("kind", ["EPS", "GIF", "BMP", "TIFF", "WEBP"])
+def test_uploads_in_another_format_are_refused_by_name(kind, eps_reader_calls):
+    import base64
+
+    from relnet.look.server import decode_image
+
+    with pytest.raises(DataError, match="the uploaded image: .*not a PNG or JPEG file"):
+        decode_image(base64.b64encode(image_bytes(kind)).decode(), 8)
+    assert eps_reader_calls == []
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG"])
+def test_uploads_in_png_or_jpeg_are_read(kind):
+    import base64
+
+    from relnet.look.server import decode_image
+
+    assert decode_image(base64.b64encode(image_bytes(kind)).decode(), 8).shape == (8, 8, 3)
+
+
+# ---------------------------------------------------------------- signals at start-up
+
+def entry_point() -> list[str]:
+    """Python's arguments that run the `relnet` command as pyproject.toml installs it."""
+    scripts = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    module, function = re.search(r'^relnet = "([\w.]+):(\w+)"', scripts, re.MULTILINE).groups()
+    return ["-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+
+
+LAUNCHERS = {"relnet": entry_point(), "python -m relnet.cli": ["-m", "relnet.cli"]}
+
+
+def interrupted_at_import(module: str, launcher: str, *argv) -> tuple[int, list[str]]:
+    """Start `relnet ARGV` by ``launcher`` (Python writing its import times to stderr), send it SIGINT
+    as soon as it has imported ``module`` or a submodule of it, and return its exit status and its
+    other stderr lines."""
+    process = subprocess.Popen([sys.executable, "-X", "importtime", *LAUNCHERS[launcher], *map(str, argv)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines, imported = [], threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:
+            if not line.startswith("import time:"):
+                lines.append(line.rstrip("\n"))
+            elif (line.rpartition("|")[2].strip() + ".").startswith(module + "."):
+                imported.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while not imported.wait(0.01):
+            assert process.poll() is None, f"it ended before importing {module}: {lines}"
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the Ctrl-C sent at {module} was swallowed: the command ran on")
+    finally:
+        process.kill()
+        process.wait()
+    reader.join(timeout=5)
+    return code, lines
+
+
+@pytest.mark.parametrize("launcher, command, module", [
+    ("relnet", "presets", "gettext"),  # relnet.cli's own imports (argparse)
+    ("relnet", "train", "numpy"), ("python -m relnet.cli", "train", "numpy._core"), ("relnet", "presets", "torch.nn"),
+    ("python -m relnet.cli", "train", "relnet.tasks"),  # the command's modules
+])
+def test_ctrl_c_while_starting_up(launcher, command, module, soc, tmp_path):
+    argv = train_argv(soc["large"], tmp_path / "run", "--epochs", "1000") if command == "train" else [command]
+    assert interrupted_at_import(module, launcher, *argv) == (130, ["relnet: interrupted"])
+
+
+# ---------------------------------------------------------------- leftovers and wrong names
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_an_image_refused_before_any_chunk_leaves_no_partial_file(split, clevr, tmp_path, capsys):
+    root = clevr_with_own_images(clevr, tmp_path)
+    (root / "images" / split / f"CLEVR_{split}_000000.png").write_bytes(b"not a png")
+    cache = tmp_path / "cache"
+    refused(capsys, ["data", "clevr", "--clevr-dir", root, "--out", cache, "--workers", "1", "--image-size", "16",
+                     "--no-progress"], f"CLEVR_{split}_000000.png")
+    if split == "train":  # refused first: the directory made for the run is removed again
+        assert not cache.exists()
+    else:  # train's files stay, nothing of val's images
+        assert [path.name for path in files_under(cache) if path.name.startswith("val_images")] == []
+
+
+def test_an_image_refused_after_a_chunk_leaves_a_partial_file_that_resumes(clevr, tmp_path, monkeypatch):
+    import relnet.tasks.clevr.data as data
+
+    root = clevr_with_own_images(clevr, tmp_path)
+    paths = sorted((root / "images" / "train").iterdir())
+    victim, good = paths[2], paths[2].read_bytes()
+    stamp = victim.stat().st_mtime_ns
+    victim.write_bytes(good[:100] + b"\0" * (len(good) - 100))  # damaged, with the same size and time
+    os.utime(victim, ns=(stamp, stamp))
+    out = tmp_path / "cache" / "train_images.npy"
+    out.parent.mkdir()
+    with pytest.raises(DataError, match=victim.name):
+        data.cache_images(paths, out, 16, workers=1, progress=False, chunk=1)
+    assert json.loads(out.with_name("train_images.progress.json").read_text())["images_done"] == 2
+    victim.write_bytes(good)
+    os.utime(victim, ns=(stamp, stamp))
+    load, read = data._load_image, []
+    monkeypatch.setattr(data, "_load_image", lambda job: read.append(job[0]) or load(job))
+    data.cache_images(paths, out, 16, workers=1, progress=False, chunk=1)
+    assert read == [[victim]] and np.load(out).shape == (3, 16, 16, 3)
+
+
+def test_a_lock_refusal_names_the_holder_not_the_refused_command(tmp_path, capsys):
+    out = tmp_path / "out"
+    with directory_lock(out, "relnet data physics"):
+        message = refused(capsys, ["data", "sort-of-clevr", "--out", out, "--train-images", "2", "--test-images", "2",
+                                   "--no-progress"], f"pid {os.getpid()}, relnet data physics")
+    assert "relnet data sort-of-clevr" not in message
+
+
+def forbid(monkeypatch, module: str, name: str) -> None:
+    """Make ``module.name`` fail the case when called: the command must refuse before it gets there."""
+    import importlib
+
+    def called(*args, **kwargs):
+        raise AssertionError(f"{module}.{name} ran before the output path was checked")
+
+    monkeypatch.setattr(importlib.import_module(module), name, called)
+
+
+OUTPUT_PATH_CASES = {
+    "clevr-stats --json DIR": (["data", "clevr-stats", "--clevr-dir", "{clevr}", "--json", "{dir}"],
+                               "relnet.tasks.clevr.stats.scene_statistics", "--json"),
+    "clevr-stats --json below a file": (["data", "clevr-stats", "--clevr-dir", "{clevr}", "--json", "{file}/s.json"],
+                                        "relnet.tasks.clevr.stats.scene_statistics", "--json"),
+    "explain --out DIR": (["explain", "pretrained:sort-of-clevr-state", "--out", "{dir}"],
+                          "relnet.pretrained.load_trained", "--out"),
+    "explain --out x.jpg": (["explain", "pretrained:sort-of-clevr-state", "--out", "{tmp}/x.jpg"],
+                            "relnet.pretrained.load_trained", "--out", ".png"),
+    "explain --out below a file": (["explain", "pretrained:sort-of-clevr-state", "--out", "{file}/x.png"],
+                                   "relnet.pretrained.load_trained", "--out"),
+    "eval --out below a file": (["eval", "pretrained:sort-of-clevr-state", "--data", "{tmp}", "--out", "{file}/e"],
+                                "relnet.pretrained.load_trained", "--out"),
+    "predict --out below a file": (["predict", "pretrained:sort-of-clevr-state", "--data", "{tmp}", "--out",
+                                    "{file}/answers.txt"], "relnet.pretrained.load_trained", "--out"),
+    "export --dir below a file": (["export", "{tmp}", "--name", "m", "--dir", "{file}/models"],
+                                  "relnet.train.checkpoint.load_checkpoint", "--dir"),
+    "sort-of-clevr --out below a file": (["data", "sort-of-clevr", "--out", "{file}/soc", "--no-progress"],
+                                         "relnet.tasks.sort_of_clevr.data.write_dataset", "--out"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUT_PATH_CASES))
+def test_output_paths_are_checked_before_any_work(name, clevr, tmp_path, capsys, monkeypatch):
+    argv, work, *needles = OUTPUT_PATH_CASES[name]
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("a file")
+    forbid(monkeypatch, *work.rsplit(".", 1))
+    places = {"{clevr}": clevr, "{dir}": tmp_path / "dir", "{file}": tmp_path / "file", "{tmp}": tmp_path}
+    for place, path in places.items():
+        argv = [arg.replace(place, str(path)) for arg in argv]
+    refused(capsys, argv, *needles)
+    assert list((tmp_path / "dir").iterdir()) == [] and (tmp_path / "file").read_text() == "a file"
+
+
+LONG = "why " * 25_000  # 100,000 characters
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", "pretrained:sort-of-clevr-state", "--question", LONG],
+    ["explain", "pretrained:sort-of-clevr-state", "--question", LONG[:400]],
+    ["explain", "pretrained:sort-of-clevr-state", "--seed", LONG],
+    ["train", "--preset", "sort-of-clevr-state", "--data", "d", "--out", "r", "--set", LONG],
+    ["train", "--preset", "sort-of-clevr-state", "--data", "d", "--out", "r", "--set", LONG.replace(" ", "") + "=1"],
+    ["train", "--preset", LONG, "--data", "d", "--out", "r"],
+    ["eval", "pretrained:sort-of-clevr-state", "--data", "d", "--split", LONG],
+    ["eval", "pretrained:" + LONG, "--data", "d"],
+    ["serve", "--data", LONG],
+], ids=["question", "question of 400", "seed", "set", "set key", "preset", "split", "pretrained", "serve data"])
+def test_long_values_are_not_echoed_whole(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own refusal
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2 and "error: " in err and not re.search("(why ?){40}", err), err[:300]  # cut to 60 characters
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "--resume without a checkpoint"])
+def test_a_set_model_that_cannot_be_built_is_not_blamed_on_a_checkpoint(resume, soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    message = refused(capsys, train_argv(soc["small"], run, "--set", "model.g_widths=[-1]",
+                                         *(["--resume"] if resume else [])))
+    assert "checkpoint" not in message and not run.exists()
+
+
+# ---------------------------------------------------------------- the demo server
+
+def raw_request(port: int, request: bytes) -> tuple[int, object]:
+    """One HTTP request sent as bytes to 127.0.0.1:port: the status and the JSON reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_serve_answers_only_its_hosts_bounded_bodies_and_stops_cleanly_with_requests_in_flight():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "relnet.cli", "serve", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith("relnet: serving on"), server.stderr.read()
+        models = f"GET /api/models HTTP/1.1\r\nHost: {{}}:{port}\r\nConnection: close\r\n\r\n"
+        assert raw_request(port, models.format("localhost").encode())[0] == 200
+        status, reply = raw_request(port, models.format("attacker.example").encode())  # DNS rebinding
+        assert status == 400 and "Host" in reply["error"]
+        status, reply = raw_request(port, (f"POST /api/explain HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                                           "Content-Type: application/json\r\nContent-Length: 400000000\r\n"
+                                           "Connection: close\r\n\r\n").encode())  # answered before any body
+        assert status == 413 and "12,582,912 bytes" in reply["error"]
+        in_flight = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        in_flight[0].sendall(b"POST /api/explain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{")
+        for seed, connection in enumerate(in_flight[1:]):
+            body = json.dumps({"model": "pretrained:clevr-state", "source": "new", "seed": seed}).encode()
+            connection.sendall(b"POST /api/explain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.5)
+        server.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+        assert server.returncode == 130 and "Traceback" not in out + err, err[-2000:]
+        assert [line for line in err.splitlines() if line.strip()] == ["relnet: interrupted"], err[-2000:]
+    finally:
+        server.kill()
+        server.wait()

@@ -1,7 +1,9 @@
 """`relnet serve`: the JSON API through FastAPI's test client, and the page in a real headless Chromium."""
 
+import asyncio
 import base64
 import io
+import json
 import os
 import shutil
 import socket
@@ -23,9 +25,14 @@ from relnet.look.server import create_app  # noqa: E402
 from relnet.tasks.sort_of_clevr.generate import generate  # noqa: E402
 
 
+def local_client(app) -> TestClient:
+    """A test client that addresses the app as a browser on this machine does (the server answers no other Host)."""
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
 @pytest.fixture(scope="module")
 def client(small_datasets):
-    return TestClient(create_app(data={"babi": small_datasets["babi"]}))
+    return local_client(create_app(data={"babi": small_datasets["babi"]}))
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -104,7 +111,7 @@ def test_a_clevr_run_answers_typed_questions_about_new_scenes(small_datasets, tm
     run = tmp_path / "clevr-state"
     assert main(["train", "--preset", "clevr-state", "--data", str(small_datasets["clevr"]), "--out", str(run),
                  "--epochs", "1", "--no-progress"]) == 0
-    client = TestClient(create_app(runs=[str(run)], data={"clevr": small_datasets["clevr"]}))
+    client = local_client(create_app(runs=[str(run)], data={"clevr": small_datasets["clevr"]}))
     models = {model["name"]: model for model in client.get("/api/models").json()}
     assert models["clevr-state"]["typed_questions"] and not models["clevr-state"]["images"]
     assert explain(client, model="clevr-state", index=0).json()["truth"] is not None  # a cached val question
@@ -119,7 +126,7 @@ def test_a_broken_run_is_listed_unavailable_and_names_must_differ(tmp_path, monk
     broken = tmp_path / "broken"
     broken.mkdir()
     torch.save({"version": 0}, broken / "checkpoint.pt")
-    client = TestClient(create_app(runs=[str(broken)]))
+    client = local_client(create_app(runs=[str(broken)]))
     models = {model["name"]: model for model in client.get("/api/models").json()}
     assert "not a relnet checkpoint" in models["broken"]["error"]
     assert "error" not in models["pretrained:sort-of-clevr-state"]
@@ -136,15 +143,139 @@ def test_new_scenes_kept_in_memory_are_bounded(monkeypatch):
 
     monkeypatch.setattr(server, "KEPT_SPLITS", 3)
     app = create_app()
-    client = TestClient(app)
+    client = local_client(app)
     for seed in range(6):
         assert explain(client, model="pretrained:sort-of-clevr-state", source="new", seed=seed).status_code == 200
     assert len(app.state.models.splits) == 3
 
 
 def test_babi_needs_its_data(small_datasets):
-    reply = explain(TestClient(create_app()), model="pretrained:babi")
+    reply = explain(local_client(create_app()), model="pretrained:babi")
     assert reply.status_code == 400 and "babi has no generator" in reply.json()["error"]
+
+
+@pytest.mark.parametrize("bound, host, served", [
+    ("127.0.0.1", "127.0.0.1", True), ("127.0.0.1", "127.0.0.1:8000", True), ("127.0.0.1", "LOCALHOST:8000", True),
+    ("127.0.0.1", "[::1]:8000", True), ("127.0.0.1", "attacker.example", False),
+    ("127.0.0.1", "attacker.example:8000", False), ("127.0.0.1", "127.0.0.1.attacker.example", False),
+    ("127.0.0.1", "localhost:8000@attacker.example", False), ("127.0.0.1", "127.0.0.1:port", False),
+    ("127.0.0.1", "", False), ("127.0.0.1", "192.168.1.5:8000", False),
+    ("myhost.lan", "myhost.lan:8000", True), ("myhost.lan", "attacker.example:8000", False),
+    ("::1", "[::1]", True), ("0.0.0.0", "192.168.1.5:8000", True), ("0.0.0.0", "attacker.example:8000", False),
+])
+def test_only_the_served_host_names_are_answered(bound, host, served):
+    """DNS rebinding: a page of another site that points its own name at this machine sends that name as its Host."""
+    client = local_client(create_app(host=bound))
+    replies = [client.get("/api/models", headers={"host": host}), client.get("/", headers={"host": host}),
+               client.post("/api/explain", json={"model": "pretrained:sort-of-clevr-state"}, headers={"host": host})]
+    if served:
+        assert [reply.status_code for reply in replies] == [200, 200, 200]
+    else:
+        assert {reply.status_code for reply in replies} == {400}
+        assert all(list(reply.json()) == ["error"] and "Host" in reply.json()["error"] for reply in replies)
+
+
+def post_through_asgi(app, chunks, headers=()):
+    """POST /api/explain to ``app`` as uvicorn does, the body read from ``chunks`` one message at a time (a chunked
+    upload): the status, the reply and how many chunks the app read."""
+    chunks, read, sent = iter(chunks), [], []
+
+    async def receive():
+        chunk = next(chunks, None)
+        read.append(chunk)
+        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/explain", "raw_path": b"/api/explain", "query_string": b"", "root_path": "",
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"), *headers]}
+    asyncio.run(app(scope, receive, send))
+    status = next(message["status"] for message in sent if message["type"] == "http.response.start")
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    return status, json.loads(body), len(read)
+
+
+def padded_request(mebibytes: int) -> list[bytes]:
+    """A valid request whose JSON is padded with ``mebibytes`` MiB of spaces, in chunks of 1 MiB."""
+    return [b"{"] + [b" " * 2**20] * mebibytes + [b'"model": "pretrained:sort-of-clevr-state"}']
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(monkeypatch):
+    import relnet.look.server as server
+
+    asked = []
+    monkeypatch.setattr(server, "_explain", lambda *arguments: asked.append(arguments) or {})
+    app = create_app()
+    status, reply, read = post_through_asgi(app, padded_request(64))
+    assert status == 413 and "12,582,912 bytes" in reply["error"] and read <= 14  # 12 MiB and one chunk
+    status, reply, read = post_through_asgi(app, padded_request(64), [(b"content-length", b"400000000")])
+    assert status == 413 and "12,582,912 bytes" in reply["error"] and read == 0  # refused on its stated length
+    assert asked == []
+    assert post_through_asgi(app, padded_request(2))[0] == 200 and len(asked) == 1
+
+
+@pytest.mark.parametrize("body, content_type, status, reason", [
+    (b'{"model": "\xff\xfe"}', "application/json", 400, "not UTF-8"),
+    (b'{"model": "pretrained:babi", "index": ' + b"9" * 5000 + b"}", "application/json", 400, "4,300 digits"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),
+    (b'{"model": "pretrained:babi",', "application/json", 400, "not valid JSON"),
+    (b'{"model": "pretrained:sort-of-clevr-state", "index": ' + b"9" * 4000 + b"}", "application/json", 422,
+     "index"),
+    (b'{"model": "pretrained:sort-of-clevr-state", "seed": ' + b"9" * 4000 + b"}", "application/json", 422, "seed"),
+    (b'{"model": "' + b"x" * 100_000 + b'"}', "application/json", 422, "model"),
+    (b'{"model": "pretrained:sort-of-clevr-state"}', "text/plain", 422, "body"),
+], ids=["not utf-8", "5000 digits", "deep nesting", "cut short", "huge index", "huge seed", "long model name",
+        "not json"])
+def test_every_error_has_the_one_shape_and_its_reason(client, body, content_type, status, reason):
+    reply = client.post("/api/explain", content=body, headers={"content-type": content_type})
+    assert reply.status_code == status and list(reply.json()) == ["error"], reply.text[:300]
+    assert reason in reply.json()["error"] and len(reply.json()["error"]) < 400, reply.json()["error"][:300]
+
+
+def test_unknown_pages_and_methods_answer_in_the_one_shape(client):
+    for reply, status in [(client.get("/nope"), 404), (client.put("/api/explain"), 405),
+                          (client.get("/api/explain"), 405)]:
+        assert reply.status_code == status and list(reply.json()) == ["error"]
+
+
+def test_an_image_sent_to_a_text_model_is_refused_as_not_an_image():
+    client = local_client(create_app())
+    image = png_data_url(generate(1, 3)["images"][0])
+    reply = explain(client, model="pretrained:babi", source="upload", image=image)
+    assert reply.status_code == 400 and "takes text" in reply.json()["error"] and "not images" in reply.json()["error"]
+    reply = explain(client, model="pretrained:physics-connections", source="upload", image=image)
+    assert reply.status_code == 400 and "not images" in reply.json()["error"]
+
+
+def test_models_say_whether_they_can_show_examples(small_datasets):
+    listed = {model["name"]: model for model in local_client(create_app()).get("/api/models").json()}
+    assert "--data babi=DIR" in listed["pretrained:babi"]["no_examples"]
+    assert listed["pretrained:sort-of-clevr-pixels"]["no_examples"] is None
+    with_data = local_client(create_app(data={"babi": small_datasets["babi"]})).get("/api/models").json()
+    assert all(model["no_examples"] is None for model in with_data)
+
+
+@pytest.mark.parametrize("model", ["pretrained:sort-of-clevr-state", "pretrained:sort-of-clevr-pixels"])
+@pytest.mark.parametrize("source", ["examples", "new"])
+def test_a_picked_question_about_a_known_scene_shows_its_truth(client, model, source):
+    for index in range(0, 20, 3):
+        own = explain(client, model=model, source=source, seed=9, index=index).json()
+        picked = explain(client, model=model, source=source, seed=9, index=index, question=own["question"]).json()
+        assert own["truth"] is not None and picked["truth"] == own["truth"], (own["question"], picked["truth"])
+
+
+def test_the_truth_of_every_question_matches_the_generator():
+    from relnet.tasks.sort_of_clevr.generate import answer, question_text
+
+    scenes = generate(40, 21)
+    for q in range(len(scenes["answer"])):
+        image = scenes["q_image"][q]
+        kind, subtype, colors = scenes["q_kind"][q], scenes["q_subtype"][q], tuple(scenes["q_color"][q])
+        found = answer(scenes["object_shape"][image], scenes["object_xy"][image], kind, subtype, colors)
+        assert found == scenes["answer"][q], question_text(kind, subtype, colors)
 
 
 def test_cli_serve_refuses_bad_options(tmp_path, capsys):
@@ -172,9 +303,10 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 def test_the_page_in_a_real_browser(tmp_path):
-    """Headless Chromium loads the page served by `relnet serve`, asks a question and sees an
-    answer and a relation map. CI installs Debian's chromium and chromium-driver (.ci/run); on a
-    machine without them the test is skipped, in CI it fails."""
+    """Headless Chromium loads the page served by `relnet serve`: it opens on an example answered at
+    once; a picked question shows its answer, true answer and relation map; an error then clears
+    that result, and a model without examples says why. CI installs Debian's chromium and
+    chromium-driver (.ci/run); on a machine without them the test is skipped, in CI it fails."""
     if not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver") if not os.environ.get("CI") else __import__(
@@ -204,21 +336,36 @@ def test_the_page_in_a_real_browser(tmp_path):
         try:
             browser.get(url)
             wait = WebDriverWait(browser, 60)
-            wait.until(lambda b: len(Select(b.find_element(By.ID, "model")).options) >= 4)
+
+            def text(element_id: str) -> str:  # the text content, shown or not
+                return browser.find_element(By.ID, element_id).get_attribute("textContent")
+
+            wait.until(lambda b: text("answer").startswith("Answer:"))  # the first view: an example, unasked
+            assert Select(browser.find_element(By.ID, "model")).first_selected_option.text == \
+                "pretrained:sort-of-clevr-pixels"
+            picture = browser.find_element(By.ID, "relation-map")
+            wait.until(lambda b: b.execute_script("return arguments[0].naturalWidth", picture) == 1000)
             Select(browser.find_element(By.ID, "model")).select_by_value("pretrained:sort-of-clevr-state")
-            wait.until(lambda b: b.find_element(By.ID, "answer").text.startswith("Answer:"))
             Select(browser.find_element(By.ID, "question-choice")).select_by_visible_text(
                 "What is the shape of the object furthest from the red object?")
             browser.find_element(By.ID, "ask").click()
-            wait.until(lambda b: b.find_element(By.ID, "shown-question").text.endswith("furthest from the red object?"))
-            answer = browser.find_element(By.ID, "answer").text
-            assert answer.split()[1] in ("square", "circle"), answer
-            picture = browser.find_element(By.ID, "relation-map")
+            wait.until(lambda b: text("shown-question").endswith("furthest from the red object?"))
+            assert text("answer").split()[1] in ("square", "circle"), text("answer")
+            assert text("truth") in ("true answer: square", "true answer: circle"), text("truth")  # computed
             assert picture.get_attribute("src").startswith("data:image/png;base64,")
             wait.until(lambda b: b.execute_script("return arguments[0].naturalWidth", picture) == 1000)
-            assert browser.find_element(By.ID, "error").text == ""
+            assert text("error") == ""
             shot = Path(os.environ.get("RELNET_SCREENSHOT", tmp_path / "page.png"))
             assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+            browser.find_element(By.ID, "index").clear()
+            browser.find_element(By.ID, "index").send_keys("100000")
+            browser.find_element(By.ID, "ask").click()  # an error after a good answer
+            wait.until(lambda b: "out of range" in text("error"))
+            assert not browser.find_element(By.ID, "result").is_displayed() and text("answer") == ""
+            assert not browser.execute_script("return arguments[0].hasAttribute('src')", picture)
+            Select(browser.find_element(By.ID, "model")).select_by_value("pretrained:babi")
+            wait.until(lambda b: "no examples to show" in text("error"))
+            assert "--data babi=DIR" in text("error") and not browser.find_element(By.ID, "result").is_displayed()
         finally:
             browser.quit()
     finally:

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from relnet import __version__
-from relnet.errors import ConfigError, RelnetError
+from relnet.errors import ConfigError, RelnetError, shown
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {shown(text)}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {shown(text)}")
     return value
 
 
@@ -27,9 +30,9 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {shown(text)}") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {shown(text)}")
     return value
 
 
@@ -37,7 +40,15 @@ def minutes(text: str) -> float:
     """A time budget in minutes: finite, from 1e-9 (a test's "stop at once") to a thousand years."""
     value = positive_float(text)
     if not 1e-9 <= value <= 5e8:
-        raise argparse.ArgumentTypeError(f"expected minutes from 1e-9 to 5e8, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected minutes from 1e-9 to 5e8, got {shown(text)}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A wait in seconds: from 1 to a day."""
+    value = positive_float(text)
+    if not 1 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 1 to 86400, got {shown(text)}")
     return value
 
 
@@ -45,7 +56,7 @@ def bounded_int(low: int, high: int):
     """An argparse type: a whole number from ``low`` to ``high`` (memory and time stay bounded)."""
     def parse(text: str) -> int:
         if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"expected a whole number from {low:,} to {high:,}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low:,} to {high:,}, got {shown(text)}")
         return int(text)
 
     return parse
@@ -53,30 +64,45 @@ def bounded_int(low: int, high: int):
 
 def non_negative_int(text: str) -> int:
     if not text.isascii() or not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {shown(text)}")
     return int(text)
 
 
 def port_number(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {shown(text)}")
     return int(text)
 
 
-def writable_file(path, what: str) -> None:
-    """Refuse an --out that names a directory, a device, a FIFO or nothing (only regular files are replaced)."""
+def writable_file(path, what: str, option: str = "--out") -> None:
+    """Refuse an output file that names a directory, a device, a FIFO or nothing (only regular
+    files are replaced), or a place nothing can be written; checked before any work is done."""
     if not str(path) or (Path(path).exists() and not Path(path).is_file()):
-        raise ConfigError(f"--out {str(path)!r}: expected a file name for {what} (not a directory or special file)")
+        raise ConfigError(f"{option} {shown(str(path))}: expected a file name for {what} (not a directory or "
+                          f"special file)")
+    writable_place(path, option)
 
 
-def output_directory(path: str, command: str):
-    """Hold ``path`` as the output directory of ``command``: refused when it names a file or
-    another relnet process is writing there."""
+def writable_place(path, option: str) -> None:
+    """Refuse an output path whose nearest existing folder is a file or not writable, before any
+    work is done (else the command would compute everything, then fail to write it)."""
+    nearest = next(parent for parent in Path(path).absolute().parents if parent.exists())
+    if not nearest.is_dir():
+        raise ConfigError(f"{option} {shown(str(path))}: {nearest} is a file, not a directory; nothing can be "
+                          f"written below it")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {shown(str(path))}: {nearest} is not writable")
+
+
+def output_directory(path: str, command: str, option: str = "--out"):
+    """Hold ``path`` as the output directory of ``command``: refused when it names a file, cannot
+    be made, or another relnet process is writing there."""
     from relnet.io import directory_lock
 
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: a file of that name exists; expected a directory")
+        raise ConfigError(f"{option} {out}: a file of that name exists; expected a directory")
+    writable_place(out, option)
     return directory_lock(out, command)
 
 
@@ -102,7 +128,8 @@ def cmd_data_babi(args) -> int:
     if args.download:
         from relnet.tasks.babi.download import OFFICIAL_URL, download
 
-        with output_directory(args.download, "relnet data babi --download"):  # one download into a directory at once
+        # One download into a directory at once.
+        with output_directory(args.download, "relnet data babi --download", "--download"):
             root = download(Path(args.download), url=args.url or OFFICIAL_URL, progress=not args.no_progress)
         print(f"wrote {root}; train with e.g. --data {root / 'en-valid-10k'}")
         return 0
@@ -203,6 +230,8 @@ def cmd_data_clevr_stats(args) -> int:
     for option in ("json", "compare"):
         if getattr(args, option) == "":  # an unset shell variable: never "the current directory"
             raise ConfigError(f"--{option} is empty; give a path")
+    if args.json is not None:
+        writable_file(args.json, "the statistics", "--json")
     if args.compare_split is not None and args.compare is None:
         raise ConfigError("--compare-split needs --compare DIR2")
     stats = scene_statistics(Path(args.clevr_dir), args.split)
@@ -227,6 +256,7 @@ def cmd_data_clevr_stats(args) -> int:
 def cmd_data_clevr(args) -> int:
     from relnet.tasks.clevr.data import prepare
 
+    writable_place(args.out, "--out")
     for path in prepare(Path(args.clevr_dir), Path(args.out), splits=args.splits, size=args.image_size,
                         workers=args.workers, progress=not args.no_progress, images=not args.no_images):
         print(f"wrote {path}")
@@ -238,6 +268,7 @@ def cmd_train(args) -> int:
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
 
+    writable_place(args.out, "--out")
     if (args.set or args.config) and args.resume and (Path(args.out) / "checkpoint.pt").exists():
         # (Without a checkpoint yet, --resume starts the run afresh, --set included.)
         raise ConfigError("--set and --config cannot be combined with --resume: a resumed run keeps the preset it "
@@ -256,7 +287,7 @@ def cmd_train(args) -> int:
                     progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
                     accumulate=args.accumulate, compile=args.compile, eval_every=args.eval_every,
                     eval_subset=args.eval_subset, command="relnet " + shlex.join(args.argv),
-                    slice_minutes=args.slice_minutes)
+                    slice_minutes=args.slice_minutes, dist_timeout=args.dist_timeout)
     from relnet.train.distributed import world_from_environment
 
     if not world_from_environment().is_main:  # under torchrun, rank 0 reports
@@ -312,6 +343,8 @@ def cmd_eval(args) -> int:
     if out_dir is not None and out_dir.exists() and not (out_dir.is_dir() and os.access(out_dir, os.W_OK)):
         raise ConfigError(f"{out_dir}: cannot write eval_{args.split or 'SPLIT'}.json there (not a writable "
                           f"directory); pass --out DIR")
+    if out_dir is not None:
+        writable_place(out_dir, "--out")
     task, preset, _, model, split, device, precision = _load_run(args)
     predictions = predict(task, model, split, preset.eval_batch_size, device, precision, progress=not args.no_progress)
     metrics = {**task.metrics(split, predictions), "preset": preset.name, "model": args.run}
@@ -344,6 +377,7 @@ def cmd_export(args) -> int:
     folder = Path(args.dir)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--dir {folder}: a file of that name exists; expected a directory")
+    writable_place(folder, "--dir")
     if (folder / f"{name}.safetensors").exists() and not args.overwrite:
         raise ConfigError(f"{folder / (name + '.safetensors')} already exists; pass --overwrite to replace it")
     run = Path(args.run)
@@ -379,6 +413,9 @@ def cmd_predict(args) -> int:
     return 0
 
 
+MAX_QUESTION_CHARS = 500  # of a typed question, as on relnet serve's page (CLEVR's longest has under 300)
+
+
 def cmd_explain(args) -> int:
     from relnet.io import checked_name
     from relnet.look import example_split, explain_example, object_labels
@@ -388,12 +425,19 @@ def cmd_explain(args) -> int:
 
     if args.split is not None:
         checked_name(args.split, "--split")  # it becomes part of the picture's file name
+    if args.question is not None and len(args.question) > MAX_QUESTION_CHARS:
+        raise ConfigError(f"--question of {len(args.question):,} characters; at most {MAX_QUESTION_CHARS} are read")
+    if args.out is not None:  # before the model loads (the default name needs its preset and split)
+        writable_file(args.out, "the picture")
+        if Path(args.out).suffix.lower() != ".png":
+            raise ConfigError(f"--out {shown(args.out)}: the picture is a PNG; give a file name ending in .png")
     task, preset, info, model = load_trained(args.run, resolve_device(args.device))
     split = example_split(task, preset, info, Path(args.data) if args.data else None, args.split, args.seed)
     explained = explain_example(task, preset, info, model, split.to(next(model.parameters()).device), args.index,
                                 args.question)
     out = Path(args.out or f"explain-{preset.name}-{split.name}-{args.index}.png")
-    writable_file(out, "the picture")
+    if args.out is None:
+        writable_file(out, "the picture")
     draw(explained, out)
     view, relation = explained.view, explained.relation
     if args.json:
@@ -426,11 +470,12 @@ def cmd_serve(args) -> int:
     for entry in args.data or []:
         task, separator, directory = entry.partition("=")
         if not separator or not directory:
-            raise ConfigError(f"--data {entry!r}: expected TASK=DIR, e.g. babi=data/en-valid")
+            raise ConfigError(f"--data {shown(entry)}: expected TASK=DIR, e.g. babi=data/en-valid")
         if task not in known:
-            raise ConfigError(f"--data {entry!r}: unknown benchmark {task!r}; expected one of {', '.join(known)}")
+            raise ConfigError(f"--data {shown(entry)}: unknown benchmark {shown(task)}; expected one of "
+                              f"{', '.join(known)}")
         if not Path(directory).is_dir():
-            raise ConfigError(f"--data {entry!r}: {directory} is not a directory")
+            raise ConfigError(f"--data {shown(entry)}: {directory} is not a directory")
         data[task] = Path(directory)
     serve(args.host, args.port, args.run or [], data, str(resolve_device(args.device)))
     return 0
@@ -576,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", required=True, metavar="NAME", help="experiment preset (see `relnet presets`)")
     train.add_argument("--data", required=True, metavar="DIR", help="data directory of the preset's benchmark")
     train.add_argument("--out", required=True, metavar="RUN", help="run directory (checkpoint, metrics, curves)")
-    train.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (default: the preset's)")
+    train.add_argument("--epochs", type=bounded_int(1, 1_000_000), metavar="N",
+                       help="epochs, up to 1,000,000 (default: the preset's)")
     train.add_argument("--max-minutes", type=minutes, metavar="M",
                        help="the run's training time budget, over all its sittings; the learning-rate schedule "
                             "completes within it")
@@ -607,6 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=bounded_int(1, 1024), metavar="N",
                        help="CPU threads PyTorch may use (default: its own choice, one per core; recorded in "
                             "config.json)")
+    train.add_argument("--dist-timeout", type=seconds, default=300.0, metavar="S",
+                       help="under torchrun (RANK and WORLD_SIZE set): give up when the processes have not all met "
+                            "at MASTER_ADDR:MASTER_PORT within S seconds, from 1 to 86400 (default 300); a line "
+                            "every 5 s says what is awaited, Ctrl-C stops the wait")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 
@@ -694,11 +744,34 @@ def one_line(error: Exception) -> str:
     return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv  # the command as typed, recorded in a run's config (and a pretrained model's card)
+@contextlib.contextmanager
+def interrupts_held():
+    """Hold a Ctrl-C until the block ends, then raise it. Raised inside an import it can be
+    swallowed (torch's C++ set-up of numpy clears errors), leaving numpy half-imported and the
+    command running on. A Ctrl-C that is ignored or handled elsewhere, or a thread that cannot set
+    signals, is left as it is."""
+    held = []
+    hold = signal.getsignal(signal.SIGINT) is signal.default_int_handler and \
+        threading.current_thread() is threading.main_thread()
+    if hold:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     try:
+        yield
+    finally:
+        if hold:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:  # from the first line: a Ctrl-C at any moment of start-up is one line and status 130
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser().parse_args(argv)
+        args.argv = argv  # the command as typed, recorded in a run's config (and a pretrained model's card)
+        with interrupts_held():  # the libraries every command but --help and --version loads
+            import numpy  # noqa: F401
+            import torch  # noqa: F401
         for option in ("out", "data", "dir", "download", "clevr_dir", "run", "templates", "synonyms", "metadata",
                        "scenes"):
             if getattr(args, option, None) == "":  # an unset shell variable: never "the current directory"
@@ -710,7 +783,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # the file system refused (permissions, a full disk, a name that is a directory)
         print(f"relnet: error: {one_line(error)}", file=sys.stderr)
         return 1
-    except MemoryError:
+    except (MemoryError, RuntimeError) as error:  # torch reports an allocation it could not make as a RuntimeError
+        from relnet.train.memory import is_out_of_memory
+
+        if not is_out_of_memory(error):
+            raise
         print("relnet: error: out of memory; ask for less (fewer images or scenes, a smaller batch or model)",
               file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relnet.errors import ConfigError, DataError
+from relnet.errors import ConfigError, DataError, shown
 
 # Images larger than this are refused before they are decoded (CLEVR's are 480 x 320): a small
 # file can declare a huge image (a decompression bomb).
@@ -147,7 +147,7 @@ def checked_name(value, what: str, kind: str = "name") -> str:
     """A name that becomes part of a file name (a split, a model): letters, digits, '-' and '_'
     only, so it can never name another directory."""
     if not isinstance(value, str) or not NAME.fullmatch(value):
-        raise ConfigError(f"{what}: {kind} {value!r} is not allowed: expected 1 to 64 letters, digits, '-' or '_'")
+        raise ConfigError(f"{what}: {kind} {shown(value)} is not allowed: expected 1 to 64 letters, digits, '-' or '_'")
     return value
 
 
@@ -182,27 +182,29 @@ def _parse_small_file(path: str | os.PathLike, what: str, max_bytes: int, parse)
         raise DataError(f"{path}: not a valid {what} ({type(error).__name__}: {str(error)[:200]})") from None
 
 
-def read_image(source, size: int, name: str) -> np.ndarray:
+def read_image(source, size: int, name: str, formats: tuple[str, ...] = ("PNG",)) -> np.ndarray:
     """An image file (path or binary file) as uint8 RGB [size, size, 3], or a DataError naming
-    ``name``: images over MAX_IMAGE_PIXELS are refused before decoding, and 16-bit grayscale is
-    scaled to 8 bits (converting it straight to RGB would clip it to white)."""
-    from PIL import Image
+    ``name``: a file of none of ``formats`` (Pillow's names) is refused before it is decoded (Pillow
+    would otherwise try every format it knows: EPS runs Ghostscript), images over MAX_IMAGE_PIXELS
+    too, and 16-bit grayscale is scaled to 8 bits (converting it straight to RGB would clip it to white)."""
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, (str, os.PathLike)) and Path(source).exists() and not Path(source).is_file():
         raise DataError(f"{name}: not a regular file")  # a FIFO or device would block or never end
     try:
-        with Image.open(source) as image:
+        with Image.open(source, formats=formats) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise DataError(f"{name}: a {image.width} x {image.height} image; at most {MAX_IMAGE_PIXELS:,} "
                                 f"pixels are read")
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 gray = np.asarray(image, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
                 image = Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8), mode="L")
-            elif image.mode == "F":
-                raise DataError(f"{name}: a floating-point image; expected 8- or 16-bit color or grayscale")
             return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
     except FileNotFoundError:
         raise DataError(f"{name}: image missing") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{name}: image unreadable: not a {' or '.join(formats)} file (the only "
+                        f"format{'s' * (len(formats) > 1)} read here; others are refused before decoding)") from None
     except DataError:
         raise
     except Exception as error:  # PIL raises many types (and DecompressionBombError) for bad files
@@ -213,8 +215,9 @@ def read_image(source, size: int, name: str) -> np.ndarray:
 def directory_lock(directory: str | os.PathLike, what: str):
     """Hold ``directory/.lock`` for the duration: a second relnet process that wants the same
     directory is refused at once instead of interleaving its files with ours. The lock is the
-    kernel's (flock), so a killed process releases it. A directory made for the lock and left
-    empty (the command failed before writing) is removed again."""
+    kernel's (flock), so a killed process releases it. The lock file holds our pid and ``what``
+    (the command holding it), which a refused process names. A directory made for the lock and
+    left empty (the command failed before writing) is removed again."""
     directory = Path(directory)
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
@@ -225,17 +228,15 @@ def directory_lock(directory: str | os.PathLike, what: str):
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         raise ConfigError(f"{directory / '.lock'}: not a regular file; remove it")
-    with os.fdopen(descriptor, "r+") as file:
+    with os.fdopen(descriptor, "r+", errors="replace") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            file.seek(0)
-            holder = file.read().strip() or "?"
-            raise ConfigError(f"{directory}: in use by another relnet process (pid {holder}, {what}); wait for it "
+            raise ConfigError(f"{directory}: in use by another relnet process ({_lock_holder(file)}); wait for it "
                               f"or choose another directory") from None
         file.seek(0)
         file.truncate()
-        file.write(str(os.getpid()))
+        file.write(f"{os.getpid()} {what}")
         file.flush()
         try:
             yield
@@ -245,6 +246,13 @@ def directory_lock(directory: str | os.PathLike, what: str):
                     (directory / ".lock").unlink()
                     directory.rmdir()
             fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _lock_holder(file) -> str:
+    """The process holding a lock, as it wrote itself into the lock file: "pid PID, COMMAND"."""
+    file.seek(0)
+    pid, _, command = file.read(200).strip().partition(" ")  # (a file written by another program: its start)
+    return f"pid {pid or '?'}, {command or 'command unknown'}"
 
 
 def _umask() -> int:

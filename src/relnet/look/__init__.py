@@ -42,7 +42,9 @@ def explain_example(task: Task, preset: Preset, info: dict, model: nn.Module, sp
         view.image, view.truth = image, None
     if question is not None:
         inputs, unknown = task.ask(inputs, question, preset, info)
-        view.question, view.truth = " ".join(question.split()), None  # the truth of a new question is unknown
+        view.question = " ".join(question.split())
+        # Another question's truth follows from the example's scene where the task knows it; not from an upload.
+        view.truth = None if image is not None else task.asked_truth(split, index, view.question, preset)
     return Explained(view, task.relation_map(model, inputs, info), unknown)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, shown
 from relnet.io import atomic_write, read_json_file, write_json
 from relnet.train.checkpoint import build_checked, load_checkpoint
 from relnet.train.preset import Preset
@@ -49,7 +49,7 @@ def files(spec: str) -> tuple[Path, Path]:
         return weights, weights.with_suffix(".json")
     if spec not in names():
         shipped = ", ".join(names()) or "none"
-        raise ConfigError(f"no pretrained model {spec!r}: expected one of {shipped}, or the path of an exported "
+        raise ConfigError(f"no pretrained model {shown(spec)}: expected one of {shipped}, or the path of an exported "
                           f"NAME.safetensors")
     return FOLDER / f"{spec}.safetensors", FOLDER / f"{spec}.json"
 

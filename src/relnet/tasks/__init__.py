@@ -1,6 +1,6 @@
 """The benchmarks. Each adds its data, its model wiring and its metrics to the shared trainer."""
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, shown
 from relnet.tasks.babi import Babi
 from relnet.tasks.physics import PhysicsConnections, PhysicsCount
 from relnet.tasks.base import Split, Task
@@ -15,13 +15,13 @@ PRESETS: dict[str, Preset] = {name: preset for task in TASKS.values() for name, 
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(sorted(PRESETS))}")
+        raise ConfigError(f"unknown preset {shown(name)}: expected one of {', '.join(sorted(PRESETS))}")
     return PRESETS[name]
 
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}: expected one of {', '.join(sorted(TASKS))}")
+        raise ConfigError(f"unknown task {shown(name)}: expected one of {', '.join(sorted(TASKS))}")
     return TASKS[name]
 
 

@@ -14,21 +14,72 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from relnet.errors import ConfigError, DataError
+from relnet.errors import ConfigError, DataError, shown
+from relnet.nn.conv import CONV_ORDERS
+from relnet.rn import AGGREGATIONS
 from relnet.train.preset import Preset
+
+# The ranges of model options, checked before a model is built (docs/reliability.md).
+MAX_WIDTH = 16_384  # the widest layer, channel count, embedding or LSTM state
+MAX_LAYERS = 64  # the most layers in a list of widths, and the most attention hops
+MAX_SCALE = 1e4  # a real-valued option other than dropout (CLEVR's position_scale), from 0
+MAX_DATA_SIZE = 10_000_000  # a size the data gives the model: a vocabulary, the answers, an image's side
+NONEMPTY = ("g_widths", "conv_channels")  # an empty list of these builds no model
+COUNTS = ("hops",)
+CHOICES = {"aggregation": AGGREGATIONS, "conv_order": CONV_ORDERS}
+
+
+def _whole(value, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
+
+
+def _real(value, low: float, high: float) -> bool:
+    # (compared exactly: an integer of thousands of digits is never turned into a float; NaN fails)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def option_problem(name: str, default, value) -> str | None:
+    """What the model option ``name`` expects when ``value`` is out of its range, else None; the
+    option's default (a list of widths, a whole number, a real number, a flag) says its kind."""
+    if name in CHOICES:
+        return None if isinstance(value, str) and value in CHOICES[name] else f"one of {', '.join(CHOICES[name])}"
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, (list, tuple)):
+        least = 1 if name in NONEMPTY else 0
+        fits = isinstance(value, (list, tuple)) and least <= len(value) <= MAX_LAYERS and all(
+            _whole(width, MAX_WIDTH) for width in value)
+        return None if fits else f"a list of {least} to {MAX_LAYERS} whole numbers from 1 to {MAX_WIDTH:,}"
+    if isinstance(default, int):
+        high = MAX_LAYERS if name in COUNTS else MAX_WIDTH
+        return None if _whole(value, high) else f"a whole number from 1 to {high:,}"
+    if isinstance(default, float) and name == "dropout":
+        return None if _real(value, 0, 1) and value < 1 else "a number >= 0 and < 1"
+    if isinstance(default, float):
+        return None if _real(value, 0, MAX_SCALE) else f"a number >= 0 and <= {MAX_SCALE:g}"
+    return None
 
 
 def construct(model_class: type, preset: Preset, options: dict, *args, **given) -> nn.Module:
-    """``model_class(*args, **given, **options)``, where ``options`` are the preset's model entries:
-    an entry the class does not take is one ConfigError that names it and the nearest option."""
-    parameters = list(inspect.signature(model_class).parameters)
-    takes = [name for name in parameters[len(args):] if name not in given]
+    """``model_class(*args, **given, **options)``, where ``options`` are the preset's model entries
+    and ``args``/``given`` the sizes the data gives: an entry the class does not take, or a value out
+    of its range, is one ConfigError that names it (and the nearest option, or the range)."""
+    parameters = inspect.signature(model_class).parameters
+    takes = [name for name in list(parameters)[len(args):] if name not in given]
     unknown = [name for name in options if name not in takes]
     if unknown:
         near = difflib.get_close_matches(unknown[0], takes, n=1)
         raise ConfigError(f"preset {preset.name!r}: {model_class.__name__} has no option model.{unknown[0]}"
                           + (f"; did you mean model.{near[0]}?" if near else "")
                           + f" (its options: {', '.join(f'model.{name}' for name in takes)})")
+    for name, value in options.items():
+        problem = option_problem(name, parameters[name].default, value)
+        if problem:
+            raise ConfigError(f"preset {preset.name!r}: model.{name}={shown(value)}: expected {problem}")
+    for name, size in {**dict(zip(parameters, args)), **given}.items():
+        if not _whole(size, MAX_DATA_SIZE):
+            raise ConfigError(f"preset {preset.name!r}: the data gives {model_class.__name__} {name}={shown(size)}; "
+                              f"expected a whole number from 1 to {MAX_DATA_SIZE:,}")
     return model_class(*args, **given, **options)
 
 
@@ -99,7 +150,7 @@ def word_ids(question: str, tokens, words: list[str], unknown_word: str) -> tupl
     index = {word: i for i, word in enumerate(words)}
     unknown = [token for token in tokens if token not in index]
     if len(unknown) == len(tokens):
-        raise ConfigError(f"question {question!r} has no word the model knows")
+        raise ConfigError(f"question {shown(question)} has no word the model knows")
     return torch.tensor([[index.get(token, index[unknown_word]) for token in tokens]]), unknown
 
 
@@ -157,6 +208,23 @@ class Task:
     eval_split: str = "test"
     # Whether a person can type a question of their own (text read with the model's vocabulary).
     typed_questions: bool = False
+    # The entries of preset.data that ``load`` reads; None: any (not checked).
+    data_entries: tuple[str, ...] | None = None
+    # Whether build_model works on the meta device, so that a model is sized before it is allocated
+    # (the benchmarks' models do; a builder of your own may read files or tensors).
+    builds_on_meta: bool = True
+
+    def check_preset(self, preset: Preset) -> None:
+        """A ConfigError for a preset this task cannot train: here, a data entry that ``load`` does
+        not read (a typo would be ignored), named with the nearest one it does read."""
+        if self.data_entries is None:
+            return
+        unknown = [str(name) for name in preset.data if name not in self.data_entries]
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], self.data_entries, n=1)
+            raise ConfigError(f"preset {preset.name!r}: {self.name} reads no data.{unknown[0][:60]}"
+                              + (f"; did you mean data.{near[0]}?" if near else "")
+                              + f" (it reads {', '.join(f'data.{name}' for name in self.data_entries) or 'none'})")
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> Split:
         """One split as tensors. ``info`` (from the train split or a checkpoint) fixes the
@@ -228,6 +296,11 @@ class Task:
         """Every question the model can be asked, when they form a short list (Sort-of-CLEVR's
         templates); empty when questions are free text or the task has none."""
         return []
+
+    def asked_truth(self, split: Split, index: int, question: str, preset: Preset) -> str | None:
+        """The true answer of ``question`` (one that ``ask`` read) about example ``index``, where the
+        example's scene is known and defines it; None where it is not (free text, bAbI's stories)."""
+        return None
 
     def ask(self, inputs: dict[str, torch.Tensor], question: str, preset: Preset,
             info: dict) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -6,6 +6,7 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 
 from relnet.errors import ConfigError
 from relnet.io import atomic_write
+from relnet.train.memory import check_fits, is_out_of_memory
 
 FORMAT = "relnet-checkpoint"
 # 2: loss_log rows are [examples seen, loss, accuracy] (1: [epoch, running loss]).
@@ -73,11 +75,38 @@ PARTS = {
 }
 
 
-def build_checked(task, preset, info: dict, where) -> torch.nn.Module:
-    """The task's model for a stored preset and info (``where`` names the file), or a ConfigError
-    when they do not describe a model (a damaged or foreign checkpoint)."""
+def build_checked(task, preset, info: dict, where=None, copies: int = 1, device="cpu") -> torch.nn.Module:
+    """The task's model for ``preset`` and ``info``, on the CPU; or a ConfigError when they describe
+    no model (a damaged or foreign checkpoint, an option out of range) or a model whose ``copies``
+    (1 to use it, memory.TRAINING_COPIES to train it) would not fit in the memory ``device`` has
+    left. Both are found on a sketch of the model on the meta device, before any weight is
+    allocated. ``where`` names the checkpoint or card the preset was read from; None for a preset
+    of the command line."""
+    source = where or f"preset {preset.name!r} with its --set changes"
+    with _described(preset, where, source):
+        task.check_preset(preset)
+        if not task.builds_on_meta:
+            return task.build_model(preset, info)
+        with torch.device("meta"):
+            sketch = task.build_model(preset, info)
+    check_fits(sketch, copies, torch.device(device), source)
+    return task.build_model(preset, info)  # (what fails from here on is the machine: out of memory)
+
+
+@contextlib.contextmanager
+def _described(preset, where, source: str):
+    """Errors of building a model as ConfigErrors that name the checkpoint or card (``where``) or
+    the preset (``source``) the model was described by."""
     try:
-        return task.build_model(preset, info)
-    except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as error:  # RuntimeError: negative or huge sizes
-        raise ConfigError(f"{where}: its preset and sizes do not describe a {preset.name} model "
-                          f"({type(error).__name__}: {error})") from None
+        yield
+    except ConfigError as error:
+        if where is None:
+            raise
+        raise ConfigError(f"{where}: {error}") from None
+    # RuntimeError, OverflowError: negative or huge sizes; IndexError: an empty list of layers
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, IndexError) as error:
+        if is_out_of_memory(error):
+            raise
+        text = (str(error).splitlines() or [""])[0][:200]
+        raise ConfigError(f"{source}: its preset and sizes do not describe a {preset.name} model "
+                          f"({type(error).__name__}: {text})") from None

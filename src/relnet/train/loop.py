@@ -30,6 +30,7 @@ from relnet.io import atomic_write, directory_lock, write_json
 from relnet.train import distributed
 from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint
 from relnet.train.events import EventLog
+from relnet.train.memory import TRAINING_COPIES
 from relnet.train.plots import plot_curves
 from relnet.train.preset import Preset
 
@@ -238,14 +239,16 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
           compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000,
-          command: str | None = None, slice_minutes: float | None = None) -> dict:
+          command: str | None = None, slice_minutes: float | None = None,
+          dist_timeout: float = distributed.JOIN_TIMEOUT) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
     ``data_dir`` is what ``task.load`` reads; None for a task that holds its data (a TensorTask).
 
     Under ``torchrun`` each process takes its share of every batch and DDP averages the gradients;
     ``accumulate`` splits each process's share into that many micro-batches. Either way a step sees
-    ``preset.batch_size`` examples, so the run follows the same curve as one process would.
-    Rank 0 alone evaluates, writes files and checkpoints. ``eval_every`` (examples seen) adds
+    ``preset.batch_size`` examples, so the run follows the same curve as one process would. The
+    processes meet within ``dist_timeout`` seconds, or the run ends with a ConfigError. Rank 0
+    alone evaluates, writes files and checkpoints. ``eval_every`` (examples seen) adds
     evaluations on a fixed subset of ``eval_subset`` examples of the evaluation split, for
     learning curves against examples seen. A resumed run keeps the preset it was started with.
     ``command`` (the command line that started the run) is recorded in config.json.
@@ -271,7 +274,7 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
         run = _setup(task, preset, source, out_dir, epochs=epochs, max_minutes=max_minutes, seed=seed,
                      device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
                      compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command,
-                     slice_end=wall_start + slice_minutes * 60 if slice_minutes else None)
+                     slice_end=wall_start + slice_minutes * 60 if slice_minutes else None, dist_timeout=dist_timeout)
         return _train_epochs(run, checkpoint_minutes, wall_start)
 
 
@@ -294,7 +297,7 @@ def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> 
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
-           accumulate, compile, eval_every, eval_subset, command, slice_end) -> _Run:
+           accumulate, compile, eval_every, eval_subset, command, slice_end, dist_timeout) -> _Run:
     """Validate the options, load the data and build (or restore) the model and optimizer."""
     from relnet.tasks.base import nonempty  # (relnet.tasks imports the trainer's presets)
 
@@ -312,6 +315,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         eval_every = eval_every or stored.get("eval_every")
         eval_subset = stored.get("eval_subset", eval_subset) if isinstance(stored.get("eval_subset"), int) else eval_subset
     epochs = epochs or preset.epochs
+    task.check_preset(preset)  # (before its data is loaded and the processes of a torchrun world meet)
     _check_options(preset, world, epochs, max_minutes, eval_every, accumulate)
     torch_device = resolve_device(device)
     if torch_device.type == "cuda" and world.launched:
@@ -319,7 +323,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     requested_precision, precision = precision, resolve_precision(precision, torch_device)
     if torch_device.type == "cuda":
         torch.set_float32_matmul_precision("high")
-    distributed.start(world, torch_device)
+    distributed.start(world, torch_device, dist_timeout)
 
     # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
     train_split = nonempty(task.load(data_dir, "train", preset, state["info"] if state else None), data_dir)
@@ -430,9 +434,8 @@ def _build_model(task, preset, info, device, state, seed, world, path):
     """The model and optimizer, fresh from ``seed`` or restored from ``state`` (read from ``path``),
     and the run's progress."""
     torch.manual_seed(seed)
-    # A fresh run's model comes from the preset and --set, not from a checkpoint: say so when it fails.
-    where = path if state else f"preset {preset.name!r} with its --set changes"
-    model = build_checked(task, preset, info, where).to(device)
+    # A fresh run's model comes from the preset and --set (where None), not from a checkpoint: say so when it fails.
+    model = build_checked(task, preset, info, path if state else None, copies=TRAINING_COPIES, device=device).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     run_progress = _Progress()
     if state:

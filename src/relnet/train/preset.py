@@ -3,35 +3,58 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, shown
 
 SCHEDULES = ("cosine", "doubling", "constant")
+MAX_BATCH = 1_000_000  # examples in a batch (of training or of evaluation)
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 1_000_000_000  # warm-up steps
+# Learning rates and weight decay: float32 holds up to 3.4e38, but no run learns anything above this.
+MAX_RATE = 1e4
+MAX_GRAD_NORM = 1e9
 
 
-def _of_field_type(name: str, value) -> bool:
-    """Whether a value fits the preset field ``name``: its type (whole numbers count as numbers)
-    and its range (a positive learning rate, a ratio within 0..1, ...)."""
+def _whole(low: int, high: int):
+    """A field's range as (test, what it expects): a whole number from ``low`` to ``high``."""
+    return (lambda value: isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+            f"a whole number from {low:,} to {high:,}")
+
+
+def _real(low: float, high: float, above: bool = False, below: bool = False):
+    """A field's range as (test, what it expects): a number from ``low`` to ``high``, either end
+    excluded with ``above``/``below``. NaN and infinities fall outside every range."""
+    def fits(value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        # (compared exactly: an integer of thousands of digits is never turned into a float)
+        return (low < value if above else low <= value) and (value < high if below else value <= high)
+
+    return fits, f"a number {'>' if above else '>='} {low:g} and {'<' if below else '<='} {high:g}"
+
+
+# The range of every number field: a value outside it is refused before anything is built.
+NUMBER_FIELDS = {
+    "batch_size": _whole(1, MAX_BATCH), "eval_batch_size": _whole(1, MAX_BATCH), "epochs": _whole(1, MAX_EPOCHS),
+    "warmup_steps": _whole(0, MAX_STEPS), "lr": _real(0, MAX_RATE, above=True), "lr_start": _real(0, MAX_RATE),
+    "weight_decay": _real(0, MAX_RATE), "grad_clip": _real(0, MAX_GRAD_NORM, above=True),
+    "min_lr_ratio": _real(0, 1), "decay_start": _real(0, 1, below=True), "lr_double_every": _real(0, MAX_EPOCHS),
+}
+
+
+def _field_problem(name: str, value) -> str | None:
+    """What the preset field ``name`` expects when ``value`` does not fit its type and range, else None."""
     if name in ("name", "task", "description", "schedule"):
-        return isinstance(value, str)
+        return None if isinstance(value, str) else "a string"
     if name in ("model", "data"):
-        return isinstance(value, dict)
+        return None if isinstance(value, dict) else "an object"
     if name == "grad_clip" and value is None:
-        return True
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if name in ("batch_size", "epochs", "warmup_steps", "eval_batch_size"):
-        return number and isinstance(value, int) and value >= (0 if name == "warmup_steps" else 1)
-    if name in ("lr", "grad_clip"):
-        return number and value > 0
-    if name == "min_lr_ratio":
-        return number and 0 <= value <= 1
-    if name == "decay_start":
-        return number and 0 <= value < 1
-    return number and value >= 0  # weight_decay, lr_start, lr_double_every
+        return None
+    fits, expected = NUMBER_FIELDS[name]
+    return None if fits(value) else expected
 
 
 @dataclass(frozen=True)
@@ -70,7 +93,8 @@ class Preset:
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"preset {self.name!r}: unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+            raise ConfigError(f"preset {self.name!r}: unknown schedule {shown(self.schedule)}; expected one of "
+                              f"{', '.join(SCHEDULES)}")
         if self.schedule == "doubling" and not (self.lr_double_every > 0 and self.lr_start > 0):
             raise ConfigError(f"preset {self.name!r}: the doubling schedule needs lr_start > 0 and lr_double_every > 0")
 
@@ -86,9 +110,11 @@ class Preset:
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ConfigError(f"{where}: the stored preset has fields this relnet does not know: {', '.join(unknown)}")
-        wrong = [name for name, value in fields.items() if not _of_field_type(name, value)]
+        wrong = {name: problem for name, value in fields.items() if (problem := _field_problem(name, value))}
         if wrong:
-            raise ConfigError(f"{where}: the preset has values of the wrong type or out of range for {', '.join(wrong)}")
+            first = next(iter(wrong))
+            raise ConfigError(f"{where}: the preset has values of the wrong type or out of range for "
+                              f"{', '.join(wrong)}; {first}={shown(fields[first])}, expected {wrong[first]}")
         return cls(**fields)
 
     def with_settings(self, settings, where: str) -> "Preset":
@@ -114,10 +140,11 @@ class Preset:
         for assignment in assignments:
             key, equals, text = assignment.partition("=")
             if not equals or not key:
-                raise ConfigError(f"{where} {assignment!r}: expected KEY=VALUE, e.g. lr=1e-4 or model.g_widths=[256,256]")
+                raise ConfigError(f"{where} {shown(assignment)}: expected KEY=VALUE, e.g. lr=1e-4 or "
+                                  f"model.g_widths=[256,256]")
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, a number of over 4300 digits, or nested too deep
                 value = text
             group, dot, entry = key.partition(".")
             if dot and group in ("model", "data") and entry:
@@ -125,7 +152,7 @@ class Preset:
             elif not dot and key in fields - {"model", "data"}:
                 changes[key] = value
             else:
-                raise ConfigError(f"{where} {assignment!r}: unknown key {key!r}; expected one of "
+                raise ConfigError(f"{where}: unknown key {shown(key)}; expected one of "
                                   f"{', '.join(sorted(fields - {'model', 'data'}))}, model.NAME or data.NAME")
         # Checked as a stored preset is: a value of the wrong type or range is one clear error.
         return Preset.from_dict({**self.to_dict(), **changes}, where)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, shown
 from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
 from relnet.tasks.babi.models import TextRN
 from relnet.tasks.base import Split, Task, View, construct, word_ids
@@ -82,6 +82,7 @@ class BabiSplit(Split):
 class Babi(Task):
     name = "babi"
     curve_group = "by_task"
+    data_entries = ("tasks", "max_story", "oversample")
     # The official test files are for the final table; training watches the validation split.
     eval_split = "valid"
     typed_questions = True
@@ -125,14 +126,14 @@ class Babi(Task):
         given = preset.data.get("oversample") or {}
         if not isinstance(given, dict):
             raise ConfigError(f"preset {preset.name!r}: data.oversample must map tasks to factors, e.g. {{\"19\": 4}}; "
-                              f"got {given!r}")
+                              f"got {shown(given)}")
         oversample = {}
         for task, factor in given.items():
             if not str(task).isascii() or not str(task).isdigit() or int(task) not in tasks:
                 raise ConfigError(f"preset {preset.name!r}: data.oversample names task {task!r}, not one of the tasks trained")
             if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
                 raise ConfigError(f"preset {preset.name!r}: data.oversample factor of task {task} must be a whole number "
-                                  f">= 1, got {factor!r}")
+                                  f">= 1, got {shown(factor)}")
             oversample[int(task)] = factor
         return oversample
 

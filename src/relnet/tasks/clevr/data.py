@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relnet.errors import ConfigError, DataError
+from relnet.errors import ConfigError, DataError, shown
 from relnet.io import directory_lock, load_npz, read_image, read_json_file, save_npz, write_json
 from relnet.tasks.clevr.files import MAX_OBJECTS, check_split_name, read_questions, read_scenes
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, category_of
@@ -83,8 +83,8 @@ def encode_questions(path: Path, questions: list[dict], words: dict[str, int],
             image_index[row] = row_of[int(question["image_index"])]
             if "answer" in question:
                 if question["answer"] not in answer_index:
-                    raise DataError(f"{path}: question {row} has answer {question['answer']!r}, which is not one of "
-                                    f"CLEVR's 28 answers")
+                    raise DataError(f"{path}: question {row} has answer {shown(question['answer'])}, which is not "
+                                    f"one of CLEVR's 28 answers")
                 answers[row] = answer_index[question["answer"]]
             if question.get("program"):
                 last = question["program"][-1]
@@ -172,7 +172,8 @@ def _npy_data_offset(path: Path) -> int:
 def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress: bool, chunk: int = 64,
                  fingerprint: str | None = None) -> None:
     """Resized images into ``out`` (.npy) with their fingerprint beside it, resuming a previous
-    interrupted run on the same sources."""
+    interrupted run on the same sources. A run refused or stopped after a chunk leaves the partial
+    file and its progress record to resume from; one stopped before the first chunk leaves neither."""
     from tqdm import tqdm
 
     partial = out.with_name(out.stem + ".partial.npy")
@@ -196,13 +197,19 @@ def cache_images(paths: list[Path], out: Path, size: int, workers: int, progress
         write_json(progress_file, {"shape": list(shape), "images_done": done, "fingerprint": fingerprint})
         bar.update(len(block))
 
-    if workers > 1 and len(jobs) > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            for block in pool.imap(_load_image, jobs):
-                store(block)
-    else:
-        for job in jobs:
-            store(_load_image(job))
+    try:
+        if workers > 1 and len(jobs) > 1:
+            with get_context("spawn").Pool(workers) as pool:
+                for block in pool.imap(_load_image, jobs):
+                    store(block)
+        else:
+            for job in jobs:
+                store(_load_image(job))
+    except BaseException:  # a refused image, a Ctrl-C
+        if done == 0:  # before any chunk: nothing to resume, so no full-size file (or stale record) stays
+            partial.unlink(missing_ok=True)
+            progress_file.unlink(missing_ok=True)
+        raise
     bar.close()
     array.flush()
     partial.replace(out)

@@ -11,7 +11,7 @@ import math
 import re
 from pathlib import Path
 
-from relnet.errors import DataError
+from relnet.errors import DataError, shown
 from relnet.io import checked_name, read_json_file
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, RELATIONS
 
@@ -66,7 +66,8 @@ def read_scenes(path: Path) -> list[dict]:
             raise DataError(f"{where}: expected an object with a list of objects")
         index = scene.get("image_index")
         if not _index(index):
-            raise DataError(f"{where}: image_index {index!r} is not a whole number from 0 to {MAX_IMAGE_INDEX - 1:,}")
+            raise DataError(f"{where}: image_index {shown(index)} is not a whole number from 0 to "
+                            f"{MAX_IMAGE_INDEX - 1:,}")
         if index in seen:
             raise DataError(f"{where}: image_index {index} appears twice")
         seen.add(index)
@@ -90,7 +91,7 @@ def _check_object(obj, where: str) -> None:
                         f"{MAX_COORDINATE:g} in size")
     for attribute, values in ATTRIBUTES.items():
         if obj.get(attribute) not in values:
-            raise DataError(f"{where}: {attribute} {obj.get(attribute)!r} is not one of {list(values)}")
+            raise DataError(f"{where}: {attribute} {shown(obj.get(attribute))} is not one of {list(values)}")
 
 
 def _check_relationships(relationships, count: int, where: str) -> None:
@@ -109,7 +110,7 @@ def _check_image_filename(entry: dict, where: str) -> None:
     filename = entry.get("image_filename")
     if filename is not None and (not isinstance(filename, str) or not FILE_NAME.fullmatch(filename)
                                  or filename in (".", "..")):
-        raise DataError(f"{where}: image_filename {filename!r} is not a plain file name")
+        raise DataError(f"{where}: image_filename {shown(filename)} is not a plain file name")
 
 
 def read_questions(path: Path) -> list[dict]:
@@ -122,17 +123,19 @@ def read_questions(path: Path) -> list[dict]:
             raise DataError(f"{where}: expected an object, got {type(question).__name__}")
         index = question.get("image_index")
         if not _index(index):
-            raise DataError(f"{where}: image_index {index!r} is not a whole number from 0 to {MAX_IMAGE_INDEX - 1:,}")
+            raise DataError(f"{where}: image_index {shown(index)} is not a whole number from 0 to "
+                            f"{MAX_IMAGE_INDEX - 1:,}")
         _check_image_filename(question, where)
         text = question.get("question", "")
         if not isinstance(text, str) or len(text) > MAX_QUESTION_CHARS:
-            raise DataError(f"{where}: question text {str(text)[:60]!r} is not a string of at most "
+            raise DataError(f"{where}: question text {shown(str(text))} is not a string of at most "
                             f"{MAX_QUESTION_CHARS} characters")
         if "answer" in question and question["answer"] not in ANSWERS:
-            raise DataError(f"{where}: answer {question['answer']!r} is not one of CLEVR's 28 answers")
+            raise DataError(f"{where}: answer {shown(question['answer'])} is not one of CLEVR's 28 answers")
         family = question.get("question_family_index", 0)
         if not _whole(family) or not 0 <= family < MAX_FAMILY:
-            raise DataError(f"{where}: question_family_index {family!r} is not a whole number from 0 to {MAX_FAMILY - 1}")
+            raise DataError(f"{where}: question_family_index {shown(family)} is not a whole number from 0 to "
+                            f"{MAX_FAMILY - 1}")
         if "program" in question:
             _check_program(question["program"], where)
     return questions

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from relnet.errors import ConfigError, DataError
+from relnet.errors import ConfigError, DataError, shown
 from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.tasks.clevr.data import (MAX_OBJECTS, OBJECT_FEATURES, UNK, encode_questions, load_cache, object_table,
                                      read_vocab, tokenize)
@@ -74,6 +74,9 @@ class Clevr(Task):
     curve_group = "by_category"
     eval_split = "val"
     typed_questions = True
+    data_entries = ("inputs", "reverse_question")
+    # The data.inputs each model kind reads.
+    kind_inputs = {"pixel-rn": "pixels", "state-rn": "state", "cnn-lstm": "pixels", "cnn-lstm-sa": "pixels"}
     presets = {p.name: p for p in [
         _preset("clevr-pixels", "CLEVR from 128x128 pixels: CNN cells as objects, LSTM question, RN (paper's model)",
                 model={"kind": "pixel-rn"}, data={"inputs": "pixels", "reverse_question": True},
@@ -95,6 +98,15 @@ class Clevr(Task):
                 batch_size=64, epochs=50, lr=2.5e-4, warmup_steps=1000, weight_decay=1e-4, grad_clip=50.0,
                 eval_batch_size=512),
     ]}
+
+    def check_preset(self, preset: Preset) -> None:
+        """Also a ConfigError for data.inputs that the model kind does not read (a state model fed
+        images would fail at its first step)."""
+        super().check_preset(preset)
+        kind, inputs = preset.model.get("kind"), preset.data.get("inputs")
+        if isinstance(kind, str) and kind in self.kind_inputs and inputs != self.kind_inputs[kind]:
+            raise ConfigError(f"preset {preset.name!r}: the {kind} model reads data.inputs="
+                              f"{self.kind_inputs[kind]!r}, not {shown(inputs)}")
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> ClevrSplit:
         inputs = preset.data.get("inputs")
@@ -216,7 +228,7 @@ class Clevr(Task):
             return construct(CNNLSTM, preset, options, info["vocab_size"], info["answers"], info["image_size"])
         if kind == "cnn-lstm-sa":
             return construct(StackedAttention, preset, options, info["vocab_size"], info["answers"])
-        raise ConfigError(f"unknown CLEVR model kind {kind!r}")
+        raise ConfigError(f"unknown CLEVR model kind {shown(kind)}; expected one of {', '.join(self.kind_inputs)}")
 
     def answer_names(self, info: dict) -> list[str]:
         return list(ANSWERS)

@@ -55,6 +55,7 @@ class PhysicsSplit(Split):
 
 class PhysicsTask(Task):
     target = ""
+    data_entries = ()  # every scene is read as it is
 
     def rn(self, preset: Preset, info: dict, config: dict):
         raise NotImplementedError

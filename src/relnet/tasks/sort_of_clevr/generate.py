@@ -146,6 +146,19 @@ def render(object_shape: np.ndarray, object_xy: np.ndarray) -> np.ndarray:
     return images
 
 
+def answer(object_shape: np.ndarray, object_xy: np.ndarray, kind: int, subtype: int, colors: tuple[int, int]) -> int:
+    """The answer (an index into ANSWERS) of one question, given as by ``question_text``, about one scene: its
+    objects' (6,) shapes and (6, 2) centers, object k in color k. The generator's own definitions, ties included."""
+    shape, xy = np.asarray(object_shape, np.int64)[None], np.asarray(object_xy, np.int64)[None]  # int16 overflows
+    subtypes, x, y = (np.array([[value]]) for value in (subtype, *colors))
+    if kind == KINDS.index("non_relational"):
+        return int(_non_relational_answers(shape, xy, subtypes, x)[0, 0])
+    if kind == KINDS.index("ternary"):
+        return int(_ternary_answers(xy, subtypes, x, y)[0, 0])
+    closest, furthest = (_extreme_objects(shape, xy, closest=side)[0] for side in (True, False))
+    return int(_binary_answers(shape, subtypes, x, closest, furthest)[0, 0])
+
+
 def _place_objects(rng: np.random.Generator, num_images: int) -> np.ndarray:
     """(N, 6, 2) int64 centers in [5, 69], pairwise at least MIN_CENTER_DISTANCE apart.
 
@@ -208,12 +221,15 @@ def _non_relational_questions(
     num_images = shape.shape[0]
     subtype = rng.integers(0, 3, size=(num_images, count))
     x = rng.integers(0, NUM_OBJECTS, size=(num_images, count))
+    return subtype, np.stack([x, np.full_like(x, -1)], axis=-1), _non_relational_answers(shape, xy, subtype, x)
+
+
+def _non_relational_answers(shape: np.ndarray, xy: np.ndarray, subtype: np.ndarray, x: np.ndarray) -> np.ndarray:
     center = _gather(xy, x)
     # cx < 37.5 exactly, in integers.
     left = np.where(2 * center[..., 0] < IMAGE_SIZE, _YES, _NO)
     top = np.where(2 * center[..., 1] < IMAGE_SIZE, _YES, _NO)
-    answer = np.choose(subtype, [_FIRST_SHAPE_ANSWER + _gather(shape, x), left, top])
-    return subtype, np.stack([x, np.full_like(x, -1)], axis=-1), answer
+    return np.choose(subtype, [_FIRST_SHAPE_ANSWER + _gather(shape, x), left, top])
 
 
 def _binary_questions(
@@ -229,9 +245,15 @@ def _binary_questions(
         [closest_ok[:, None, :], furthest_ok[:, None, :], np.ones((1, 1, NUM_OBJECTS), dtype=bool)],
     )
     x = _sample_among(rng, allowed)
+    answer = _binary_answers(shape, subtype, x, closest, furthest)
+    return subtype, np.stack([x, np.full_like(x, -1)], axis=-1), answer
+
+
+def _binary_answers(shape: np.ndarray, subtype: np.ndarray, x: np.ndarray, closest: np.ndarray,
+                    furthest: np.ndarray) -> np.ndarray:
     x_shape = _gather(shape, x)
     same_shape = (shape[:, None, :] == x_shape[..., None]).sum(axis=-1)
-    answer = np.choose(
+    return np.choose(
         subtype,
         [
             _FIRST_SHAPE_ANSWER + _gather(shape, _gather(closest, x)),
@@ -239,7 +261,6 @@ def _binary_questions(
             _FIRST_COUNT_ANSWER + same_shape,
         ],
     )
-    return subtype, np.stack([x, np.full_like(x, -1)], axis=-1), answer
 
 
 def _ternary_questions(
@@ -250,6 +271,10 @@ def _ternary_questions(
     subtype = rng.integers(0, 3, size=(num_images, count))
     x = rng.integers(0, NUM_OBJECTS, size=(num_images, count))
     y = (x + rng.integers(1, NUM_OBJECTS, size=(num_images, count))) % NUM_OBJECTS
+    return subtype, np.stack([x, y], axis=-1), _ternary_answers(xy, subtype, x, y)
+
+
+def _ternary_answers(xy: np.ndarray, subtype: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     a = _gather(xy, x)[:, :, None, :]  # (N, Q, 1, 2)
     b = _gather(xy, y)[:, :, None, :]
     z = xy[:, None, :, :]  # (N, 1, 6, 2)
@@ -269,7 +294,7 @@ def _ternary_questions(
 
     obtuse = (dot(b - a, z - a) < 0) | (dot(a - b, z - b) < 0) | (dot(a - z, b - z) < 0)
 
-    answer = np.choose(
+    return np.choose(
         subtype,
         [
             _FIRST_COUNT_ANSWER + (between & third).sum(axis=-1),
@@ -277,4 +302,3 @@ def _ternary_questions(
             _FIRST_COUNT_ANSWER + (obtuse & third).sum(axis=-1),
         ],
     )
-    return subtype, np.stack([x, y], axis=-1), answer

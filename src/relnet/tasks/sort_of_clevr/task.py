@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, shown
 from relnet.tasks.base import Split, Task, View, construct
 from relnet.tasks.sort_of_clevr.data import load_split
 from relnet.tasks.sort_of_clevr.generate import (ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES,
-                                                  generate, question_text, render)
+                                                  answer, generate, question_text, render)
 from relnet.tasks.sort_of_clevr.models import CNNMLP, PixelRN, StateMLP, StateRN
 from relnet.train.preset import Preset
 
@@ -99,6 +99,9 @@ class SortOfClevrSplit(Split):
         if not keep.all():
             self.tensors = {name: tensor if name == "scene" else tensor[keep] for name, tensor in self.tensors.items()}
         self.num_answers = len(arrays["answers"])
+        # Each image's object table, kept beside the tensors (a pixel split's are images only): the truth of a
+        # question the image was not asked about.
+        self.objects = (arrays["object_shape"], arrays["object_xy"])
 
     def __len__(self) -> int:
         return len(self.tensors["answer"])
@@ -150,6 +153,7 @@ class SortOfClevrSplit(Split):
 class SortOfClevr(Task):
     name = "sort-of-clevr"
     curve_group = "by_kind"
+    data_entries = ("kinds", "questions_per_image", "non_relational_epochs")
     presets = {
         preset.name: preset for preset in (
             Preset(
@@ -204,7 +208,7 @@ class SortOfClevr(Task):
             raise ConfigError(f"preset {preset.name!r}: data.non_relational_epochs needs non-relational questions "
                               f"among data.kinds and data.questions_per_image 1")
         arrays = load_split(Path(data_dir) / f"{split}.npz")
-        return SortOfClevrSplit(arrays, preset.model["input"] == "pixels", split, tuple(kinds), per_image,
+        return SortOfClevrSplit(arrays, preset.model.get("input") == "pixels", split, tuple(kinds), per_image,
                                 curriculum if split == "train" else 0)
 
     def build_model(self, preset: Preset, info: dict):
@@ -270,11 +274,17 @@ class SortOfClevr(Task):
     def questions(self, preset: Preset) -> list[str]:
         return list(all_questions(preset.data.get("kinds", KINDS)))
 
+    def asked_truth(self, split: SortOfClevrSplit, index: int, question: str, preset: Preset) -> str:
+        kind, subtype, colors = all_questions(preset.data.get("kinds", KINDS))[" ".join(question.split())]
+        shapes, centers = split.objects
+        image = int(split.tensors["image"][index])
+        return ANSWERS[answer(shapes[image], centers[image], kind, subtype, colors)]
+
     def ask(self, inputs: dict, question: str, preset: Preset, info: dict) -> dict:
         known = all_questions(preset.data.get("kinds", KINDS))
         text = " ".join(question.split())
         if text not in known:
-            raise ConfigError(f"question {question!r} is not one of this model's {len(known)} questions "
+            raise ConfigError(f"question {shown(question)} is not one of this model's {len(known)} questions "
                               f"(e.g. {next(iter(known))!r})")
         kind, subtype, (x, y) = known[text]
         vector = encode_questions(torch.tensor([[x, y]]), torch.tensor([kind]), torch.tensor([subtype]))

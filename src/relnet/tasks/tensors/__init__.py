@@ -56,6 +56,8 @@ class TensorTask(Task):
     ``build_model(preset, info) -> nn.Module``. It trains with ``relnet.train.train`` like the
     benchmarks (checkpoints, --resume, curves, metrics.json), evaluating ``eval_split``."""
 
+    builds_on_meta = False  # the builder is yours: it is called once, on the CPU
+
     def __init__(self, name: str, splits: dict[str, TensorSplit], build_model: Callable[[Preset, dict], nn.Module],
                  eval_split: str = "test"):
         if "train" not in splits or eval_split not in splits:
