@@ -1649,20 +1649,25 @@ def stderr_until(process: subprocess.Popen, needle: bytes, seconds: float) -> by
     return seen
 
 
+def error_of(process) -> tuple[bytes, list[str]]:
+    """The stderr of a relnet process that must end with one error (exit 2), and its lines."""
+    try:
+        err = stderr_until(process, b"relnet: error:", CASE_SECONDS - 20) + process.communicate(timeout=5)[1]
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 2, err[-2000:]
+    return err, err.decode().strip().splitlines()
+
+
 @pytest.mark.parametrize("rank, waiting, message", [
     (0, b"rank 0: waiting for 1 more of 2 processes at 127.0.0.1:", b"1 of 2 processes met at 127.0.0.1:"),
     (1, b"rank 1: waiting for rank 0 at 127.0.0.1:", b"nothing answered at 127.0.0.1:"),
 ], ids=["the other process never comes", "no master"])
 def test_a_world_that_does_not_meet_ends_at_the_stated_wait(rank, waiting, message, soc, tmp_path):
     run, started = tmp_path / "run", time.monotonic()
-    process = world_of_two(rank, soc, run, "127.0.0.1", "--dist-timeout", "3")
-    try:
-        err = stderr_until(process, b"relnet: error:", CASE_SECONDS - 20) + process.communicate(timeout=5)[1]
-    finally:
-        process.kill()
-        process.wait()
-    lines = err.decode().strip().splitlines()
-    assert process.returncode == 2 and waiting in err, err[-2000:]
+    err, lines = error_of(world_of_two(rank, soc, run, "127.0.0.1", "--dist-timeout", "3"))
+    assert waiting in err, err[-2000:]
     assert lines[-1].startswith("relnet: error: cannot join the torchrun process group")
     assert message.decode() in lines[-1]
     assert "within --dist-timeout 3 s" in lines[-1] and time.monotonic() - started < 30 and not run.exists()
@@ -1670,14 +1675,8 @@ def test_a_world_that_does_not_meet_ends_at_the_stated_wait(rank, waiting, messa
 
 def test_a_master_address_that_does_not_resolve_is_named_at_once(soc, tmp_path):
     run, started = tmp_path / "run", time.monotonic()
-    process = world_of_two(0, soc, run, "no-such-host.invalid")
-    try:
-        err = stderr_until(process, b"relnet: error:", CASE_SECONDS - 20) + process.communicate(timeout=5)[1]
-    finally:
-        process.kill()
-        process.wait()
-    lines = err.decode().strip().splitlines()
-    assert process.returncode == 2 and len(lines) == 1, err[-2000:]
+    err, lines = error_of(world_of_two(0, soc, run, "no-such-host.invalid"))
+    assert len(lines) == 1, err[-2000:]
     assert lines[0].startswith("relnet: error: cannot join the torchrun process group: MASTER_ADDR="
                                "'no-such-host.invalid' does not resolve")
     assert time.monotonic() - started < 30 and not run.exists()
