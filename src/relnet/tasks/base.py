@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from relnet.errors import ConfigError, DataError, shown
 from relnet.nn.conv import CONV_ORDERS
 from relnet.rn import AGGREGATIONS
-from relnet.train.preset import Preset
+from relnet.train.preset import Preset, is_number, is_whole
 
 # The ranges of model options, checked before a model is built (docs/reliability.md).
 MAX_WIDTH = 16_384  # the widest layer, channel count, embedding or LSTM state
@@ -27,15 +27,6 @@ MAX_DATA_SIZE = 10_000_000  # a size the data gives the model: a vocabulary, the
 NONEMPTY = ("g_widths", "conv_channels")  # an empty list of these builds no model
 COUNTS = ("hops",)
 CHOICES = {"aggregation": AGGREGATIONS, "conv_order": CONV_ORDERS}
-
-
-def _whole(value, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
-
-
-def _real(value, low: float, high: float) -> bool:
-    # (compared exactly: an integer of thousands of digits is never turned into a float; NaN fails)
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
 
 
 def option_problem(name: str, default, value) -> str | None:
@@ -48,15 +39,15 @@ def option_problem(name: str, default, value) -> str | None:
     if isinstance(default, (list, tuple)):
         least = 1 if name in NONEMPTY else 0
         fits = isinstance(value, (list, tuple)) and least <= len(value) <= MAX_LAYERS and all(
-            _whole(width, MAX_WIDTH) for width in value)
+            is_whole(width, 1, MAX_WIDTH) for width in value)
         return None if fits else f"a list of {least} to {MAX_LAYERS} whole numbers from 1 to {MAX_WIDTH:,}"
     if isinstance(default, int):
         high = MAX_LAYERS if name in COUNTS else MAX_WIDTH
-        return None if _whole(value, high) else f"a whole number from 1 to {high:,}"
+        return None if is_whole(value, 1, high) else f"a whole number from 1 to {high:,}"
     if isinstance(default, float) and name == "dropout":
-        return None if _real(value, 0, 1) and value < 1 else "a number >= 0 and < 1"
+        return None if is_number(value, 0, 1, below=True) else "a number >= 0 and < 1"
     if isinstance(default, float):
-        return None if _real(value, 0, MAX_SCALE) else f"a number >= 0 and <= {MAX_SCALE:g}"
+        return None if is_number(value, 0, MAX_SCALE) else f"a number >= 0 and <= {MAX_SCALE:g}"
     return None
 
 
@@ -77,7 +68,7 @@ def construct(model_class: type, preset: Preset, options: dict, *args, **given) 
         if problem:
             raise ConfigError(f"preset {preset.name!r}: model.{name}={shown(value)}: expected {problem}")
     for name, size in {**dict(zip(parameters, args)), **given}.items():
-        if not _whole(size, MAX_DATA_SIZE):
+        if not is_whole(size, 1, MAX_DATA_SIZE):
             raise ConfigError(f"preset {preset.name!r}: the data gives {model_class.__name__} {name}={shown(size)}; "
                               f"expected a whole number from 1 to {MAX_DATA_SIZE:,}")
     return model_class(*args, **given, **options)

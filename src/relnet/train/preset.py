@@ -18,22 +18,29 @@ MAX_RATE = 1e4
 MAX_GRAD_NORM = 1e9
 
 
+def is_whole(value, low: int, high: int) -> bool:
+    """Whether ``value`` is a whole number (not a bool) from ``low`` to ``high``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_number(value, low: float, high: float, above: bool = False, below: bool = False) -> bool:
+    """Whether ``value`` is a number (not a bool) from ``low`` to ``high``, either end excluded with
+    ``above``/``below``. NaN and infinities fall outside every range; an integer of thousands of
+    digits is compared exactly, never turned into a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (low < value if above else low <= value) and (value < high if below else value <= high)
+
+
 def _whole(low: int, high: int):
     """A field's range as (test, what it expects): a whole number from ``low`` to ``high``."""
-    return (lambda value: isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
-            f"a whole number from {low:,} to {high:,}")
+    return lambda value: is_whole(value, low, high), f"a whole number from {low:,} to {high:,}"
 
 
 def _real(low: float, high: float, above: bool = False, below: bool = False):
-    """A field's range as (test, what it expects): a number from ``low`` to ``high``, either end
-    excluded with ``above``/``below``. NaN and infinities fall outside every range."""
-    def fits(value) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        # (compared exactly: an integer of thousands of digits is never turned into a float)
-        return (low < value if above else low <= value) and (value < high if below else value <= high)
-
-    return fits, f"a number {'>' if above else '>='} {low:g} and {'<' if below else '<='} {high:g}"
+    """A field's range as (test, what it expects): a number from ``low`` to ``high``."""
+    return (lambda value: is_number(value, low, high, above, below),
+            f"a number {'>' if above else '>='} {low:g} and {'<' if below else '<='} {high:g}")
 
 
 # The range of every number field: a value outside it is refused before anything is built.
