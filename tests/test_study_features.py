@@ -149,3 +149,25 @@ def test_curriculum_epochs_ask_non_relational_questions_only(tiny_sort_of_clevr)
                   ["data.non_relational_epochs=1", "data.questions_per_image=4"]):
         with pytest.raises(ConfigError, match="non_relational_epochs"):
             task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels").with_overrides(wrong))
+
+
+def test_relational_share_sets_the_mix_of_the_epochs_after_the_curriculum(tiny_sort_of_clevr):
+    preset = get_preset("sort-of-clevr-pixels").with_overrides(["data.non_relational_epochs=1",
+                                                                "data.relational_share=0.75"])
+    task = get_task("sort-of-clevr")
+    split = task.load(tiny_sort_of_clevr, "train", preset)
+    kinds = split.tensors["kind"]
+    assert (kinds[split.epoch_order(seed=1, epoch=0, batch_size=8)] == 0).all()  # the curriculum comes first
+    later = split.epoch_order(seed=1, epoch=1, batch_size=8)
+    assert len(later) == len(split)
+    assert (kinds[later] != 0).sum() == round(0.75 * len(split))
+    relational = torch.nonzero(kinds != 0).flatten()
+    assert set(later[kinds[later] != 0].tolist()) == set(relational.tolist())  # every relational question, some twice
+    assert not torch.equal(later, split.epoch_order(seed=1, epoch=2, batch_size=8))
+    assert torch.equal(later, task.load(tiny_sort_of_clevr, "train", preset).epoch_order(seed=1, epoch=1, batch_size=8))
+    assert task.load(tiny_sort_of_clevr, "test", preset).relational_share is None  # never the evaluation
+    for wrong in (["data.relational_share=1.0"], ["data.relational_share=0"], ['data.relational_share="half"'],
+                  ["data.relational_share=0.5", 'data.kinds=["binary"]'],
+                  ["data.relational_share=0.5", "data.questions_per_image=4"]):
+        with pytest.raises(ConfigError, match="relational_share"):
+            task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels").with_overrides(wrong))

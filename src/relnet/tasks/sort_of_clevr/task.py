@@ -64,6 +64,15 @@ def encode_objects(object_color: torch.Tensor, object_shape: torch.Tensor, objec
                       F.one_hot(object_shape.long(), len(SHAPES)).float(), position], dim=-1)
 
 
+def _filled(questions: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` of ``questions``: all of them in their order, then in further shuffles."""
+    if not count:
+        return questions[:0]
+    passes = [questions] + [questions[torch.randperm(len(questions), generator=generator)]
+                            for _ in range(-(-count // len(questions)) - 1)]
+    return torch.cat(passes)[:count]
+
+
 class SortOfClevrSplit(Split):
     """All questions of one split; a batch gathers each question's image or object table.
 
@@ -72,17 +81,20 @@ class SortOfClevrSplit(Split):
     question, the one it asks about (``image_index``): the CNN runs once per image.
     With ``non_relational_epochs`` e > 0 (a curriculum) the first e epochs ask non-relational
     questions only: each of them twice (the paper's mix is half of each), in two shuffles, so that
-    an epoch keeps its length.
+    an epoch keeps its length. With ``relational_share`` s, every later epoch is that share of
+    relational questions and the rest non-relational ones, each kind drawn in shuffles of its own
+    questions: once non-relational questions are learnt, more of an epoch goes to those left.
     """
 
     shared = ("scene",)
 
     def __init__(self, arrays: dict, use_pixels: bool, name: str, kinds: tuple[str, ...] = KINDS,
-                 questions_per_image: int = 1, non_relational_epochs: int = 0):
+                 questions_per_image: int = 1, non_relational_epochs: int = 0, relational_share: float | None = None):
         self.name = name
         self.use_pixels = use_pixels
         self.questions_per_image = questions_per_image
         self.non_relational_epochs = non_relational_epochs
+        self.relational_share = relational_share
         scene = torch.from_numpy(arrays["images"]) if use_pixels else encode_objects(
             torch.from_numpy(arrays["object_color"]), torch.from_numpy(arrays["object_shape"]),
             torch.from_numpy(arrays["object_xy"]))
@@ -122,6 +134,8 @@ class SortOfClevrSplit(Split):
         order = super().epoch_order(seed, epoch, batch_size)
         if epoch < self.non_relational_epochs:
             return self._non_relational_only(order, seed, epoch)
+        if self.relational_share is not None:
+            return self._relational_share_of(order, seed, epoch)
         k = self.questions_per_image
         if k == 1:
             return order
@@ -139,11 +153,21 @@ class SortOfClevrSplit(Split):
     def _non_relational_only(self, order: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
         """As many questions as ``order``: its non-relational ones in its order, then in further
         shuffles of them until the epoch's length is filled."""
-        mine = order[self.tensors["kind"].cpu()[order] == KINDS.index("non_relational")]
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
-        passes = [mine] + [mine[torch.randperm(len(mine), generator=generator)]
-                           for _ in range(-(-len(order) // len(mine)) - 1)]
-        return torch.cat(passes)[:len(order)]
+        return _filled(order[self._is_non_relational(order)], len(order), generator)
+
+    def _relational_share_of(self, order: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+        """As many questions as ``order``, ``relational_share`` of them relational: each kind's
+        questions in its order, then in further shuffles, the two kinds shuffled together."""
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
+        non_relational = self._is_non_relational(order)
+        relational = round(self.relational_share * len(order))
+        mixed = torch.cat([_filled(order[~non_relational], relational, generator),
+                           _filled(order[non_relational], len(order) - relational, generator)])
+        return mixed[torch.randperm(len(mixed), generator=generator)]
+
+    def _is_non_relational(self, order: torch.Tensor) -> torch.Tensor:
+        return self.tensors["kind"].cpu()[order] == KINDS.index("non_relational")
 
     def info(self) -> dict:
         return {"num_answers": self.num_answers, "question_dim": QUESTION_DIM, "object_dim": OBJECT_DIM,
@@ -153,7 +177,7 @@ class SortOfClevrSplit(Split):
 class SortOfClevr(Task):
     name = "sort-of-clevr"
     curve_group = "by_kind"
-    data_entries = ("kinds", "questions_per_image", "non_relational_epochs")
+    data_entries = ("kinds", "questions_per_image", "non_relational_epochs", "relational_share")
     presets = {
         preset.name: preset for preset in (
             Preset(
@@ -207,9 +231,17 @@ class SortOfClevr(Task):
         if curriculum and ("non_relational" not in kinds or per_image > 1):
             raise ConfigError(f"preset {preset.name!r}: data.non_relational_epochs needs non-relational questions "
                               f"among data.kinds and data.questions_per_image 1")
+        share = preset.data.get("relational_share")
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1):
+            raise ConfigError(f"preset {preset.name!r}: data.relational_share must be a number between 0 and 1 "
+                              f"(the share of relational questions in an epoch), got {share!r}")
+        if share is not None and ("non_relational" not in kinds or len(kinds) < 2 or per_image > 1):
+            raise ConfigError(f"preset {preset.name!r}: data.relational_share needs non-relational and relational "
+                              f"questions among data.kinds and data.questions_per_image 1")
         arrays = load_split(Path(data_dir) / f"{split}.npz")
+        train = split == "train"
         return SortOfClevrSplit(arrays, preset.model.get("input") == "pixels", split, tuple(kinds), per_image,
-                                curriculum if split == "train" else 0)
+                                curriculum if train else 0, share if train else None)
 
     def build_model(self, preset: Preset, info: dict):
         config = dict(preset.model)
