@@ -208,7 +208,8 @@ def test_cache_and_every_preset_trains(generated, tmp_path, capsys):
     assert objects["objects"].shape == (10, 10, OBJECT_FEATURES)
     counts = objects["object_count"]
     assert np.all(objects["objects"][np.arange(10)[None] >= counts[:, None]] == 0)
-    for name in ("clevr-state", "clevr-pixels", "clevr-cnn-lstm", "clevr-cnn-lstm-sa"):
+    for name in ("clevr-state", "clevr-pixels", "clevr-cnn-lstm", "clevr-cnn-lstm-sa", "clevr-small-pixels",
+                 "clevr-small-cnn-lstm", "clevr-small-cnn-lstm-sa", "clevr-small-question"):
         run = tmp_path / name
         assert main(["train", "--preset", name, "--data", str(cache), "--out", str(run), "--epochs", "1",
                      "--no-progress"]) == 0
@@ -320,3 +321,15 @@ def test_a_generation_that_fails_midway_leaves_no_scene_or_question_file(tmp_pat
     with pytest.raises(ValueError, match="renderer failed"):
         generate(tmp_path, GeneratorOptions(images=4), images=False, progress=False)
     assert not list((tmp_path / "scenes").glob("*")) and not list((tmp_path / "questions").glob("*"))
+
+
+def test_the_small_scene_preset_holds_three_to_six_objects_unless_told_otherwise(tmp_path):
+    def counts(*flags):
+        out = tmp_path / "-".join(flags)
+        assert main(["data", "clevr-gen", "--out", str(out), "--images", "12", "--no-images", "--workers", "1",
+                     "--no-progress", *flags]) == 0
+        scenes = json.loads((out / "scenes" / "CLEVR_train_scenes.json").read_text())["scenes"]
+        return {len(scene["objects"]) for scene in scenes}
+
+    assert counts("--preset", "small") <= {3, 4, 5, 6} and max(counts()) > 6  # CLEVR's own go to 10
+    assert counts("--preset", "small", "--max-objects", "3") == {3}

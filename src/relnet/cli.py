@@ -172,12 +172,16 @@ def cmd_data_physics(args) -> int:
 
 
 def cmd_data_clevr_gen(args) -> int:
-    from relnet.tasks.clevr.generate import GeneratorOptions, generate, generate_questions
-    from relnet.tasks.clevr.scene import SceneOptions
+    from dataclasses import replace
 
     from relnet.tasks.clevr.data import MAX_OBJECTS
     from relnet.tasks.clevr.files import MAX_IMAGE_INDEX
+    from relnet.tasks.clevr.generate import GeneratorOptions, generate, generate_questions
+    from relnet.tasks.clevr.scene import SCENE_PRESETS
 
+    preset = SCENE_PRESETS[args.preset]
+    args.min_objects = preset.min_objects if args.min_objects is None else args.min_objects
+    args.max_objects = preset.max_objects if args.max_objects is None else args.max_objects
     if not 1 <= args.min_objects <= args.max_objects <= MAX_OBJECTS:
         raise ConfigError(f"expected 1 <= --min-objects <= --max-objects <= {MAX_OBJECTS} (CLEVR's most), got "
                           f"{args.min_objects} and {args.max_objects}")
@@ -186,7 +190,7 @@ def cmd_data_clevr_gen(args) -> int:
                           f"relnet reads ({MAX_IMAGE_INDEX - 1:,})")
     options = GeneratorOptions(images=args.images, questions_per_image=args.questions_per_image, split=args.split,
                                seed=args.seed, start_index=args.start_index,
-                               scene=SceneOptions(min_objects=args.min_objects, max_objects=args.max_objects))
+                               scene=replace(preset, min_objects=args.min_objects, max_objects=args.max_objects))
     sources = dict(templates_dir=args.templates, synonyms_path=args.synonyms, metadata_path=args.metadata)
     with output_directory(args.out, "relnet data clevr-gen"):
         if args.scenes:
@@ -559,8 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--questions-per-image", type=bounded_int(1, 1000), default=10, metavar="K", help="questions per image (default 10)")
     gen.add_argument("--split", default="train", help="split name: train, val, test, ... (default train)")
     gen.add_argument("--start-index", type=non_negative_int, default=0, metavar="I", help="index of the first image (default 0)")
-    gen.add_argument("--min-objects", type=positive_int, default=3, metavar="A", help="fewest objects per scene (default 3)")
-    gen.add_argument("--max-objects", type=positive_int, default=10, metavar="B", help="most objects per scene (default 10)")
+    gen.add_argument("--preset", choices=["clevr", "small"], default="clevr",
+                     help="scene options: clevr (CLEVR's: 3-10 objects) or small (3-6 objects, for the CPU-sized "
+                          "clevr-small-* presets; docs/clevr.md); the flags below override it (default clevr)")
+    gen.add_argument("--min-objects", type=positive_int, metavar="A", help="fewest objects per scene (default: the preset's)")
+    gen.add_argument("--max-objects", type=positive_int, metavar="B", help="most objects per scene (default: the preset's)")
     gen.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                      help="rendering processes (default: one per core); the output does not depend on it")
     gen.add_argument("--templates", metavar="DIR", help="directory of CLEVR template files (default: relnet's own)")

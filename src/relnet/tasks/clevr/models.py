@@ -1,5 +1,6 @@
-"""CLEVR models: the paper's RN from pixels and from state descriptions, and the baselines of its
-Table 1 (CNN+LSTM, CNN+LSTM with stacked attention). All read the question with an LSTM."""
+"""CLEVR models: the paper's RN from pixels and from state descriptions, the baselines of its
+Table 1 (CNN+LSTM, CNN+LSTM with stacked attention), and a question-only LSTM (what the answer
+prior gives without looking). All read the question with an LSTM."""
 
 from __future__ import annotations
 
@@ -54,10 +55,11 @@ class PixelRN(nn.Module):
 
     def __init__(self, vocab_size: int, num_answers: int, conv_channels: Sequence[int] = (24,) * 4,
                  embedding_dim: int = 32, lstm: int = 128, g_widths: Sequence[int] = (256,) * 4,
-                 f_widths: Sequence[int] = (256, 256), dropout: float = 0.5, augment: bool = True):
+                 f_widths: Sequence[int] = (256, 256), dropout: float = 0.5, augment: bool = True,
+                 conv_order: str = "bn-relu"):
         super().__init__()
         self.augment = ImageAugment() if augment else nn.Identity()
-        self.objects = ConvObjects(3, conv_channels)
+        self.objects = ConvObjects(3, conv_channels, order=conv_order)
         self.question = QuestionEncoder(vocab_size, embedding_dim, lstm)
         self.rn = RelationNetwork(self.objects.object_dim, num_answers, lstm, g_widths, f_widths, dropout)
 
@@ -91,10 +93,10 @@ class CNNLSTM(nn.Module):
 
     def __init__(self, vocab_size: int, num_answers: int, image_size: int, conv_channels: Sequence[int] = (24,) * 4,
                  embedding_dim: int = 32, lstm: int = 128, widths: Sequence[int] = (512, 512), dropout: float = 0.5,
-                 augment: bool = True):
+                 augment: bool = True, conv_order: str = "bn-relu"):
         super().__init__()
         self.augment = ImageAugment() if augment else nn.Identity()
-        self.convs = conv_stack(3, conv_channels)
+        self.convs = conv_stack(3, conv_channels, order=conv_order)
         cells = math.ceil(image_size / 2 ** len(conv_channels)) ** 2
         self.question = QuestionEncoder(vocab_size, embedding_dim, lstm)
         self.head = mlp(cells * conv_channels[-1] + lstm, widths, num_answers, dropout)
@@ -110,10 +112,10 @@ class StackedAttention(nn.Module):
 
     def __init__(self, vocab_size: int, num_answers: int, conv_channels: Sequence[int] = (24,) * 4,
                  embedding_dim: int = 32, lstm: int = 128, attention: int = 256, hops: int = 2,
-                 widths: Sequence[int] = (512,), dropout: float = 0.5, augment: bool = True):
+                 widths: Sequence[int] = (512,), dropout: float = 0.5, augment: bool = True, conv_order: str = "bn-relu"):
         super().__init__()
         self.augment = ImageAugment() if augment else nn.Identity()
-        self.objects = ConvObjects(3, conv_channels)
+        self.objects = ConvObjects(3, conv_channels, order=conv_order)
         self.question = QuestionEncoder(vocab_size, embedding_dim, lstm)
         self.cells = nn.Linear(self.objects.object_dim, lstm)
         self.image_keys = nn.ModuleList(nn.Linear(lstm, attention) for _ in range(hops))
@@ -129,3 +131,17 @@ class StackedAttention(nn.Module):
             weights = torch.softmax(score(hidden).squeeze(-1), dim=1)
             query = query + (weights.unsqueeze(-1) * cells).sum(1)
         return self.head(query)
+
+
+class QuestionOnly(nn.Module):
+    """Baseline: the question vector alone into an MLP. It never sees the scene, so it scores what
+    the question's wording tells about the answer (CLEVR's "LSTM" baseline, Johnson et al. 2017)."""
+
+    def __init__(self, vocab_size: int, num_answers: int, embedding_dim: int = 32, lstm: int = 128,
+                 widths: Sequence[int] = (256,), dropout: float = 0.0):
+        super().__init__()
+        self.question = QuestionEncoder(vocab_size, embedding_dim, lstm)
+        self.head = mlp(lstm, widths, num_answers, dropout)
+
+    def forward(self, question, question_length):
+        return self.head(self.question(question, question_length))

@@ -81,6 +81,11 @@ class SceneOptions:
     placement_tries: int = 50
 
 
+# Named sets of scene options for `relnet data clevr-gen --preset`: CLEVR's own, and scenes sized for
+# a CPU (docs/clevr.md): at most six objects, so that an 80x80 image still shows each of them.
+SCENE_PRESETS = {"clevr": SceneOptions(), "small": SceneOptions(min_objects=3, max_objects=6)}
+
+
 def sample_camera(rng: np.random.Generator, options: SceneOptions) -> Camera:
     return Camera.looking_at(CAMERA_POSITION + rng.uniform(-options.camera_jitter, options.camera_jitter, 3))
 

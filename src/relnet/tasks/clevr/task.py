@@ -13,7 +13,7 @@ from relnet.errors import ConfigError, DataError, shown
 from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.tasks.clevr.data import (MAX_OBJECTS, OBJECT_FEATURES, UNK, encode_questions, load_cache, object_table,
                                      read_vocab, tokenize)
-from relnet.tasks.clevr.models import CNNLSTM, PixelRN, StackedAttention, StateRN
+from relnet.tasks.clevr.models import CNNLSTM, PixelRN, QuestionOnly, StackedAttention, StateRN
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, CATEGORY_TITLES
 from relnet.train.preset import Preset
 
@@ -53,7 +53,7 @@ class ClevrSplit(Split):
         image = t["image_index"][index]
         if self.inputs == "pixels":
             inputs["images"] = t["images"][image]
-        else:
+        elif self.inputs == "state":
             inputs["objects"] = t["objects"][image]
             inputs["object_mask"] = torch.arange(MAX_OBJECTS, device=image.device) < t["object_count"][image].unsqueeze(1)
         return inputs, t["answer"][index]
@@ -63,6 +63,11 @@ class ClevrSplit(Split):
 
     def scorable(self) -> bool:
         return bool((self.tensors["answer"] >= 0).all())
+
+
+# The CNN of the CPU-sized presets: no augmentation (the scenes are many for the steps a CPU
+# affords), the public Sort-of-CLEVR order of ReLU and batch norm.
+SMALL_CNN = {"conv_channels": [24] * 4, "conv_order": "relu-bn", "augment": False}
 
 
 def _preset(name, description, **fields) -> Preset:
@@ -76,7 +81,8 @@ class Clevr(Task):
     typed_questions = True
     data_entries = ("inputs", "reverse_question")
     # The data.inputs each model kind reads.
-    kind_inputs = {"pixel-rn": "pixels", "state-rn": "state", "cnn-lstm": "pixels", "cnn-lstm-sa": "pixels"}
+    kind_inputs = {"pixel-rn": "pixels", "state-rn": "state", "cnn-lstm": "pixels", "cnn-lstm-sa": "pixels",
+                   "question-only": "question"}
     presets = {p.name: p for p in [
         _preset("clevr-pixels", "CLEVR from 128x128 pixels: CNN cells as objects, LSTM question, RN (paper's model)",
                 model={"kind": "pixel-rn"}, data={"inputs": "pixels", "reverse_question": True},
@@ -97,6 +103,23 @@ class Clevr(Task):
                 model={"kind": "cnn-lstm-sa"}, data={"inputs": "pixels", "reverse_question": True},
                 batch_size=64, epochs=50, lr=2.5e-4, warmup_steps=1000, weight_decay=1e-4, grad_clip=50.0,
                 eval_batch_size=512),
+        # CLEVR sized for a CPU (docs/clevr.md): scenes of `relnet data clevr-gen --preset small` cached at
+        # 80x80, so four stride-2 convolutions leave 5x5 cells as in Sort-of-CLEVR, and that study's recipe
+        # (g 4x128, ReLU before batch norm, no dropout, batch 64, lr 3e-4 held, then decayed). The
+        # baselines read the same CNN and train on the same data for the same minutes.
+        *[_preset(f"clevr-small-{name}", f"CPU-sized CLEVR: {description}", model={"kind": kind, **model},
+                  data={"inputs": "question" if kind == "question-only" else "pixels", "reverse_question": True},
+                  batch_size=64, epochs=30, lr=lr, schedule="cosine", decay_start=0.5, warmup_steps=500,
+                  grad_clip=50.0, eval_batch_size=512)
+          for name, kind, description, model, lr in (
+              ("pixels", "pixel-rn", "RN over 5x5 CNN cells with coordinates (the paper's model, Sort-of-CLEVR's recipe)",
+               {**SMALL_CNN, "g_widths": [128] * 4, "f_widths": [256, 256], "dropout": 0.0}, 3e-4),
+              ("cnn-lstm", "cnn-lstm", "baseline: the same CNN's flattened cells + LSTM question into an MLP",
+               {**SMALL_CNN, "widths": [512, 512], "dropout": 0.5}, 3e-4),
+              ("cnn-lstm-sa", "cnn-lstm-sa", "baseline: the same CNN + LSTM with two rounds of stacked attention",
+               {**SMALL_CNN, "widths": [512], "dropout": 0.5}, 3e-4),
+              ("question", "question-only", "baseline: the LSTM question alone into an MLP (the answer prior)",
+               {"widths": [256]}, 1e-3))],
     ]}
 
     def check_preset(self, preset: Preset) -> None:
@@ -110,9 +133,10 @@ class Clevr(Task):
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> ClevrSplit:
         inputs = preset.data.get("inputs")
-        if inputs not in ("pixels", "state") or not isinstance(preset.data.get("reverse_question", False), bool):
-            raise ConfigError(f"preset {preset.name!r}: data.inputs must be pixels or state and data.reverse_question "
-                              f"true or false")
+        if inputs not in ("pixels", "state", "question") or \
+                not isinstance(preset.data.get("reverse_question", False), bool):
+            raise ConfigError(f"preset {preset.name!r}: data.inputs must be pixels, state or question and "
+                              f"data.reverse_question true or false")
         vocab = read_vocab(data_dir)
         if info is not None and "words" not in info and info["vocab_size"] != len(vocab["words"]):
             raise ConfigError(f"{data_dir / 'vocab.json'} holds another vocabulary ({len(vocab['words'])} words) than "
@@ -200,6 +224,8 @@ class Clevr(Task):
         image = int(t["image_index"][index])
         if split.inputs == "pixels":
             return View(question, truth, image=t["images"][image].cpu().numpy(), grid=True)
+        if split.inputs == "question":
+            return View(question, truth)
         objects = t["objects"][image, :int(t["object_count"][image])].cpu()
         labels, offset = [" "] * len(objects), 3
         for attribute, values in ATTRIBUTES.items():  # size, color, material, shape
@@ -228,6 +254,8 @@ class Clevr(Task):
             return construct(CNNLSTM, preset, options, info["vocab_size"], info["answers"], info["image_size"])
         if kind == "cnn-lstm-sa":
             return construct(StackedAttention, preset, options, info["vocab_size"], info["answers"])
+        if kind == "question-only":
+            return construct(QuestionOnly, preset, options, info["vocab_size"], info["answers"])
         raise ConfigError(f"unknown CLEVR model kind {shown(kind)}; expected one of {', '.join(self.kind_inputs)}")
 
     def answer_names(self, info: dict) -> list[str]:
