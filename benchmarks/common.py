@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 from relnet.cli import main as relnet
@@ -15,6 +18,28 @@ def run(args: list[str]) -> None:
     code = relnet(args)
     if code:
         raise SystemExit(f"relnet {args[0]} failed with exit code {code}")
+
+
+def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, resume: bool) -> None:
+    """Run the named commands (``relnet train`` as a module, each to its own run directory)
+    ``parallel`` at a time on one thread each, logging to OUT/NAME.log, with ``--resume`` when
+    ``resume``; stop on the first failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    pending, running = list(commands), {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name = pending.pop(0)
+            cmd = commands[name] + (["--resume"] if resume else [])
+            print("$ " + " ".join(cmd[1:]), flush=True)
+            log = open(out / f"{name}.log", "a" if resume else "w")
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        time.sleep(1)
+        for name, (process, log) in list(running.items()):
+            if process.poll() is not None:
+                log.close()
+                del running[name]
+                if process.returncode:
+                    raise SystemExit(f"{name} failed (exit {process.returncode}); see {out / (name + '.log')}")
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from common import run_side_by_side  # noqa: E402
 from relnet.train.plots import save_figure  # noqa: E402
 
 # The public recipe: conv -> ReLU -> BN, g 4x256, f 256-256 with dropout 0.5, Adam 1e-4 constant, batch 64.
@@ -95,23 +93,8 @@ def command(variant: str, data: Path, out: Path, args) -> list[str]:
 
 
 def run_all(variants: list[str], args) -> None:
-    """Start the runs --parallel at a time, each on one thread; stop on the first failure."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
-    pending, running = list(variants), {}
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            variant = pending.pop(0)
-            cmd = command(variant, args.data, args.out, args) + (["--resume"] if args.resume else [])
-            print("$ " + " ".join(cmd[1:]), flush=True)
-            log = open(args.out / f"{variant}.log", "a" if args.resume else "w")
-            running[variant] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-        time.sleep(1)
-        for variant, (process, log) in list(running.items()):
-            if process.poll() is not None:
-                log.close()
-                del running[variant]
-                if process.returncode:
-                    raise SystemExit(f"{variant} failed (exit {process.returncode}); see {args.out / (variant + '.log')}")
+    run_side_by_side({variant: command(variant, args.data, args.out, args) for variant in variants}, args.out,
+                     args.parallel, args.resume)
 
 
 def first_crossing(curve: list[list[float]], threshold: float) -> dict | None:

@@ -171,3 +171,19 @@ def test_state_step_benchmark_smoke(small_datasets, tmp_path):
     report = json.loads(out.read_text())
     assert set(report["questions_per_second"]) == {"real-pairs", "pair-grid"}
     assert all(rate > 0 for rate in report["questions_per_second"].values()) and report["profile_top"]
+
+
+def test_babi_probes_smoke(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    from common import write_synthetic_babi
+
+    write_synthetic_babi(tmp_path / "babi")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "babi_probes.py"), "--data", str(tmp_path / "babi"),
+                             "--out", str(tmp_path / "probes"), "--smoke", "--probes", "t16", "t19-wide",
+                             "--eval-every", "32", "--precision", "fp32"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    probes = json.loads((tmp_path / "probes" / "probes.json").read_text())
+    assert set(probes) == {"t16", "t19-wide"} and probes["t19-wide"]["task"] == 19
+    assert "data.tasks=[19]" in probes["t19-wide"]["command"] and "model.sentence_dim=64" in probes["t19-wide"]["command"]
+    assert all(row["curve"] and 0 <= row["final"] <= row["best"] <= 1 for row in probes.values())
+    assert "| t19-wide | 19 |" in result.stdout

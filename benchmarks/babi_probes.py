@@ -1,0 +1,100 @@
+"""Probes of the text RN on the bAbI tasks it fails: is a failing task learnt alone (its own
+training file, the same model)? If so, the joint mix or the capacity is what fails it; if not,
+the encoding is. Then one change at a time to a task alone.
+
+    python benchmarks/babi_probes.py --data DIR --out OUT --probes t16 t19
+    python benchmarks/babi_probes.py --data DIR --out OUT --probes t16 t19 --no-train
+
+Each probe is `relnet train --preset babi --set data.tasks=[T] --set ...`, run --parallel at a
+time on one thread each (so their minutes compare within one invocation), evaluated on the valid
+split every --eval-every questions. Writes OUT/probes.json (each probe's curve of its task's valid
+accuracy) and prints a Markdown table: the accuracy at the end, the best, and the questions and
+minutes to 95% (the paper's pass mark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from common import run_side_by_side  # noqa: E402
+
+PAPER_LR = ["lr=2e-4", "schedule=constant", "warmup_steps=0"]
+WIDE = ["model.sentence_dim=64", "model.question_dim=64"]
+# probe -> (task, changes to the babi preset besides data.tasks)
+PROBES = {
+    "t14": (14, []),
+    "t16": (16, []),
+    "t16-paper-lr": (16, PAPER_LR),
+    "t16-wide": (16, WIDE),
+    "t17": (17, []),
+    "t19": (19, []),
+    "t19-paper-lr": (19, PAPER_LR),
+    "t19-wide": (19, WIDE),
+}
+PASS = 0.95
+
+
+def command(probe: str, args) -> list[str]:
+    task, changes = PROBES[probe]
+    sets = [item for change in [f"data.tasks=[{task}]", *changes] for item in ("--set", change)]
+    budget = ["--epochs", "1"] if args.smoke else ["--epochs", str(args.epochs), "--max-minutes", str(args.max_minutes)]
+    return [sys.executable, "-m", "relnet.cli", "train", "--preset", "babi", "--data", str(args.data), "--out",
+            str(args.out / probe), "--no-progress", "--eval-every", str(args.eval_every), "--precision",
+            args.precision, *budget, *sets]
+
+
+def summarize(probes: list[str], args) -> dict:
+    summary = {}
+    for probe in probes:
+        task = str(PROBES[probe][0])
+        history = json.loads((args.out / probe / "history.json").read_text())
+        curve = [[entry["questions_seen"], entry["train_seconds"], entry["eval"]["by_task"][task]] for entry in history]
+        passed = next(({"questions": seen, "minutes": round(seconds / 60, 1)} for seen, seconds, accuracy in curve
+                       if accuracy >= PASS), None)
+        summary[probe] = {"task": int(task), "changes": PROBES[probe][1], "command": " ".join(command(probe, args)[3:]),
+                          "curve": curve, "final": curve[-1][2], "best": max(point[2] for point in curve),
+                          "to_pass": passed, "questions_seen": curve[-1][0], "train_seconds": curve[-1][1]}
+    return summary
+
+
+def table(summary: dict) -> str:
+    lines = ["| probe | task | changes | valid acc. at the end | best | to 95% | at |", "|---|---|---|---|---|---|---|"]
+    for probe, result in summary.items():
+        reached = result["to_pass"]
+        to_pass = "not reached" if reached is None else f"{reached['minutes']:g} min / {reached['questions'] / 1e3:.0f} k"
+        lines.append(f"| {probe} | {result['task']} | {' '.join(result['changes']) or 'none (the babi preset)'} | "
+                     f"{100 * result['final']:.1f}% | {100 * result['best']:.1f}% | {to_pass} | "
+                     f"{result['train_seconds'] / 60:.0f} min / {result['questions_seen'] / 1e3:.0f} k |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="bAbI directory with train and valid files (en-valid-10k)")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the runs and the results")
+    parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core here)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs per probe (default 100)")
+    parser.add_argument("--max-minutes", type=float, default=12, help="time budget per probe (default 12)")
+    parser.add_argument("--eval-every", type=int, default=20_000, help="questions between evaluations (default 20000)")
+    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
+    parser.add_argument("--resume", action="store_true", help="continue the probes' runs in OUT")
+    parser.add_argument("--no-train", action="store_true", help="only summarize the runs already in OUT")
+    parser.add_argument("--smoke", action="store_true", help="one epoch per probe, to check the script runs")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.no_train:
+        run_side_by_side({probe: command(probe, args) for probe in args.probes}, args.out, args.parallel, args.resume)
+    summary = summarize(args.probes, args)
+    (args.out / "probes.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(table(summary))
+    print(f"wrote {args.out / 'probes.json'}")
+
+
+if __name__ == "__main__":
+    main()
