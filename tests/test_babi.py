@@ -163,6 +163,20 @@ def test_sequence_encoder_returns_the_state_after_the_last_real_token():
     assert torch.equal(out[2], torch.zeros(5))
 
 
+def test_sequence_encoder_in_length_groups_gives_the_states_of_one_run():
+    torch.manual_seed(0)
+    grouped = SequenceEncoder(torch.nn.Embedding(30, 6, padding_idx=0), 7, length_groups=4, min_group=8)
+    whole = SequenceEncoder(grouped.embedding, 7, length_groups=1)
+    whole.lstm = grouped.lstm
+    lengths = torch.randint(0, 13, (2, 20))  # 40 sequences (some empty): 4 groups of 10
+    tokens = torch.randint(1, 30, (2, 20, 12)) * (torch.arange(12) < lengths.unsqueeze(-1))
+    out = grouped(tokens, lengths)
+    torch.testing.assert_close(out, whole(tokens, lengths))
+    out.sum().backward()  # gradients flow back through the regrouping
+    assert grouped.lstm.weight_ih_l0.grad.abs().sum() > 0
+    assert torch.equal(out[lengths == 0], torch.zeros(int((lengths == 0).sum()), 7))
+
+
 def test_padded_statements_change_nothing():
     torch.manual_seed(0)
     model = TextRN(num_words=12, num_answers=3, max_story=20, g_widths=[8, 8], f_widths=[8]).eval()
