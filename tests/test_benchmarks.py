@@ -187,3 +187,18 @@ def test_babi_probes_smoke(tmp_path):
     assert "data.tasks=[19]" in probes["t19-wide"]["command"] and "model.sentence_dim=64" in probes["t19-wide"]["command"]
     assert all(row["curve"] and 0 <= row["final"] <= row["best"] <= 1 for row in probes.values())
     assert "| t19-wide | 19 |" in result.stdout
+
+
+def test_lstm_groups_benchmark_smoke(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    from common import write_synthetic_babi
+
+    write_synthetic_babi(tmp_path / "babi")
+    out = tmp_path / "groups.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "lstm_groups.py"), "--data", str(tmp_path / "babi"),
+                             "--set", "data.tasks=[1,19]", "--smoke", "--precision", "fp32", "--json", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["questions_per_second"]) == {"length-groups", "one-run"}
+    assert all(rate > 0 for rate in report["questions_per_second"].values()) and report["shapes"]["story"][0] == 64

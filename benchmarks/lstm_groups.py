@@ -1,0 +1,85 @@
+"""Training steps with the text LSTMs run in length groups (the default) against one LSTM run
+over the batch's longest sequence, side by side, on one real batch of a preset.
+
+    python benchmarks/lstm_groups.py --preset babi --data BABI_DIR --set 'data.tasks=[1,2,16,19]' --rounds 5
+    python benchmarks/lstm_groups.py --preset clevr-state --data CACHE
+    python benchmarks/lstm_groups.py --preset babi --data BABI_DIR --smoke     # seconds
+
+Both ways compute the same states (tests/test_babi.py); the two models start from the same weights
+and take turns for --rounds rounds, so the machine's noise falls on both alike; each reports its
+median questions per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from common import preset_batch  # noqa: E402
+from relnet.nn.text import SequenceEncoder  # noqa: E402
+from relnet.tasks import get_preset  # noqa: E402
+from relnet.train.loop import autocast, resolve_precision  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="babi", help="a preset whose model reads text (default babi)")
+    parser.add_argument("--data", required=True, help="the preset's data directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a change to the preset")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per way and round")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--smoke", action="store_true", help="one round of two steps; no claims")
+    args = parser.parse_args(argv)
+    rounds, steps = (1, 2) if args.smoke else (args.rounds, args.steps)
+    preset = get_preset(args.preset).with_overrides(args.set)
+    precision = resolve_precision(args.precision, torch.device("cpu"))
+    task, model, inputs, targets = preset_batch(preset, Path(args.data), preset.batch_size, "cpu")
+    encoders = [module for module in model.modules() if isinstance(module, SequenceEncoder)]
+    if not encoders:
+        raise SystemExit(f"preset {args.preset}: its model reads no text")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr)
+    start_state = {key: value.clone() for key, value in model.state_dict().items()}
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(torch.device("cpu"), precision):
+            loss = task.loss(model(**inputs), targets)
+        loss.backward()
+        optimizer.step()
+
+    ways = {"length-groups": 4, "one-run": 1}
+    rates = {way: [] for way in ways}
+    for _ in range(rounds):
+        for way, groups in ways.items():
+            model.load_state_dict(start_state)
+            for encoder in encoders:
+                encoder.length_groups = groups
+            step()  # warm-up, untimed
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates[way].append(steps * preset.batch_size / (time.perf_counter() - start))
+    result = {"preset": args.preset, "precision": precision, "threads": torch.get_num_threads(),
+              "batch_size": preset.batch_size, "shapes": {key: list(value.shape) for key, value in inputs.items()},
+              "questions_per_second": {way: round(statistics.median(r), 1) for way, r in rates.items()}}
+    rate = result["questions_per_second"]
+    print(f"{args.preset} step, batch {preset.batch_size}, {precision}, {torch.get_num_threads()} thread(s), {rounds} "
+          f"interleaved rounds of {steps} steps (median questions/s): length groups {rate['length-groups']}, one LSTM "
+          f"run {rate['one-run']} ({rate['length-groups'] / rate['one-run']:.2f}x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
