@@ -42,6 +42,27 @@ def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, r
                     raise SystemExit(f"{name} failed (exit {process.returncode}); see {out / (name + '.log')}")
 
 
+def interleaved_rates(steps: dict, rounds: int, count: int, items_per_step: dict[str, int],
+                      before=None) -> dict[str, float]:
+    """Median items per second of each named step function (``items_per_step[name]`` items a
+    call), ``count`` timed calls per round after one untimed, the names taking turns for ``rounds``
+    rounds so that a shared machine's noise falls on all of them alike; ``before(name)`` runs
+    before each name's turn."""
+    import statistics
+
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            if before is not None:
+                before(name)
+            step()  # warm-up, untimed
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            rates[name].append(count * items_per_step[name] / (time.perf_counter() - start))
+    return {name: round(statistics.median(values), 1) for name, values in rates.items()}
+
+
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
     """--precision, passed on to every `relnet train` of the benchmark."""
     parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto, passed to `relnet train` "

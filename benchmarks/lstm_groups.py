@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import preset_batch  # noqa: E402
+from common import interleaved_rates, preset_batch  # noqa: E402
 from relnet.nn.text import SequenceEncoder  # noqa: E402
 from relnet.tasks import get_preset  # noqa: E402
 from relnet.train.loop import autocast, resolve_precision  # noqa: E402
@@ -58,20 +56,17 @@ def main(argv=None) -> int:
         optimizer.step()
 
     ways = {"length-groups": 4, "one-run": 1}
-    rates = {way: [] for way in ways}
-    for _ in range(rounds):
-        for way, groups in ways.items():
-            model.load_state_dict(start_state)
-            for encoder in encoders:
-                encoder.length_groups = groups
-            step()  # warm-up, untimed
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            rates[way].append(steps * preset.batch_size / (time.perf_counter() - start))
+
+    def start_as(way: str) -> None:
+        model.load_state_dict(start_state)
+        for encoder in encoders:
+            encoder.length_groups = ways[way]
+
+    rates = interleaved_rates({way: step for way in ways}, rounds, steps, dict.fromkeys(ways, preset.batch_size),
+                              before=start_as)
     result = {"preset": args.preset, "precision": precision, "threads": torch.get_num_threads(),
               "batch_size": preset.batch_size, "shapes": {key: list(value.shape) for key, value in inputs.items()},
-              "questions_per_second": {way: round(statistics.median(r), 1) for way, r in rates.items()}}
+              "questions_per_second": rates}
     rate = result["questions_per_second"]
     print(f"{args.preset} step, batch {preset.batch_size}, {precision}, {torch.get_num_threads()} thread(s), {rounds} "
           f"interleaved rounds of {steps} steps (median questions/s): length groups {rate['length-groups']}, one LSTM "

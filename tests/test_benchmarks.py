@@ -202,3 +202,14 @@ def test_lstm_groups_benchmark_smoke(tmp_path):
     report = json.loads(out.read_text())
     assert set(report["questions_per_second"]) == {"length-groups", "one-run"}
     assert all(rate > 0 for rate in report["questions_per_second"].values()) and report["shapes"]["story"][0] == 64
+
+
+def test_step_speed_benchmark_smoke(small_datasets, tmp_path):
+    out = tmp_path / "speed.json"
+    data = small_datasets["clevr"]
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "step_speed.py"), "--data", str(data), str(data),
+                             "--presets", "clevr-small-question", "clevr-state", "--smoke", "--precision", "fp32",
+                             "--json", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rates = json.loads(out.read_text())["questions_per_second"]
+    assert set(rates) == {"clevr-small-question @ clevr", "clevr-state @ clevr"} and all(r > 0 for r in rates.values())
