@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from relnet.errors import ConfigError
 from relnet.io import atomic_write
 from relnet.train.memory import check_fits, is_out_of_memory
+from relnet.train.preset import is_number, is_whole
 
 FORMAT = "relnet-checkpoint"
 # 2: loss_log rows are [examples seen, loss, accuracy] (1: [epoch, running loss]).
@@ -50,11 +52,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def _number(value, low=0.0) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+    return is_number(value, low, sys.float_info.max)
 
 
 def _whole(value, low=0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+    return is_whole(value, low, math.inf)
 
 
 # What each part holds, beyond its type: a hand-edited checkpoint is refused here, not deep in a run.
