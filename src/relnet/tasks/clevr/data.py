@@ -364,8 +364,7 @@ def _id_array(text: str) -> np.ndarray:
 
 
 def _read_manifest(cache: Path) -> dict:
-    if not (cache / MANIFEST).exists():
-        raise ConfigError(f"{cache}: no complete cache there ({MANIFEST} missing); {HOW_TO_MAKE}")
+    """The cache's manifest (its callers have checked that it exists), checked for its format."""
     manifest = read_json_file(cache / MANIFEST, "cache manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT or not isinstance(
             manifest.get("splits"), dict):
