@@ -213,3 +213,18 @@ def test_step_speed_benchmark_smoke(small_datasets, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rates = json.loads(out.read_text())["questions_per_second"]
     assert set(rates) == {"clevr-small-question @ clevr", "clevr-state @ clevr"} and all(r > 0 for r in rates.values())
+
+
+def test_clevr_small_benchmark_smoke_and_resumes_only_unfinished_runs(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "clevr_small.py"), "--out", str(tmp_path), "--smoke", "--precision",
+               "fp32", "--presets", "clevr-small-pixels", "clevr-small-question"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"clevr-small-pixels", "clevr-small-question"}
+    assert all(row["state"] == "finished" and row["curve"] and set(row["by_category"]) >= {"overall"}
+               for row in summary.values())
+    assert json.loads((tmp_path / "data" / "scenes" / "CLEVR_train_scenes.json").read_text())["scenes"][0]["objects"]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and "| clevr-small-question |" in result.stdout
+    again = subprocess.run(command, capture_output=True, text=True)  # finished runs are not trained again
+    assert again.returncode == 0 and "$ -m relnet.cli train" not in again.stdout
