@@ -75,9 +75,14 @@ VARIANTS = {
     "curriculum": (PIXELS, "preset", ["data.non_relational_epochs=3"]),
     "batch-128": (PIXELS, "preset", ["batch_size=128", "lr=6e-4"]),
     # Round 3, then: one change to the curriculum (the round's winner): the held-then-decayed schedule,
-    # or 80% of each later epoch relational questions (the non-relational ones are learnt by then).
+    # 80% of each later epoch relational questions (the non-relational ones are learnt by then), or
+    # CoordConv (the errors left are distances: closest and furthest).
     "curriculum-decay": (PIXELS, "preset", ["data.non_relational_epochs=3", "schedule=cosine", "decay_start=0.5"]),
     "curriculum-relational": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8"]),
+    "curriculum-coord": (PIXELS, "preset", ["data.non_relational_epochs=3", "model.coord_conv=true"]),
+    # Their combination.
+    "curriculum-relational-decay": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8",
+                                                       "schedule=cosine", "decay_start=0.5"]),
 }
 # (kind, accuracy) crossings reported: minutes and questions until the subset accuracy first reaches it.
 TARGETS = [("non_relational", 0.99), ("binary", 0.85), ("binary", 0.90), ("binary", 0.95)]
