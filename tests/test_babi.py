@@ -1,3 +1,4 @@
+import copy
 import io
 import subprocess
 import sys
@@ -166,14 +167,20 @@ def test_sequence_encoder_returns_the_state_after_the_last_real_token():
 def test_sequence_encoder_in_length_groups_gives_the_states_of_one_run():
     torch.manual_seed(0)
     grouped = SequenceEncoder(torch.nn.Embedding(30, 6, padding_idx=0), 7, length_groups=4, min_group=8)
-    whole = SequenceEncoder(grouped.embedding, 7, length_groups=1)
-    whole.lstm = grouped.lstm
+    whole = copy.deepcopy(grouped)
+    whole.length_groups = 1
+    runs = []
+    grouped.lstm.register_forward_hook(lambda module, inputs, output: runs.append(inputs[0].shape[:2]))
     lengths = torch.randint(0, 13, (2, 20))  # 40 sequences (some empty): 4 groups of 10
     tokens = torch.randint(1, 30, (2, 20, 12)) * (torch.arange(12) < lengths.unsqueeze(-1))
     out = grouped(tokens, lengths)
-    torch.testing.assert_close(out, whole(tokens, lengths))
-    out.sum().backward()  # gradients flow back through the regrouping
-    assert grouped.lstm.weight_ih_l0.grad.abs().sum() > 0
+    expected = whole(tokens, lengths)
+    torch.testing.assert_close(out, expected)
+    assert [batch for batch, _ in runs] == [10] * 4  # four runs, each trimmed to its own longest
+    assert [steps for _, steps in runs] == sorted(steps for _, steps in runs) and runs[0][1] < 12
+    out.sum().backward()
+    expected.sum().backward()  # the same gradients through the regrouping
+    torch.testing.assert_close(grouped.lstm.weight_ih_l0.grad, whole.lstm.weight_ih_l0.grad)
     assert torch.equal(out[lengths == 0], torch.zeros(int((lengths == 0).sum()), 7))
 
 
