@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from relnet.errors import ConfigError
+from relnet.errors import ConfigError, DataError
 from relnet.nn import ConvObjects, conv_stack, image_to_float
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.sort_of_clevr.models import PixelRN
@@ -168,6 +168,14 @@ def test_relational_share_sets_the_mix_of_the_epochs_after_the_curriculum(tiny_s
     assert task.load(tiny_sort_of_clevr, "test", preset).relational_share is None  # never the evaluation
     for wrong in (["data.relational_share=1.0"], ["data.relational_share=0"], ['data.relational_share="half"'],
                   ["data.relational_share=0.5", 'data.kinds=["binary"]'],
+                  ["data.relational_share=0.5", 'data.kinds=["non_relational","non_relational"]'],
                   ["data.relational_share=0.5", "data.questions_per_image=4"]):
         with pytest.raises(ConfigError, match="relational_share"):
             task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels").with_overrides(wrong))
+
+    # A split without relational questions (its own data, not the preset's kinds) is told so, not divided by zero.
+    only = task.load(tiny_sort_of_clevr, "train", preset)
+    only.tensors = {name: tensor if name == "scene" else tensor[only.tensors["kind"] == 0]
+                    for name, tensor in only.tensors.items()}
+    with pytest.raises(DataError, match="no questions of a kind"):
+        only.epoch_order(seed=1, epoch=1, batch_size=8)

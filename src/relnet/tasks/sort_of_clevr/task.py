@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from relnet.errors import ConfigError, shown
+from relnet.errors import ConfigError, DataError, shown
 from relnet.tasks.base import Split, Task, View, construct
 from relnet.tasks.sort_of_clevr.data import load_split
 from relnet.tasks.sort_of_clevr.generate import (ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES,
@@ -68,6 +68,9 @@ def _filled(questions: torch.Tensor, count: int, generator: torch.Generator) -> 
     """``count`` of ``questions``: all of them in their order, then in further shuffles."""
     if not count:
         return questions[:0]
+    if not len(questions):
+        raise DataError(f"the training split has no questions of a kind its epochs must draw {count:,} of (a "
+                        f"curriculum or data.relational_share needs both non-relational and relational questions)")
     passes = [questions] + [questions[torch.randperm(len(questions), generator=generator)]
                             for _ in range(-(-count // len(questions)) - 1)]
     return torch.cat(passes)[:count]
@@ -234,8 +237,8 @@ class SortOfClevr(Task):
         share = preset.data.get("relational_share")
         if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1):
             raise ConfigError(f"preset {preset.name!r}: data.relational_share must be a number between 0 and 1 "
-                              f"(the share of relational questions in an epoch), got {share!r}")
-        if share is not None and ("non_relational" not in kinds or len(kinds) < 2 or per_image > 1):
+                              f"(the share of relational questions in an epoch), got {shown(share)}")
+        if share is not None and ("non_relational" not in kinds or not set(kinds) - {"non_relational"} or per_image > 1):
             raise ConfigError(f"preset {preset.name!r}: data.relational_share needs non-relational and relational "
                               f"questions among data.kinds and data.questions_per_image 1")
         arrays = load_split(Path(data_dir) / f"{split}.npz")
