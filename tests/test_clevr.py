@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,11 @@ from relnet.tasks.clevr.generate import GeneratorOptions, QuestionWriter, genera
 from relnet.tasks.clevr.models import ImageAugment
 from relnet.tasks.clevr.program import ProgramError, answer_text, execute, expand_template
 from relnet.tasks.clevr.questions import builtin_templates_dir, check_metadata, load_synonyms, load_templates
-from relnet.tasks.clevr.scene import SceneOptions, relationships, sample_camera
+from relnet.tasks.clevr.scene import SCENE_PRESETS, SceneOptions, relationships, sample_camera
 from relnet.tasks.clevr.schema import ANSWERS, CATEGORIES
 from relnet.tasks.clevr.task import reverse_words
 from relnet.tasks.clevr.verify import verify
+from relnet.train.checkpoint import load_checkpoint
 from relnet.train.loop import learning_rate
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "clevr-gen" / "question_generation"
@@ -217,6 +220,10 @@ def test_cache_and_every_preset_trains(generated, tmp_path, capsys):
         assert set(metrics["by_category"]) <= {*CATEGORIES, "overall"} and metrics["questions"] == 24
     out = capsys.readouterr().out
     assert "Compare Attribute" in out and "paper" in out
+    # New examples for a CPU-sized model are the scenes it was trained on: 3 to 6 objects.
+    info = load_checkpoint(tmp_path / "clevr-small-question" / "checkpoint.pt")["info"]
+    fresh = get_task("clevr").generated_split(get_preset("clevr-small-question"), info, 12, seed=5)
+    assert fresh.tensors["object_count"].max() <= 6 and len(fresh) > 0
     assert main(["predict", str(tmp_path / "clevr-state"), "--data", str(cache), "--split", "val",
                  "--out", str(tmp_path / "answers.txt"), "--no-progress"]) == 0
     answers = (tmp_path / "answers.txt").read_text().splitlines()
@@ -333,3 +340,7 @@ def test_the_small_scene_preset_holds_three_to_six_objects_unless_told_otherwise
 
     assert counts("--preset", "small") <= {3, 4, 5, 6} and max(counts()) > 6  # CLEVR's own go to 10
     assert counts("--preset", "small", "--max-objects", "3") == {3}
+    # The CLI's choices (written out, to keep `relnet --help` light) are the presets that exist.
+    help_text = subprocess.run([sys.executable, "-m", "relnet", "data", "clevr-gen", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "{" + ",".join(SCENE_PRESETS) + "}" in help_text

@@ -2,12 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from relnet import RelationNetwork
 from relnet.cli import main
+from relnet.errors import ConfigError
 from relnet.explain import pair_attribution
 from relnet.look import explain_example
 from relnet.look.figure import DPI, SIZE_INCHES, draw
@@ -262,3 +264,12 @@ def test_a_model_whose_forward_skips_its_rn_is_refused():
 
     with pytest.raises(ValueError, match="did not call its RelationNetwork"):
         pair_attribution(Bypass(), {"objects": torch.randn(2, 3, 5)})
+
+
+def test_an_image_given_to_a_model_that_reads_none_is_refused(small_datasets):
+    preset = PRESETS["clevr-state"]
+    task = get_task(preset.task)
+    split = task.load(small_datasets["clevr"], task.eval_split, preset)
+    model = task.build_model(preset, split.info())
+    with pytest.raises(ConfigError, match="reads no images .*objects"):
+        explain_example(task, preset, split.info(), model, split, 0, image=np.zeros((8, 8, 3), np.uint8))

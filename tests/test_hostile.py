@@ -1218,10 +1218,12 @@ def test_a_scene_of_eleven_objects_is_refused_before_anything_is_written(clevr, 
 
 @pytest.mark.parametrize("argv, message", [
     (["--min-objects", "30", "--max-objects", "30"], "--max-objects <= 10"),
+    (["--preset", "small", "--min-objects", "8"], "--max-objects 6 (of --preset small)"),
     (["--questions-per-image", "1000000000"], "--questions-per-image"),
     (["--start-index", "999999", "--images", "2"], "passes the largest image index"),
     (["--start-index", "1" + "0" * 300], "passes the largest image index"),
-], ids=["thirty objects", "a billion questions", "index past the bound", "index of 301 digits"])
+], ids=["thirty objects", "more than the preset's most", "a billion questions", "index past the bound",
+        "index of 301 digits"])
 def test_clevr_gen_requests_that_could_not_finish(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
     try:

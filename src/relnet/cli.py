@@ -180,17 +180,19 @@ def cmd_data_clevr_gen(args) -> int:
     from relnet.tasks.clevr.scene import SCENE_PRESETS
 
     preset = SCENE_PRESETS[args.preset]
-    args.min_objects = preset.min_objects if args.min_objects is None else args.min_objects
-    args.max_objects = preset.max_objects if args.max_objects is None else args.max_objects
-    if not 1 <= args.min_objects <= args.max_objects <= MAX_OBJECTS:
+    least = preset.min_objects if args.min_objects is None else args.min_objects
+    most = preset.max_objects if args.max_objects is None else args.max_objects
+    if not 1 <= least <= most <= MAX_OBJECTS:
+        given = [f"--{name} {value}" + ("" if flag is not None else f" (of --preset {args.preset})")
+                 for name, value, flag in (("min-objects", least, args.min_objects), ("max-objects", most, args.max_objects))]
         raise ConfigError(f"expected 1 <= --min-objects <= --max-objects <= {MAX_OBJECTS} (CLEVR's most), got "
-                          f"{args.min_objects} and {args.max_objects}")
+                          f"{' and '.join(given)}")
     if args.start_index + args.images > MAX_IMAGE_INDEX:
         raise ConfigError(f"--start-index {args.start_index} + --images {args.images} passes the largest image index "
                           f"relnet reads ({MAX_IMAGE_INDEX - 1:,})")
     options = GeneratorOptions(images=args.images, questions_per_image=args.questions_per_image, split=args.split,
                                seed=args.seed, start_index=args.start_index,
-                               scene=replace(preset, min_objects=args.min_objects, max_objects=args.max_objects))
+                               scene=replace(preset, min_objects=least, max_objects=most))
     sources = dict(templates_dir=args.templates, synonyms_path=args.synonyms, metadata_path=args.metadata)
     with output_directory(args.out, "relnet data clevr-gen"):
         if args.scenes:

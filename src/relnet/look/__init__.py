@@ -35,7 +35,7 @@ def explain_example(task: Task, preset: Preset, info: dict, model: nn.Module, sp
     unknown: list[str] = []
     if image is not None:
         if "images" not in inputs:
-            raise ConfigError(f"preset {preset.name!r} reads state descriptions, not images")
+            raise ConfigError(f"preset {preset.name!r} reads no images (its inputs: {', '.join(sorted(inputs))})")
         pixels = torch.tensor(np.asarray(image, dtype=np.uint8), device=inputs["images"].device)
         inputs = {**inputs, "images": pixels.unsqueeze(0)}
         inputs.pop("image_index", None)

@@ -14,6 +14,7 @@ from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.tasks.clevr.data import (MAX_OBJECTS, OBJECT_FEATURES, UNK, encode_questions, load_cache, object_table,
                                      read_vocab, tokenize)
 from relnet.tasks.clevr.models import CNNLSTM, PixelRN, QuestionOnly, StackedAttention, StateRN
+from relnet.tasks.clevr.scene import SCENE_PRESETS
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, CATEGORY_TITLES
 from relnet.train.preset import Preset
 
@@ -50,10 +51,10 @@ class ClevrSplit(Split):
         t = self.tensors
         lengths = t["lengths"][index]
         inputs = {"question": t["tokens"][index, :max(1, int(lengths.max()))], "question_length": lengths}
-        image = t["image_index"][index]
         if self.inputs == "pixels":
-            inputs["images"] = t["images"][image]
+            inputs["images"] = t["images"][t["image_index"][index]]
         elif self.inputs == "state":
+            image = t["image_index"][index]
             inputs["objects"] = t["objects"][image]
             inputs["object_mask"] = torch.arange(MAX_OBJECTS, device=image.device) < t["object_count"][image].unsqueeze(1)
         return inputs, t["answer"][index]
@@ -79,7 +80,7 @@ class Clevr(Task):
     curve_group = "by_category"
     eval_split = "val"
     typed_questions = True
-    data_entries = ("inputs", "reverse_question")
+    data_entries = ("inputs", "reverse_question", "scenes")
     # The data.inputs each model kind reads.
     kind_inputs = {"pixel-rn": "pixels", "state-rn": "state", "cnn-lstm": "pixels", "cnn-lstm-sa": "pixels",
                    "question-only": "question"}
@@ -108,7 +109,8 @@ class Clevr(Task):
         # (g 4x128, ReLU before batch norm, no dropout, batch 64, lr 3e-4 held, then decayed). The
         # baselines read the same CNN and train on the same data for the same minutes.
         *[_preset(f"clevr-small-{name}", f"CPU-sized CLEVR: {description}", model={"kind": kind, **model},
-                  data={"inputs": "question" if kind == "question-only" else "pixels", "reverse_question": True},
+                  data={"inputs": "question" if kind == "question-only" else "pixels", "reverse_question": True,
+                        "scenes": "small"},
                   batch_size=64, epochs=30, lr=lr, schedule="cosine", decay_start=0.5, warmup_steps=500,
                   grad_clip=50.0, eval_batch_size=512)
           for name, kind, description, model, lr in (
@@ -137,6 +139,10 @@ class Clevr(Task):
                 not isinstance(preset.data.get("reverse_question", False), bool):
             raise ConfigError(f"preset {preset.name!r}: data.inputs must be pixels, state or question and "
                               f"data.reverse_question true or false")
+        if preset.data.get("scenes", "clevr") not in SCENE_PRESETS:
+            raise ConfigError(f"preset {preset.name!r}: data.scenes (the scenes `relnet data clevr-gen --preset` makes "
+                              f"for new examples) must be one of {', '.join(SCENE_PRESETS)}, not "
+                              f"{shown(preset.data['scenes'])}")
         vocab = read_vocab(data_dir)
         if info is not None and "words" not in info and info["vocab_size"] != len(vocab["words"]):
             raise ConfigError(f"{data_dir / 'vocab.json'} holds another vocabulary ({len(vocab['words'])} words) than "
@@ -185,7 +191,8 @@ class Clevr(Task):
         from relnet.tasks.clevr.generate import GeneratorOptions, QuestionWriter, make_scene
         from relnet.tasks.clevr.questions import builtin_templates_dir, load_synonyms, load_templates
 
-        options = GeneratorOptions(images=count, split="generated", seed=seed)
+        options = GeneratorOptions(images=count, split="generated", seed=seed,
+                                   scene=SCENE_PRESETS[preset.data.get("scenes", "clevr")])
         writer = QuestionWriter(load_templates(builtin_templates_dir()), load_synonyms(None), options)
         pixels = preset.data["inputs"] == "pixels"  # a state model needs no render
         scenes, images = [], []
