@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import run_side_by_side  # noqa: E402
+from common import run_side_by_side, run_state  # noqa: E402
 
 PAPER_LR = ["lr=2e-4", "schedule=constant", "warmup_steps=0"]
 WIDE = ["model.sentence_dim=64", "model.question_dim=64"]
@@ -52,6 +52,8 @@ def summarize(probes: list[str], args) -> dict:
     summary = {}
     for probe in probes:
         task = str(PROBES[probe][0])
+        if not (args.out / probe / "history.json").exists():
+            continue
         history = json.loads((args.out / probe / "history.json").read_text())
         curve = [[entry["questions_seen"], entry["train_seconds"], entry["eval"]["by_task"][task]] for entry in history]
         passed = next(({"questions": seen, "minutes": round(seconds / 60, 1)} for seen, seconds, accuracy in curve
@@ -83,13 +85,14 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=12, help="time budget per probe (default 12)")
     parser.add_argument("--eval-every", type=int, default=20_000, help="questions between evaluations (default 20000)")
     parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
-    parser.add_argument("--resume", action="store_true", help="continue the probes' runs in OUT")
+    parser.add_argument("--resume", action="store_true", help="continue the probes' unfinished runs in OUT")
     parser.add_argument("--no-train", action="store_true", help="only summarize the runs already in OUT")
     parser.add_argument("--smoke", action="store_true", help="one epoch per probe, to check the script runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_train:
-        run_side_by_side({probe: command(probe, args) for probe in args.probes}, args.out, args.parallel, args.resume)
+        unfinished = [probe for probe in args.probes if run_state(args.out / probe) != "finished"]
+        run_side_by_side({probe: command(probe, args) for probe in unfinished}, args.out, args.parallel, args.resume)
     summary = summarize(args.probes, args)
     (args.out / "probes.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(table(summary))

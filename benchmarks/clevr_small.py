@@ -10,8 +10,8 @@ Steps, each a `relnet` command (echoed): `data clevr-gen --preset small` (train,
 when present), `data clevr --image-size 80`, then every preset's `train --max-minutes M` (its
 whole horizon), --parallel at a time on one thread each so that they share the machine alike.
 With --slice-minutes S each sitting trains every unfinished run for at most S more minutes and
-ends it with a checkpoint; running the same command again resumes each run where it stopped, on
-the schedule of its whole horizon. Writes OUT/summary.json (final metrics and validation curves),
+ends it with a checkpoint (four runs two at a time: a sitting of about 2 S); running the same
+command again resumes each run where it stopped, on the schedule of its whole horizon. Writes OUT/summary.json (final metrics and validation curves),
 OUT/curves.png, and prints the Table-1 layout of every run side by side.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import add_precision_option, run, run_side_by_side  # noqa: E402
+from common import add_precision_option, run, run_side_by_side, run_state  # noqa: E402
 from relnet.tasks.clevr.schema import CATEGORIES, CATEGORY_TITLES  # noqa: E402
 from relnet.train.plots import save_figure  # noqa: E402
 
@@ -44,29 +44,20 @@ def make_data(args) -> Path:
     return cache
 
 
-def state_of(run_dir: Path) -> str:
-    """'new', 'sliced' (stopped at a slice's end or by a signal: to be resumed) or 'finished'."""
-    if not (run_dir / "checkpoint.pt").exists():
-        return "new"
-    metrics = run_dir / "metrics.json"
-    ended_by = json.loads(metrics.read_text()).get("ended_by") if metrics.exists() else None
-    return "finished" if ended_by in ("time budget", "epochs") else "sliced"
-
-
-def train_all(cache: Path, args) -> None:
+def commands_for(cache: Path, args) -> dict[str, list[str]]:
+    """The `relnet train` command of every run not yet finished (`--resume` goes on from a
+    checkpoint where there is one and starts afresh where there is none)."""
     commands = {}
     for preset in args.presets:
         run_dir = args.out / preset
-        state = state_of(run_dir)
-        if state == "finished":
+        if run_state(run_dir) == "finished":
             continue
         budget = ["--epochs", "1"] if args.smoke else ["--epochs", "1000", "--max-minutes", str(args.minutes)]
         commands[preset] = [sys.executable, "-m", "relnet.cli", "train", "--preset", preset, "--data", str(cache),
                             "--out", str(run_dir), "--no-progress", "--eval-every", str(args.eval_every),
                             "--precision", args.precision, "--seed", str(args.seed), *budget,
-                            *(["--slice-minutes", str(args.slice_minutes)] if args.slice_minutes else []),
-                            *(["--resume"] if state == "sliced" else [])]
-    run_side_by_side(commands, args.out, args.parallel, resume=False)
+                            *(["--slice-minutes", str(args.slice_minutes)] if args.slice_minutes else [])]
+    return commands
 
 
 def summarize(args) -> dict:
@@ -78,9 +69,10 @@ def summarize(args) -> dict:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         history = json.loads((run_dir / "history.json").read_text())
         summary[preset] = {
-            "state": state_of(run_dir), "overall": metrics["overall"], "by_category": metrics["by_category"],
+            "state": run_state(run_dir), "overall": metrics["overall"], "by_category": metrics["by_category"],
             "train_minutes": round(metrics["train_seconds"] / 60, 1), "questions_seen": history[-1]["questions_seen"],
-            "curve": [[entry["questions_seen"], entry["train_seconds"], entry["eval"]["overall"]] for entry in history]}
+            "curve": [[entry["questions_seen"], entry["train_seconds"], entry["eval"]["overall"]]
+                      for entry in [entry for entry in history if entry["subset"]] or history]}
     return summary
 
 
@@ -103,7 +95,7 @@ def plot(summary: dict, path: Path) -> None:
         points = result["curve"]
         axes[0].plot([p[1] / 60 for p in points], [p[2] for p in points], label=preset, color=f"C{index}")
         axes[1].plot([p[0] / 1e6 for p in points], [p[2] for p in points], label=preset, color=f"C{index}")
-    axes[0].set(xlabel="training minutes (one thread each, side by side)", ylabel="val accuracy")
+    axes[0].set(xlabel="training minutes (one thread each, side by side)", ylabel="val accuracy (evaluation subset)")
     axes[1].set(xlabel="training questions seen (millions)")
     for axis in axes:
         axis.grid(alpha=0.3)
@@ -131,7 +123,7 @@ def main() -> None:
         args.images, args.val_images, args.eval_every = 6, 3, 20
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_train:
-        train_all(make_data(args), args)
+        run_side_by_side(commands_for(make_data(args), args), args.out, args.parallel, resume=True)
     summary = summarize(args)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(summary, args.out / "curves.png")

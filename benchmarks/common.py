@@ -22,24 +22,40 @@ def run(args: list[str]) -> None:
 
 def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, resume: bool) -> None:
     """Run the named commands (``relnet train`` as a module, each to its own run directory)
-    ``parallel`` at a time on one thread each, logging to OUT/NAME.log, with ``--resume`` when
-    ``resume``; stop on the first failure."""
+    ``parallel`` at a time on one thread each, logging to OUT/NAME.log (appended to when
+    ``resume``, which also passes ``--resume``); on the first failure stop the others and exit."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
     pending, running = list(commands), {}
-    while pending or running:
-        while pending and len(running) < parallel:
-            name = pending.pop(0)
-            cmd = commands[name] + (["--resume"] if resume else [])
-            print("$ " + " ".join(cmd[1:]), flush=True)
-            log = open(out / f"{name}.log", "a" if resume else "w")
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-        time.sleep(1)
-        for name, (process, log) in list(running.items()):
-            if process.poll() is not None:
-                log.close()
-                del running[name]
-                if process.returncode:
-                    raise SystemExit(f"{name} failed (exit {process.returncode}); see {out / (name + '.log')}")
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                name = pending.pop(0)
+                cmd = commands[name] + (["--resume"] if resume else [])
+                print("$ " + " ".join(cmd[1:]), flush=True)
+                log = open(out / f"{name}.log", "a" if resume else "w")
+                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+            time.sleep(1)
+            for name, (process, log) in list(running.items()):
+                if process.poll() is not None:
+                    log.close()
+                    del running[name]
+                    if process.returncode:
+                        raise SystemExit(f"{name} failed (exit {process.returncode}); see {out / (name + '.log')}")
+    finally:
+        for process, log in running.values():  # a failure, or Ctrl-C: the others stop with a checkpoint
+            process.terminate()
+            process.wait()
+            log.close()
+
+
+def run_state(run_dir: Path) -> str:
+    """Where a `relnet train` run directory stands: 'new' (no checkpoint), 'sliced' (stopped at
+    a slice's end, by a signal or a crash: to be resumed) or 'finished' (its horizon reached)."""
+    if not (run_dir / "checkpoint.pt").exists():
+        return "new"
+    metrics = run_dir / "metrics.json"
+    ended_by = json.loads(metrics.read_text()).get("ended_by") if metrics.exists() else None
+    return "finished" if ended_by in ("time budget", "epochs") else "sliced"
 
 
 def interleaved_rates(steps: dict, rounds: int, count: int, items_per_step: dict[str, int],

@@ -14,16 +14,16 @@ most time.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from common import interleaved_rates  # noqa: E402
 from relnet.tasks import get_preset, get_task  # noqa: E402
 from relnet.train.loop import autocast, resolve_precision  # noqa: E402
 
@@ -75,20 +75,19 @@ def main(argv=None) -> int:
     info = split.info()
     precision = resolve_precision(args.precision, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
-    batches = [torch.randint(len(split), (preset.batch_size,), generator=generator) for _ in range(steps + 1)]
+    batches = [torch.randint(len(split), (preset.batch_size,), generator=generator) for _ in range(steps)]
     runs = {name: build(preset, info, 0) for name in VARIANTS}
     for name, (model, _) in runs.items():
         VARIANTS[name](model)
-    rates = {name: [] for name in VARIANTS}
-    for _ in range(rounds):
-        for name, (model, optimizer) in runs.items():
-            step(task, model, optimizer, split, batches[-1], precision)  # warm-up, untimed
-            start = time.perf_counter()
-            for index in batches[:steps]:
-                step(task, model, optimizer, split, index, precision)
-            rates[name].append(steps * preset.batch_size / (time.perf_counter() - start))
+
+    def stepper(model, optimizer):
+        order = itertools.cycle(batches)  # each variant trains the same batches in the same order
+        return lambda: step(task, model, optimizer, split, next(order), precision)
+
+    rates = interleaved_rates({name: stepper(*run) for name, run in runs.items()}, rounds, steps,
+                              dict.fromkeys(runs, preset.batch_size))
     result = {"precision": precision, "threads": torch.get_num_threads(), "batch_size": preset.batch_size,
-              "questions_per_second": {name: round(statistics.median(r), 1) for name, r in rates.items()}}
+              "questions_per_second": rates}
     print(f"clevr-state step, batch {preset.batch_size}, {precision}, {torch.get_num_threads()} thread(s), "
           f"{rounds} interleaved rounds of {steps} steps (median questions/s):")
     for name, rate in result["questions_per_second"].items():

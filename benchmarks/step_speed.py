@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rounds, steps = (1, 2) if args.smoke else (args.rounds, args.steps)
     precision = resolve_precision(args.precision, torch.device("cpu"))
+    names = [Path(data).name for data in args.data]
+    if len(set(names)) < len(names) or len(set(args.presets)) < len(args.presets):
+        raise SystemExit(f"each preset and each data directory once, by its name: got {args.presets} on {names}")
     runs = {f"{name} @ {Path(data).name}" if len(args.data) > 1 else name: (get_preset(name), Path(data))
             for data in args.data for name in args.presets}
     rates = interleaved_rates({run: training_step(preset, data, precision) for run, (preset, data) in runs.items()},

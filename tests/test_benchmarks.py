@@ -1,6 +1,7 @@
 """The speed and precision benchmarks run (in smoke mode: tiny sizes, no timing claims)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -200,22 +201,27 @@ def test_lstm_groups_benchmark_smoke(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert set(report["questions_per_second"]) == {"length-groups", "one-run"}
+    assert set(report["questions_per_second"]) == {"length-groups", "one-run", "packed"}
     assert all(rate > 0 for rate in report["questions_per_second"].values()) and report["shapes"]["story"][0] == 64
 
 
 def test_step_speed_benchmark_smoke(small_datasets, tmp_path):
     out = tmp_path / "speed.json"
-    data = small_datasets["clevr"]
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "step_speed.py"), "--data", str(data), str(data),
+    data, copy = small_datasets["clevr"], tmp_path / "copy"
+    shutil.copytree(data, copy)
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "step_speed.py"), "--data", str(data), str(copy),
                              "--presets", "clevr-small-question", "clevr-state", "--smoke", "--precision", "fp32",
                              "--json", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     rates = json.loads(out.read_text())["questions_per_second"]
-    assert set(rates) == {"clevr-small-question @ clevr", "clevr-state @ clevr"} and all(r > 0 for r in rates.values())
+    assert set(rates) == {f"{preset} @ {name}" for preset in ("clevr-small-question", "clevr-state")
+                          for name in ("clevr", "copy")} and all(r > 0 for r in rates.values())
+    twice = subprocess.run([sys.executable, str(BENCHMARKS / "step_speed.py"), "--data", str(data), str(data),
+                            "--presets", "clevr-state", "--smoke"], capture_output=True, text=True)
+    assert twice.returncode != 0 and "each preset and each data directory once" in twice.stderr
 
 
-def test_clevr_small_benchmark_smoke_and_resumes_only_unfinished_runs(tmp_path):
+def test_clevr_small_benchmark_smoke_resumes_only_unfinished_runs(tmp_path):
     command = [sys.executable, str(BENCHMARKS / "clevr_small.py"), "--out", str(tmp_path), "--smoke", "--precision",
                "fp32", "--presets", "clevr-small-pixels", "clevr-small-question"]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -228,3 +234,12 @@ def test_clevr_small_benchmark_smoke_and_resumes_only_unfinished_runs(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and "| clevr-small-question |" in result.stdout
     again = subprocess.run(command, capture_output=True, text=True)  # finished runs are not trained again
     assert again.returncode == 0 and "$ -m relnet.cli train" not in again.stdout
+    # A run stopped at a slice's end is resumed at the next sitting, its log kept.
+    metrics = tmp_path / "clevr-small-question" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "ended_by": "slice"}))
+    log = (tmp_path / "clevr-small-question.log").read_text()
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trained = [line for line in resumed.stdout.splitlines() if line.startswith("$ -m relnet.cli train")]
+    assert len(trained) == 1 and "clevr-small-question" in trained[0] and trained[0].endswith("--resume")
+    assert (tmp_path / "clevr-small-question.log").read_text().startswith(log)
