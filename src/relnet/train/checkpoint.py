@@ -52,7 +52,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def _number(value, low=0.0) -> bool:
-    return is_number(value, low, sys.float_info.max)
+    return is_number(value, low, sys.float_info.max)  # the largest float: finite, so inf is refused
 
 
 def _whole(value, low=0) -> bool:
