@@ -243,3 +243,19 @@ def test_clevr_small_benchmark_smoke_resumes_only_unfinished_runs(tmp_path):
     trained = [line for line in resumed.stdout.splitlines() if line.startswith("$ -m relnet.cli train")]
     assert len(trained) == 1 and "clevr-small-question" in trained[0] and trained[0].endswith("--resume")
     assert (tmp_path / "clevr-small-question.log").read_text().startswith(log)
+
+
+def test_batch_norm_recompute_benchmark_smoke(tiny_sort_of_clevr, tmp_path):
+    from relnet.cli import main
+
+    assert main(["train", "--preset", "sort-of-clevr-pixels", "--data", str(tiny_sort_of_clevr), "--out",
+                 str(tmp_path / "run"), "--epochs", "1", "--no-progress", "--precision", "fp32",
+                 "--set", "model.g_widths=[8]", "--set", "model.f_widths=[8]"]) == 0
+    out = tmp_path / "bn.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "batch_norm_recompute.py"), str(tmp_path / "run"),
+                             "--data", str(tiny_sort_of_clevr), "--smoke", "--precision", "fp32", "--json", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {"questions", "running averages", "recomputed over 8 (seed 1)", "recomputed over 8 (seed 2)"}
+    assert all(0 <= row["binary"] <= 1 for key, row in report.items() if key != "questions")

@@ -221,3 +221,39 @@ def test_a_run_in_three_slices_ends_as_the_run_in_one_piece(tiny_sort_of_clevr, 
     assert sliced["progress"] | {"train_seconds": 0} == whole["progress"] | {"train_seconds": 0}
     at_epoch_ends = [entry["eval"] for entry in sliced["history"] if not entry["subset"] and entry["epoch"] % 1 == 0]
     assert at_epoch_ends == [entry["eval"] for entry in whole["history"]]
+
+
+def test_recomputed_batch_norm_statistics_are_those_of_the_current_weights(tiny_sort_of_clevr):
+    from relnet.train.loop import recompute_batch_norm
+
+    preset = small("sort-of-clevr-pixels", model={"g_widths": [8], "f_widths": [8], "dropout": 0.5})
+    task = get_task(preset.task)
+    split = task.load(tiny_sort_of_clevr, "train", preset)
+    torch.manual_seed(0)
+    model = task.build_model(preset, split.info())
+    first = model.encoder.convs[2]  # conv -> ReLU -> batch norm: the first norm reads ReLU maps of the images
+    first.running_mean.fill_(5.0)
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(7))[:40]
+    with torch.no_grad():
+        maps = torch.cat([model.encoder.convs[:2](split.batch(part)[0]["images"].permute(0, 3, 1, 2).float() / 255)
+                          for part in chosen.split(16)])
+    batch_means = torch.stack([part.mean((0, 2, 3)) for part in maps.split(16)])
+    rng = torch.get_rng_state()
+    recompute_batch_norm(model, split, 40, 16, "cpu", "fp32", seed=7)
+    torch.testing.assert_close(first.running_mean, batch_means.mean(0), rtol=1e-3, atol=1e-4)  # mean of batch means
+    assert torch.equal(torch.get_rng_state(), rng) and model.training  # dropout drew nothing; the mode is kept
+    assert first.momentum == 0.1
+
+
+def test_batch_norm_recomputed_before_evaluations_leaves_training_as_it_was(tiny_sort_of_clevr, tmp_path):
+    preset = small("sort-of-clevr-pixels", model={"g_widths": [8], "f_widths": [8]})
+    assert preset.batch_norm_examples > 0  # the default
+    plain = run(dataclasses.replace(preset, batch_norm_examples=0), tiny_sort_of_clevr, tmp_path / "plain", epochs=2)
+    recomputed = run(preset, tiny_sort_of_clevr, tmp_path / "bn", epochs=2)
+    weights = {out: torch.load(tmp_path / out / "checkpoint.pt", weights_only=True)["model"] for out in ("plain", "bn")}
+    for name, tensor in weights["plain"].items():
+        same = torch.equal(tensor, weights["bn"][name])
+        assert same == (not name.endswith(("running_mean", "running_var", "num_batches_tracked"))), name
+    assert recomputed["questions_seen"] == plain["questions_seen"]
+    with pytest.raises(ConfigError, match="batch_norm_examples"):
+        get_preset("sort-of-clevr-pixels").with_overrides(["batch_norm_examples=-1"])

@@ -141,6 +141,34 @@ def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: i
 
 
 @torch.no_grad()
+def recompute_batch_norm(model: torch.nn.Module, split: "Split", examples: int, batch_size: int,
+                         device: torch.device | str, precision: str, seed: int) -> None:
+    """Replace the running statistics of the model's batch norms by those of its current weights
+    over ``examples`` examples of ``split`` drawn with ``seed``. Running averages lag the weights
+    by the last few dozen steps; after a large step they can cost a pixel RN tens of points at
+    evaluation (docs/benchmarks.md). Only the batch norms run in training mode, so dropout,
+    augmentation and the global random stream are untouched: training goes on exactly as without."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or examples <= 0:
+        return
+    device = torch.device(device)
+    was_training, momenta = model.training, [norm.momentum for norm in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the batches below
+        norm.train()
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:examples].to(device)
+    for batch in chosen.split(batch_size):
+        inputs, _ = split.batch(batch)
+        with autocast(device, precision):
+            model(**inputs)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
+@torch.no_grad()
 def predict(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
             device: torch.device | str, precision: str = "fp32", progress: bool = True, stop=None) -> torch.Tensor:
     """The model's prediction for every example of ``split``, in the split's order (on the CPU).
@@ -604,6 +632,8 @@ def _evaluate_into_history(run: _Run, subset: bool, stop: _StopRequest) -> None:
     loss_sum, correct, seen = _epoch_so_far(run)
     entry = None
     if run.world.is_main:
+        recompute_batch_norm(run.model, run.train_split, run.preset.batch_norm_examples, run.micro_batch, run.device,
+                             run.precision, run.options["seed"] * 1_000_003 + run.progress.step)
         split = run.eval_subset if subset else run.eval_split
         try:
             # One process alone can stop mid-evaluation; with several, the others wait in a collective.

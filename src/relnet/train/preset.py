@@ -13,6 +13,7 @@ SCHEDULES = ("cosine", "doubling", "constant")
 MAX_BATCH = 1_000_000  # examples in a batch (of training or of evaluation)
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 1_000_000_000  # warm-up steps
+MAX_BATCH_NORM_EXAMPLES = 10_000_000  # training examples over which batch-norm statistics are recomputed
 # Learning rates and weight decay: float32 holds up to 3.4e38, but no run learns anything above this.
 MAX_RATE = 1e4
 MAX_GRAD_NORM = 1e9
@@ -49,6 +50,7 @@ NUMBER_FIELDS = {
     "warmup_steps": _whole(0, MAX_STEPS), "lr": _real(0, MAX_RATE, above=True), "lr_start": _real(0, MAX_RATE),
     "weight_decay": _real(0, MAX_RATE), "grad_clip": _real(0, MAX_GRAD_NORM, above=True),
     "min_lr_ratio": _real(0, 1), "decay_start": _real(0, 1, below=True), "lr_double_every": _real(0, MAX_EPOCHS),
+    "batch_norm_examples": _whole(0, MAX_BATCH_NORM_EXAMPLES),
 }
 
 
@@ -78,6 +80,9 @@ class Preset:
     ``lr_double_every`` of the preset's ``epochs`` and stays at ``lr`` once there; a shorter run
     (``--epochs``, ``--max-minutes``) goes through the same schedule in proportion. With
     ``schedule="constant"`` it warms up over ``warmup_steps`` and then stays at ``lr``.
+    Before every evaluation (so also before every checkpoint that follows one) the model's
+    batch-norm statistics are recomputed at its current weights over ``batch_norm_examples``
+    training examples (0: the running averages of the last steps are kept).
     """
 
     name: str
@@ -97,6 +102,7 @@ class Preset:
     lr_start: float = 0.0
     lr_double_every: float = 0.0
     eval_batch_size: int = 1024
+    batch_norm_examples: int = 2048
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
