@@ -58,6 +58,19 @@ def run_state(run_dir: Path) -> str:
     return "finished" if ended_by in ("time budget", "epochs") else "sliced"
 
 
+def train_step(task, model, optimizer, inputs, targets, precision: str) -> None:
+    """One optimizer step of ``model`` on a batch, on the CPU, as `relnet train` takes it."""
+    import torch
+
+    from relnet.train.loop import autocast
+
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(torch.device("cpu"), precision):
+        loss = task.loss(model(**inputs), targets)
+    loss.backward()
+    optimizer.step()
+
+
 def interleaved_rates(steps: dict, rounds: int, count: int, items_per_step: dict[str, int],
                       before=None) -> dict[str, float]:
     """Median items per second of each named step function (``items_per_step[name]`` items a

@@ -24,10 +24,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import interleaved_rates, preset_batch  # noqa: E402
+from common import interleaved_rates, preset_batch, train_step  # noqa: E402
 from relnet.nn.text import SequenceEncoder  # noqa: E402
 from relnet.tasks import get_preset  # noqa: E402
-from relnet.train.loop import autocast, resolve_precision  # noqa: E402
+from relnet.train.loop import resolve_precision  # noqa: E402
 
 
 def packed_final_states(encoder: SequenceEncoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -61,11 +61,7 @@ def main(argv=None) -> int:
     start_state = {key: value.clone() for key, value in model.state_dict().items()}
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(torch.device("cpu"), precision):
-            loss = task.loss(model(**inputs), targets)
-        loss.backward()
-        optimizer.step()
+        train_step(task, model, optimizer, inputs, targets, precision)
 
     default_groups = encoders[0].length_groups
 

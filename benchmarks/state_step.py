@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import interleaved_rates  # noqa: E402
+from common import interleaved_rates, train_step  # noqa: E402
 from relnet.tasks import get_preset, get_task  # noqa: E402
-from relnet.train.loop import autocast, resolve_precision  # noqa: E402
+from relnet.train.loop import resolve_precision  # noqa: E402
 
 
 def one_lstm_run(model) -> None:
@@ -51,12 +51,7 @@ def build(preset, info, seed: int):
 
 
 def step(task, model, optimizer, split, index, precision) -> None:
-    inputs, targets = split.batch(index)
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(torch.device("cpu"), precision):
-        loss = task.loss(model(**inputs), targets)
-    loss.backward()
-    optimizer.step()
+    train_step(task, model, optimizer, *split.batch(index), precision)
 
 
 def main(argv=None) -> int:

@@ -18,23 +18,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import interleaved_rates, preset_batch  # noqa: E402
+from common import interleaved_rates, preset_batch, train_step  # noqa: E402
 from relnet.tasks import get_preset  # noqa: E402
-from relnet.train.loop import autocast, resolve_precision  # noqa: E402
+from relnet.train.loop import resolve_precision  # noqa: E402
 
 
 def training_step(preset, data: Path, precision: str):
     task, model, inputs, targets = preset_batch(preset, data, preset.batch_size, "cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(torch.device("cpu"), precision):
-            loss = task.loss(model(**inputs), targets)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return lambda: train_step(task, model, optimizer, inputs, targets, precision)
 
 
 def main(argv=None) -> int:
