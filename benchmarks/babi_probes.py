@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import run_side_by_side, run_state  # noqa: E402
+from common import add_side_by_side_options, run_side_by_side, run_state  # noqa: E402
 
 PAPER_LR = ["lr=2e-4", "schedule=constant", "warmup_steps=0"]
 WIDE = ["model.sentence_dim=64", "model.question_dim=64"]
@@ -78,16 +78,10 @@ def table(summary: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="bAbI directory with train and valid files (en-valid-10k)")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the runs and the results")
     parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
-    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core here)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs per probe (default 100)")
     parser.add_argument("--max-minutes", type=float, default=12, help="time budget per probe (default 12)")
-    parser.add_argument("--eval-every", type=int, default=20_000, help="questions between evaluations (default 20000)")
-    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
-    parser.add_argument("--resume", action="store_true", help="continue the probes' unfinished runs in OUT")
-    parser.add_argument("--no-train", action="store_true", help="only summarize the runs already in OUT")
-    parser.add_argument("--smoke", action="store_true", help="one epoch per probe, to check the script runs")
+    add_side_by_side_options(parser, "probes")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_train:

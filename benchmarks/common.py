@@ -48,6 +48,18 @@ def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, r
             log.close()
 
 
+def add_side_by_side_options(parser: argparse.ArgumentParser, runs: str, eval_every: int = 20_000) -> None:
+    """The options every side-by-side study shares (``runs`` names what it runs, for the help)."""
+    parser.add_argument("--out", type=Path, required=True, help="directory for the runs and the results")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core here)")
+    parser.add_argument("--eval-every", type=int, default=eval_every,
+                        help=f"questions between evaluations (default {eval_every})")
+    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
+    parser.add_argument("--resume", action="store_true", help=f"continue the {runs}' unfinished runs in OUT")
+    parser.add_argument("--no-train", action="store_true", help="only summarize the runs already in OUT")
+    parser.add_argument("--smoke", action="store_true", help="one epoch per run, to check the script runs")
+
+
 def run_state(run_dir: Path) -> str:
     """Where a `relnet train` run directory stands: 'new' (no checkpoint), 'sliced' (stopped at
     a slice's end, by a signal or a crash: to be resumed) or 'finished' (its horizon reached)."""

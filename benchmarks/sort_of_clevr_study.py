@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from common import run_side_by_side  # noqa: E402
+from common import add_side_by_side_options, run_side_by_side, run_state  # noqa: E402
 from relnet.train.plots import save_figure  # noqa: E402
 
 # The public recipe: conv -> ReLU -> BN, g 4x256, f 256-256 with dropout 0.5, Adam 1e-4 constant, batch 64.
@@ -98,7 +98,8 @@ def command(variant: str, data: Path, out: Path, args) -> list[str]:
 
 
 def run_all(variants: list[str], args) -> None:
-    run_side_by_side({variant: command(variant, args.data, args.out, args) for variant in variants}, args.out,
+    unfinished = [variant for variant in variants if run_state(args.out / variant) != "finished"]
+    run_side_by_side({variant: command(variant, args.data, args.out, args) for variant in unfinished}, args.out,
                      args.parallel, args.resume)
 
 
@@ -171,17 +172,11 @@ def table(summary: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Sort-of-CLEVR directory (relnet data sort-of-clevr)")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the runs and the results")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core here)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs per run (default 20, 4 M questions)")
     parser.add_argument("--max-minutes", type=float, default=60, help="time budget per run (default 60)")
-    parser.add_argument("--eval-every", type=int, default=20_000, help="questions between evaluations (default 20000)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
-    parser.add_argument("--resume", action="store_true", help="continue the variants' runs in OUT")
-    parser.add_argument("--no-train", action="store_true", help="only summarize the runs already in OUT")
-    parser.add_argument("--smoke", action="store_true", help="one epoch per run, to check the script runs")
+    add_side_by_side_options(parser, "variants")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_train:
