@@ -80,9 +80,11 @@ VARIANTS = {
     "curriculum-decay": (PIXELS, "preset", ["data.non_relational_epochs=3", "schedule=cosine", "decay_start=0.5"]),
     "curriculum-relational": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8"]),
     "curriculum-coord": (PIXELS, "preset", ["data.non_relational_epochs=3", "model.coord_conv=true"]),
-    # Their combination.
+    # Round 3, fourth slice: one change to curriculum-relational (the third slice's winner).
     "curriculum-relational-decay": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8",
                                                        "schedule=cosine", "decay_start=0.5"]),
+    "curriculum-relational-coord": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8",
+                                                       "model.coord_conv=true"]),
 }
 # (kind, accuracy) crossings reported: minutes and questions until the subset accuracy first reaches it.
 TARGETS = [("non_relational", 0.99), ("binary", 0.85), ("binary", 0.90), ("binary", 0.95)]
