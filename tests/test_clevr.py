@@ -211,11 +211,20 @@ def test_cache_and_every_preset_trains(generated, tmp_path, capsys):
     assert objects["objects"].shape == (10, 10, OBJECT_FEATURES)
     counts = objects["object_count"]
     assert np.all(objects["objects"][np.arange(10)[None] >= counts[:, None]] == 0)
+    # The CPU-sized pixel presets are sized for 80-pixel images: a 64-pixel cache is refused by name,
+    # and trains when the run says so.
+    refused = tmp_path / "refused"
+    assert main(["train", "--preset", "clevr-small-pixels", "--data", str(cache), "--out", str(refused),
+                 "--epochs", "1", "--no-progress"]) == 2
+    assert "holds 64-pixel images; preset 'clevr-small-pixels' is sized for 80-pixel" in capsys.readouterr().err
+    assert not (refused / "checkpoint.pt").exists()
     for name in ("clevr-state", "clevr-pixels", "clevr-cnn-lstm", "clevr-cnn-lstm-sa", "clevr-small-pixels",
                  "clevr-small-cnn-lstm", "clevr-small-cnn-lstm-sa", "clevr-small-question"):
         run = tmp_path / name
+        sized = ["--set", "data.image_size=64"] if name in ("clevr-small-pixels", "clevr-small-cnn-lstm",
+                                                            "clevr-small-cnn-lstm-sa") else []
         assert main(["train", "--preset", name, "--data", str(cache), "--out", str(run), "--epochs", "1",
-                     "--no-progress"]) == 0
+                     "--no-progress", *sized]) == 0
         metrics = json.loads((run / "metrics.json").read_text())
         assert set(metrics["by_category"]) <= {*CATEGORIES, "overall"} and metrics["questions"] == 24
     out = capsys.readouterr().out

@@ -80,7 +80,7 @@ class Clevr(Task):
     curve_group = "by_category"
     eval_split = "val"
     typed_questions = True
-    data_entries = ("inputs", "reverse_question", "scenes")
+    data_entries = ("inputs", "reverse_question", "scenes", "image_size")
     # The data.inputs each model kind reads.
     kind_inputs = {"pixel-rn": "pixels", "state-rn": "state", "cnn-lstm": "pixels", "cnn-lstm-sa": "pixels",
                    "question-only": "question"}
@@ -110,7 +110,7 @@ class Clevr(Task):
         # baselines read the same CNN and train on the same data for the same minutes.
         *[_preset(f"clevr-small-{name}", f"CPU-sized CLEVR: {description}", model={"kind": kind, **model},
                   data={"inputs": "question" if kind == "question-only" else "pixels", "reverse_question": True,
-                        "scenes": "small"},
+                        "scenes": "small", **({} if kind == "question-only" else {"image_size": 80})},
                   batch_size=64, epochs=30, lr=lr, schedule="cosine", decay_start=0.5, warmup_steps=500,
                   grad_clip=50.0, eval_batch_size=512)
           for name, kind, description, model, lr in (
@@ -144,6 +144,7 @@ class Clevr(Task):
                               f"for new examples) must be one of {', '.join(SCENE_PRESETS)}, not "
                               f"{shown(preset.data['scenes'])}")
         vocab = read_vocab(data_dir)
+        self._check_image_size(preset, data_dir, vocab)
         if info is not None and "words" not in info and info["vocab_size"] != len(vocab["words"]):
             raise ConfigError(f"{data_dir / 'vocab.json'} holds another vocabulary ({len(vocab['words'])} words) than "
                               f"the run was trained with ({info['vocab_size']}), and the run predates relnet storing "
@@ -163,6 +164,21 @@ class Clevr(Task):
         info = {"vocab_size": len(vocab["words"]), "answers": len(ANSWERS), "image_size": vocab["image_size"],
                 "words": vocab["words"]}
         return self._split(split, arrays, preset, info)
+
+    @staticmethod
+    def _check_image_size(preset: Preset, data_dir: Path, vocab: dict) -> None:
+        """A preset sized for one image side (data.image_size) refuses caches of another: its CNN
+        would train without error on a different grid of cells, at another cost and accuracy."""
+        size = preset.data.get("image_size")
+        if size is None or preset.data.get("inputs") != "pixels":
+            return
+        if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024:
+            raise ConfigError(f"preset {preset.name!r}: data.image_size must be a whole number of pixels from 8 to "
+                              f"1024, not {shown(size)}")
+        if vocab["image_size"] != size:
+            raise ConfigError(f"{data_dir / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; preset "
+                              f"{preset.name!r} is sized for {size}-pixel ones (`relnet data clevr --image-size {size}`, "
+                              f"or --set data.image_size={vocab['image_size']} to train on these)")
 
     @staticmethod
     def _renumber(data_dir: Path, split: str, tokens: np.ndarray, cache_words: list[str], model_words: list[str]):
