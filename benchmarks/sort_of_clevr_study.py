@@ -12,8 +12,9 @@ which is either the pixel preset as it is (round 3: `preset` is that round's con
 of the most used public implementation rebuilt in relnet (rounds 1 and 2: `control`). Every run is
 evaluated on a fixed subset of 4,000 test questions every --eval-every questions (and on the whole
 test split after each epoch). Runs go --parallel at a time, one thread each, so their minutes are
-comparable within one invocation. `--resume` continues runs stopped by a time limit or Ctrl-C;
-`--no-train` only summarizes the runs already in OUT.
+comparable within one invocation. `--resume` continues runs stopped by Ctrl-C (SIGINT/SIGTERM) or a
+crash; a run that used its --max-minutes or its epochs is finished and is not trained again, whatever
+budget is asked for later. `--no-train` only summarizes the runs already in OUT.
 Writes OUT/study.json (the curves), OUT/study.png (accuracy against minutes and against questions)
 and prints a Markdown table.
 """

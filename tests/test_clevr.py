@@ -218,6 +218,11 @@ def test_cache_and_every_preset_trains(generated, tmp_path, capsys):
                  "--epochs", "1", "--no-progress"]) == 2
     assert "holds 64-pixel images; preset 'clevr-small-pixels' is sized for 80-pixel" in capsys.readouterr().err
     assert not (refused / "checkpoint.pt").exists()
+    for setting, message in (("data.image_size=x", "data.image_size must be a whole number of pixels"),
+                             ("data.scenes=[1]", "data.scenes (the scenes")):
+        assert main(["train", "--preset", "clevr-small-question", "--data", str(cache), "--out", str(refused),
+                     "--epochs", "1", "--no-progress", "--set", setting]) == 2
+        assert message in capsys.readouterr().err
     for name in ("clevr-state", "clevr-pixels", "clevr-cnn-lstm", "clevr-cnn-lstm-sa", "clevr-small-pixels",
                  "clevr-small-cnn-lstm", "clevr-small-cnn-lstm-sa", "clevr-small-question"):
         run = tmp_path / name

@@ -18,7 +18,7 @@ class SequenceEncoder(nn.Module):
     An LSTM steps through the longest sequence of what it is given, so on a CPU a batch of mixed
     lengths (bAbI's 1,280 statements a batch, CLEVR's questions of 4 to 40 words) is run as up to
     ``length_groups`` groups of similar length, each as long as its own longest: the same states,
-    1.1-1.5x faster steps (benchmarks/lstm_groups.py; packed sequences are slower there). Groups
+    1.04-1.45x faster steps (benchmarks/lstm_groups.py; packed sequences are slower there). Groups
     hold about ``min_group`` sequences or more. On a GPU the batch runs whole: grouping would cost
     a host sync per group for little gain.
     """

@@ -144,9 +144,10 @@ def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: i
 def recompute_batch_norm(model: torch.nn.Module, split: "Split", examples: int, batch_size: int,
                          device: torch.device | str, precision: str, seed: int) -> None:
     """Replace the running statistics of the model's batch norms by those of its current weights
-    over ``examples`` examples of ``split`` drawn with ``seed``. Running averages lag the weights
-    by the last few dozen steps; after a large step they can cost a pixel RN tens of points at
-    evaluation (docs/benchmarks.md). Only the batch norms run in training mode, so dropout,
+    over ``examples`` examples of ``split`` drawn with ``seed``, rounded down to whole batches
+    (at least one) so that every batch weighs the same, as in training. Running averages lag the
+    weights by the last few dozen steps; after a large step they can cost a pixel RN tens of points
+    at evaluation (docs/benchmarks.md). Only the batch norms run in training mode, so dropout,
     augmentation and the global random stream are untouched: training goes on exactly as without."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms or examples <= 0:
@@ -158,6 +159,7 @@ def recompute_batch_norm(model: torch.nn.Module, split: "Split", examples: int, 
         norm.reset_running_stats()
         norm.momentum = None  # a plain average over the batches below
         norm.train()
+    examples = min(len(split), max(batch_size, examples - examples % batch_size))
     chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:examples].to(device)
     for batch in chosen.split(batch_size):
         inputs, _ = split.batch(batch)

@@ -139,12 +139,13 @@ class Clevr(Task):
                 not isinstance(preset.data.get("reverse_question", False), bool):
             raise ConfigError(f"preset {preset.name!r}: data.inputs must be pixels, state or question and "
                               f"data.reverse_question true or false")
-        if preset.data.get("scenes", "clevr") not in SCENE_PRESETS:
+        scenes = preset.data.get("scenes", "clevr")
+        if not isinstance(scenes, str) or scenes not in SCENE_PRESETS:
             raise ConfigError(f"preset {preset.name!r}: data.scenes (the scenes `relnet data clevr-gen --preset` makes "
                               f"for new examples) must be one of {', '.join(SCENE_PRESETS)}, not "
-                              f"{shown(preset.data['scenes'])}")
+                              f"{shown(scenes)}")
         vocab = read_vocab(data_dir)
-        self._check_image_size(preset, data_dir, vocab)
+        self._check_image_size(preset, data_dir, vocab, trained=info is not None)
         if info is not None and "words" not in info and info["vocab_size"] != len(vocab["words"]):
             raise ConfigError(f"{data_dir / 'vocab.json'} holds another vocabulary ({len(vocab['words'])} words) than "
                               f"the run was trained with ({info['vocab_size']}), and the run predates relnet storing "
@@ -166,16 +167,17 @@ class Clevr(Task):
         return self._split(split, arrays, preset, info)
 
     @staticmethod
-    def _check_image_size(preset: Preset, data_dir: Path, vocab: dict) -> None:
-        """A preset sized for one image side (data.image_size) refuses caches of another: its CNN
-        would train without error on a different grid of cells, at another cost and accuracy."""
+    def _check_image_size(preset: Preset, data_dir: Path, vocab: dict, trained: bool) -> None:
+        """A preset sized for one image side (data.image_size) refuses to train on caches of
+        another: its CNN would train without error on a different grid of cells, at another cost
+        and accuracy. (A trained model is checked against the size it was trained on.)"""
         size = preset.data.get("image_size")
-        if size is None or preset.data.get("inputs") != "pixels":
+        if size is None:
             return
         if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024:
             raise ConfigError(f"preset {preset.name!r}: data.image_size must be a whole number of pixels from 8 to "
                               f"1024, not {shown(size)}")
-        if vocab["image_size"] != size:
+        if not trained and preset.data.get("inputs") == "pixels" and vocab["image_size"] != size:
             raise ConfigError(f"{data_dir / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; preset "
                               f"{preset.name!r} is sized for {size}-pixel ones (`relnet data clevr --image-size {size}`, "
                               f"or --set data.image_size={vocab['image_size']} to train on these)")
