@@ -158,12 +158,20 @@ def test_config_file_and_log_lines(tiny_sort_of_clevr, tmp_path, capsys):
     assert "list.json: expected an object of preset fields" in capsys.readouterr().err
 
 
-def test_set_cannot_change_a_run_that_is_resumed(tmp_path, capsys):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run's checkpoint")
-    assert main(["train", "--preset", "sort-of-clevr-state", "--data", "D", "--out", str(tmp_path / "run"),
-                 "--set", "lr=1", "--resume"]) == 2
-    assert "--set and --config cannot be combined with --resume" in capsys.readouterr().err
+def test_set_may_repeat_but_not_change_a_run_that_is_resumed(tiny_sort_of_clevr, tmp_path, capsys):
+    command = ["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out",
+               str(tmp_path / "run"), "--no-progress", "--set", "lr=0.001", "--set", "model.g_widths=[8]"]
+    assert main(command + ["--epochs", "1"]) == 0
+    # The same command with --resume goes on (a script reruns what it started) ...
+    assert main(command + ["--epochs", "2", "--resume"]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_planned"] == 2
+    # ... a change is refused by name, and the run is left as it was.
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(command[:-2] + ["--set", "model.g_widths=[16]", "--set", "lr=1", "--epochs", "3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "would change lr (run: 0.001, given: 1" in err and "model.g_widths (run: [8], given: [16])" in err
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
 
 
 def test_corrupt_data_file_is_named(tmp_path, capsys):

@@ -269,20 +269,41 @@ def cmd_data_clevr(args) -> int:
     return 0
 
 
+def _check_resumed_preset(checkpoint: Path, preset) -> None:
+    """A resumed run keeps the preset it was started with: --set and --config may repeat it (so a
+    script can rerun its command with --resume) but not change it."""
+    from relnet.train.checkpoint import load_checkpoint
+    from relnet.train.preset import Preset
+
+    def flat(fields: dict, prefix: str = "") -> dict:
+        return {key: value for name, item in fields.items()
+                for key, value in (flat(item, f"{prefix}{name}.").items() if isinstance(item, dict)
+                                   else [(prefix + name, item)])}
+
+    stored = flat(Preset.from_dict(load_checkpoint(checkpoint)["preset"], str(checkpoint)).to_dict())
+    given = flat(preset.to_dict())
+    changed = [name for name in sorted(stored.keys() | given.keys()) if stored.get(name) != given.get(name)]
+    if changed:
+        raise ConfigError(f"{checkpoint}: a resumed run keeps the preset it was started with, and --set/--config "
+                          f"would change " + ", ".join(f"{name} (run: {shown(stored.get(name))}, given: "
+                                                       f"{shown(given.get(name))})" for name in changed[:4])
+                          + ("" if len(changed) <= 4 else f" and {len(changed) - 4} more")
+                          + "; resume without them, or train a new run into another --out")
+
+
 def cmd_train(args) -> int:
     from relnet.io import read_config_file
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
 
     writable_place(args.out, "--out")
-    if (args.set or args.config) and args.resume and (Path(args.out) / "checkpoint.pt").exists():
-        # (Without a checkpoint yet, --resume starts the run afresh, --set included.)
-        raise ConfigError("--set and --config cannot be combined with --resume: a resumed run keeps the preset it "
-                          "was started with")
     preset = get_preset(args.preset)
     if args.config:
         preset = preset.with_settings(read_config_file(args.config, "--config file"), f"--config {args.config}")
     preset = preset.with_overrides(args.set or [])
+    if (args.set or args.config) and args.resume and (Path(args.out) / "checkpoint.pt").exists():
+        # (Without a checkpoint yet, --resume starts the run afresh, --set included.)
+        _check_resumed_preset(Path(args.out) / "checkpoint.pt", preset)
     task = get_task(preset.task)
     if args.threads:
         import torch
