@@ -32,6 +32,7 @@ PROBES = {
     "t16-paper-lr": (16, PAPER_LR),
     "t16-wide": (16, WIDE),
     "t17": (17, []),
+    "t17-paper-lr": (17, PAPER_LR),
     "t19": (19, []),
     "t19-paper-lr": (19, PAPER_LR),
     "t19-wide": (19, WIDE),
