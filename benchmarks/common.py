@@ -20,10 +20,15 @@ def run(args: list[str]) -> None:
         raise SystemExit(f"relnet {args[0]} failed with exit code {code}")
 
 
+INTERRUPTED = 130  # the exit status of `relnet train` stopped by SIGINT or SIGTERM, checkpoint written
+
+
 def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, resume: bool) -> None:
     """Run the named commands (``relnet train`` as a module, each to its own run directory)
     ``parallel`` at a time on one thread each, logging to OUT/NAME.log (appended to when
-    ``resume``, which also passes ``--resume``); on the first failure stop the others and exit."""
+    ``resume``, which also passes ``--resume``); on the first failure stop the others and exit.
+    A run stopped by a signal of its own (`kill -INT PID`: it checkpoints and exits 130) is not a
+    failure: the others go on, and ``resume`` continues it later."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
     pending, running = list(commands), {}
     try:
@@ -39,7 +44,9 @@ def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, r
                 if process.poll() is not None:
                     log.close()
                     del running[name]
-                    if process.returncode:
+                    if process.returncode == INTERRUPTED:
+                        print(f"{name} stopped by a signal, with a checkpoint (--resume continues it)", flush=True)
+                    elif process.returncode:
                         raise SystemExit(f"{name} failed (exit {process.returncode}); see {out / (name + '.log')}")
     finally:
         for process, log in running.values():  # a failure, or Ctrl-C: the others stop with a checkpoint
@@ -175,11 +182,15 @@ def write_synthetic_babi(directory: Path, seed: int = 0, stories: int = 6, state
 def preset_batch(preset, data_dir: Path, batch_size: int, device, seed: int = 0):
     """``(task, model, inputs, targets)``: the preset's model on ``device`` and one batch of
     ``batch_size`` examples drawn (with replacement) from the train split in ``data_dir``, built by
-    the task's own loader, so its shapes are those of real training batches."""
+    the task's own loader, so its shapes are those of real training batches. A preset sized for
+    one image side (CLEVR's data.image_size) is measured at the size of the cache given."""
     import torch
 
     from relnet.tasks import get_task
 
+    if "image_size" in preset.data:
+        size = json.loads((Path(data_dir) / "vocab.json").read_text())["image_size"]
+        preset = preset.with_overrides([f"data.image_size={size}"])
     task = get_task(preset.task)
     split = task.load(Path(data_dir), "train", preset).to(device)
     torch.manual_seed(seed)

@@ -8,8 +8,9 @@ non-relational and 85/90/95% binary.
     python benchmarks/sort_of_clevr_study.py --data DATA --out OUT --smoke         # seconds
 
 Each variant is `relnet train --preset P --set ...`: the changes of the variant on top of its base,
-which is either the pixel preset as it is (round 3: `preset` is that round's control) or the recipe
-of the most used public implementation rebuilt in relnet (rounds 1 and 2: `control`). Every run is
+which is the recipe of the most used public implementation rebuilt in relnet (rounds 1 and 2:
+`control`), the pixel preset as round 3 started (`preset` is that round's control), or the preset
+as it is now (`final`, round 3's winner). Every run is
 evaluated on a fixed subset of 4,000 test questions every --eval-every questions (and on the whole
 test split after each epoch). Runs go --parallel at a time, one thread each, so their minutes are
 comparable within one invocation. `--resume` continues runs stopped by Ctrl-C (SIGINT/SIGTERM) or a
@@ -31,13 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from common import add_side_by_side_options, run_side_by_side, run_state  # noqa: E402
 from relnet.train.plots import save_figure  # noqa: E402
 
+# Every epoch the usual mix of questions, as before round 3's curriculum.
+MIXED = ["data.non_relational_epochs=0", "data.relational_share=null"]
 # The public recipe: conv -> ReLU -> BN, g 4x256, f 256-256 with dropout 0.5, Adam 1e-4 constant, batch 64.
 PUBLIC = ["model.conv_order=relu-bn", "model.g_widths=[256,256,256,256]", "model.f_widths=[256,256]",
-          "model.dropout=0.5", "lr=1e-4", "schedule=constant", "warmup_steps=0", "batch_size=64"]
+          "model.dropout=0.5", "lr=1e-4", "schedule=constant", "warmup_steps=0", "batch_size=64", *MIXED]
 # The pixel preset before the first study: BN -> ReLU, g 4x128, f 128-128, batch 32, lr 3e-4, cosine to zero.
 PREVIOUS = ["model.conv_order=bn-relu", "model.g_widths=[128,128,128,128]", "model.f_widths=[128,128]",
-            "model.dropout=0.0", "lr=3e-4", "schedule=cosine", "warmup_steps=500", "batch_size=32"]
-BASES = {"public": PUBLIC, "previous": PREVIOUS, "preset": []}
+            "model.dropout=0.0", "lr=3e-4", "schedule=cosine", "decay_start=0.0", "warmup_steps=500",
+            "batch_size=32", *MIXED]
+# The pixel preset of round 3 (its control): constant lr 3e-4, every epoch the usual mix of questions.
+ROUND_3 = [*MIXED, "schedule=constant", "decay_start=0.0"]
+BASES = {"public": PUBLIC, "previous": PREVIOUS, "round-3": ROUND_3, "preset": []}
 PIXELS, CNN_MLP = "sort-of-clevr-pixels", "sort-of-clevr-cnn-mlp"
 G_64 = "model.g_widths=[64,64,64,64]"
 # variant -> (preset, base, changes applied after the base's)
@@ -67,25 +73,27 @@ VARIANTS = {
     "preset-before": (PIXELS, "previous", []),
     "cnn-mlp": (CNN_MLP, "preset", []),
     # Round 3 (CPU, minutes): one change to the pixel preset that came out of rounds 1 and 2.
-    "preset": (PIXELS, "preset", []),
-    "g-64": (PIXELS, "preset", [G_64]),
-    "coord-conv": (PIXELS, "preset", ["model.coord_conv=true"]),
-    "g-64-coord": (PIXELS, "preset", [G_64, "model.coord_conv=true"]),
-    "cosine": (PIXELS, "preset", ["schedule=cosine"]),
-    "hold-then-decay": (PIXELS, "preset", ["schedule=cosine", "decay_start=0.5"]),
-    "curriculum": (PIXELS, "preset", ["data.non_relational_epochs=3"]),
-    "batch-128": (PIXELS, "preset", ["batch_size=128", "lr=6e-4"]),
+    "preset": (PIXELS, "round-3", []),
+    "g-64": (PIXELS, "round-3", [G_64]),
+    "coord-conv": (PIXELS, "round-3", ["model.coord_conv=true"]),
+    "g-64-coord": (PIXELS, "round-3", [G_64, "model.coord_conv=true"]),
+    "cosine": (PIXELS, "round-3", ["schedule=cosine"]),
+    "hold-then-decay": (PIXELS, "round-3", ["schedule=cosine", "decay_start=0.5"]),
+    "curriculum": (PIXELS, "round-3", ["data.non_relational_epochs=3"]),
+    "batch-128": (PIXELS, "round-3", ["batch_size=128", "lr=6e-4"]),
     # Round 3, then: one change to the curriculum (the round's winner): the held-then-decayed schedule,
     # 80% of each later epoch relational questions (the non-relational ones are learnt by then), or
     # CoordConv (the errors left are distances: closest and furthest).
-    "curriculum-decay": (PIXELS, "preset", ["data.non_relational_epochs=3", "schedule=cosine", "decay_start=0.5"]),
-    "curriculum-relational": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8"]),
-    "curriculum-coord": (PIXELS, "preset", ["data.non_relational_epochs=3", "model.coord_conv=true"]),
+    "curriculum-decay": (PIXELS, "round-3", ["data.non_relational_epochs=3", "schedule=cosine", "decay_start=0.5"]),
+    "curriculum-relational": (PIXELS, "round-3", ["data.non_relational_epochs=3", "data.relational_share=0.8"]),
+    "curriculum-coord": (PIXELS, "round-3", ["data.non_relational_epochs=3", "model.coord_conv=true"]),
     # Round 3, fourth slice: one change to curriculum-relational (the third slice's winner).
-    "curriculum-relational-decay": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8",
+    "curriculum-relational-decay": (PIXELS, "round-3", ["data.non_relational_epochs=3", "data.relational_share=0.8",
                                                        "schedule=cosine", "decay_start=0.5"]),
-    "curriculum-relational-coord": (PIXELS, "preset", ["data.non_relational_epochs=3", "data.relational_share=0.8",
+    "curriculum-relational-coord": (PIXELS, "round-3", ["data.non_relational_epochs=3", "data.relational_share=0.8",
                                                        "model.coord_conv=true"]),
+    # The preset that came out of round 3 (curriculum-relational-decay, its horizon 30 epochs).
+    "final": (PIXELS, "preset", []),
 }
 # (kind, accuracy) crossings reported: minutes and questions until the subset accuracy first reaches it.
 TARGETS = [("non_relational", 0.99), ("binary", 0.85), ("binary", 0.90), ("binary", 0.95)]

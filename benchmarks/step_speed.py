@@ -23,17 +23,7 @@ from relnet.tasks import get_preset  # noqa: E402
 from relnet.train.loop import resolve_precision  # noqa: E402
 
 
-def sized_for(preset, data: Path):
-    """The preset as it trains on ``data``: a preset sized for one image side (CLEVR's
-    data.image_size) is measured on every cache given, so it takes each cache's own size."""
-    if "image_size" not in preset.data:
-        return preset
-    size = json.loads((data / "vocab.json").read_text())["image_size"]
-    return preset.with_overrides([f"data.image_size={size}"])
-
-
 def training_step(preset, data: Path, precision: str):
-    preset = sized_for(preset, data)
     task, model, inputs, targets = preset_batch(preset, data, preset.batch_size, "cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr)
     return lambda: train_step(task, model, optimizer, inputs, targets, precision)

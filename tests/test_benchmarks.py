@@ -260,3 +260,19 @@ def test_batch_norm_recompute_benchmark_smoke(tiny_sort_of_clevr, tmp_path):
     report = json.loads(out.read_text())
     assert set(report) == {"questions", "running averages", "recomputed over 8 (seed 1)", "recomputed over 8 (seed 2)"}
     assert all(0 <= row["binary"] <= 1 for key, row in report.items() if key != "questions")
+
+
+def test_side_by_side_goes_on_past_a_run_stopped_by_a_signal_and_stops_at_a_failure(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from common import INTERRUPTED, run_side_by_side
+
+    def writes_after(seconds: float, name: str) -> list[str]:
+        return [sys.executable, "-c", f"import time; time.sleep({seconds}); open({str(tmp_path / name)!r}, 'w')"]
+
+    stopped = [sys.executable, "-c", f"raise SystemExit({INTERRUPTED})"]
+    run_side_by_side({"stopped": stopped, "goes-on": writes_after(1.5, "done")}, tmp_path, 2, resume=False)
+    assert (tmp_path / "done").exists() and "stopped stopped by a signal" in capsys.readouterr().out
+    failed = [sys.executable, "-c", "raise SystemExit(3)"]
+    with pytest.raises(SystemExit, match="failed failed \\(exit 3\\)"):
+        run_side_by_side({"failed": failed, "cut": writes_after(30, "never")}, tmp_path, 2, resume=False)
+    assert not (tmp_path / "never").exists()

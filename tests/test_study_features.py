@@ -79,7 +79,8 @@ def test_resume_keeps_the_preset_it_started_with(tiny_sort_of_clevr, tmp_path):
 
 
 def test_grouped_epoch_order(tiny_sort_of_clevr):
-    preset = get_preset("sort-of-clevr-pixels").with_overrides(["data.questions_per_image=4"])
+    preset = get_preset("sort-of-clevr-pixels").with_overrides(["data.questions_per_image=4", "data.non_relational_epochs=0",
+                                                               "data.relational_share=null"])
     split = get_task("sort-of-clevr").load(tiny_sort_of_clevr, "train", preset)
     order = split.epoch_order(seed=1, epoch=0, batch_size=8)
     assert sorted(order.tolist()) == list(range(len(split)))
@@ -132,8 +133,13 @@ def test_subset_shares_the_image_table(tiny_sort_of_clevr):
     assert part.tensors["answer"].tolist() == split.tensors["answer"][[0, 5, 7]].tolist()
 
 
+def mixed_pixels():
+    """The pixel preset with every epoch the usual mix of questions (no curriculum, no share)."""
+    return get_preset("sort-of-clevr-pixels").with_overrides(["data.non_relational_epochs=0", "data.relational_share=null"])
+
+
 def test_curriculum_epochs_ask_non_relational_questions_only(tiny_sort_of_clevr):
-    preset = get_preset("sort-of-clevr-pixels").with_overrides(["data.non_relational_epochs=1"])
+    preset = mixed_pixels().with_overrides(["data.non_relational_epochs=1"])
     task = get_task("sort-of-clevr")
     split = task.load(tiny_sort_of_clevr, "train", preset)
     first, second = split.epoch_order(seed=1, epoch=0, batch_size=8), split.epoch_order(seed=1, epoch=1, batch_size=8)
@@ -142,17 +148,17 @@ def test_curriculum_epochs_ask_non_relational_questions_only(tiny_sort_of_clevr)
     assert (kinds[first] == 0).all()  # non_relational only, each of them twice
     assert torch.bincount(first, minlength=len(split)).tolist() == [2 * int(kind == 0) for kind in kinds]
     assert not torch.equal(first[:len(split) // 2], first[len(split) // 2:])  # two different shuffles
-    assert torch.equal(second, task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels"))
+    assert torch.equal(second, task.load(tiny_sort_of_clevr, "train", mixed_pixels())
                        .epoch_order(seed=1, epoch=1, batch_size=8))  # then the usual epochs
     assert task.load(tiny_sort_of_clevr, "test", preset).non_relational_epochs == 0  # never the evaluation
     for wrong in (["data.non_relational_epochs=-1"], ["data.non_relational_epochs=1", 'data.kinds=["binary"]'],
                   ["data.non_relational_epochs=1", "data.questions_per_image=4"]):
         with pytest.raises(ConfigError, match="non_relational_epochs"):
-            task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels").with_overrides(wrong))
+            task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(wrong))
 
 
 def test_relational_share_sets_the_mix_of_the_epochs_after_the_curriculum(tiny_sort_of_clevr):
-    preset = get_preset("sort-of-clevr-pixels").with_overrides(["data.non_relational_epochs=1",
+    preset = mixed_pixels().with_overrides(["data.non_relational_epochs=1",
                                                                 "data.relational_share=0.75"])
     task = get_task("sort-of-clevr")
     split = task.load(tiny_sort_of_clevr, "train", preset)
@@ -171,7 +177,7 @@ def test_relational_share_sets_the_mix_of_the_epochs_after_the_curriculum(tiny_s
                   ["data.relational_share=0.5", 'data.kinds=["non_relational","non_relational"]'],
                   ["data.relational_share=0.5", "data.questions_per_image=4"]):
         with pytest.raises(ConfigError, match="relational_share"):
-            task.load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-pixels").with_overrides(wrong))
+            task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(wrong))
 
     # A split without relational questions (its own data, not the preset's kinds) is told so, not divided by zero.
     only = task.load(tiny_sort_of_clevr, "train", preset)
