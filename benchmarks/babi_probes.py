@@ -27,6 +27,8 @@ PAPER_LR = ["lr=2e-4", "schedule=constant", "warmup_steps=0"]
 WIDE = ["model.sentence_dim=64", "model.question_dim=64"]
 # Against memorizing (tasks 16 and 17 reach 96-100% train accuracy alone, 48% and 89% valid).
 DROPOUT, DECAY = ["model.dropout=0.5"], ["weight_decay=0.01"]
+# Batch norm after every layer of g and f, as in the most used public code (it passes task 17).
+BATCH_NORM = ["model.batch_norm=true"]
 # probe -> (task, changes to the babi preset besides data.tasks)
 PROBES = {
     "t14": (14, []),
@@ -35,10 +37,12 @@ PROBES = {
     "t16-wide": (16, WIDE),
     "t16-dropout": (16, DROPOUT),
     "t16-decay": (16, DECAY),
+    "t16-batch-norm": (16, BATCH_NORM),
     "t17": (17, []),
     "t17-paper-lr": (17, PAPER_LR),
     "t17-dropout": (17, DROPOUT),
     "t17-decay": (17, DECAY),
+    "t17-batch-norm": (17, BATCH_NORM),
     "t19": (19, []),
     "t19-paper-lr": (19, PAPER_LR),
     "t19-wide": (19, WIDE),

@@ -239,3 +239,23 @@ def test_real_pairs_only_equals_the_masked_grid(aggregation, self_pairs):
         output.square().sum().backward()
     for (name, a), b in zip(packed.named_parameters(), grid.parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+@pytest.mark.parametrize("self_pairs", [True, False])
+def test_batch_norm_statistics_are_those_of_the_real_pairs(self_pairs):
+    torch.manual_seed(3)
+    rn = RelationNetwork(5, 4, question_dim=3, g_widths=[8, 8], f_widths=[8], batch_norm=True, self_pairs=self_pairs)
+    objects, question = torch.randn(2, 3, 5), torch.randn(2, 3)
+    # The same two sets, padded to 5 slots with garbage: in training mode too (batch statistics),
+    # the output is that of the unpadded batch, so padded pairs take no part in the statistics.
+    padded = torch.cat([objects, 100 * torch.randn(2, 2, 5)], dim=1)
+    mask = torch.tensor([[False] * 3 + [True] * 2] * 2)
+    rn.train()
+    torch.testing.assert_close(rn(padded, question, padding_mask=mask), rn(objects, question))
+    norms = [m for m in rn.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 3 and "batch_norm=True" in repr(rn)  # two in g, one in f
+    rn.eval()  # running statistics: each sample alone gives what it gives in the batch
+    together = rn(objects, question)
+    torch.testing.assert_close(torch.cat([rn(objects[i:i + 1], question[i:i + 1]) for i in range(2)]), together)
+    with pytest.raises(ValueError, match="cannot be combined with pair_chunk_size"):
+        RelationNetwork(5, 4, batch_norm=True, pair_chunk_size=2)

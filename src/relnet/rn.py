@@ -14,7 +14,8 @@ computed as A o_i + B o_j + C q: each object is projected once, and the
 B x N^2 x (2D + Q) pair tensor is never built. The remaining layers of g run on
 all pairs at once as dense matmuls; ``pair_chunk_size`` bounds memory by handling
 a few rows of the pair grid at a time (recomputing them in the backward pass). With a
-padding mask (and no chunking), only the pairs of real objects are gathered and computed.
+padding mask (and no chunking), only the pairs of real objects are gathered and computed;
+with batch norm in g, always, so that its statistics are those of real pairs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from relnet.nn.mlp import mlp
+from relnet.nn.mlp import FeatureBatchNorm, mlp
 
 AGGREGATIONS = ("sum", "mean")
 
@@ -37,9 +38,10 @@ class RelationFunction(nn.Module):
         object_dim: size D of each object vector.
         question_dim: size Q of the conditioning vector (0 for none).
         widths: output size of each layer of g; every layer is followed by ReLU.
+        batch_norm: batch norm (over the pairs) between each layer and its ReLU.
     """
 
-    def __init__(self, object_dim: int, question_dim: int, widths: Sequence[int]):
+    def __init__(self, object_dim: int, question_dim: int, widths: Sequence[int], batch_norm: bool = False):
         super().__init__()
         if not widths:
             raise ValueError("g needs at least one layer")
@@ -47,7 +49,8 @@ class RelationFunction(nn.Module):
         self.left = nn.Linear(object_dim, hidden)  # A o_i + bias
         self.right = nn.Linear(object_dim, hidden, bias=False)  # B o_j
         self.question = nn.Linear(question_dim, hidden, bias=False) if question_dim else None  # C q
-        self.rest = mlp(hidden, widths[1:]) if len(widths) > 1 else nn.Identity()
+        self.first_norm = FeatureBatchNorm(hidden) if batch_norm else nn.Identity()
+        self.rest = mlp(hidden, widths[1:], batch_norm=batch_norm) if len(widths) > 1 else nn.Identity()
         self.out_dim = widths[-1]
 
     def project(self, objects: torch.Tensor, question: torch.Tensor | None):
@@ -59,8 +62,11 @@ class RelationFunction(nn.Module):
 
     def pairs(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Relation vectors of the pairs (rows of left) x (all of right): [B, n, N, out]."""
-        first_layer = torch.relu(left.unsqueeze(2) + right.unsqueeze(1))
-        return self.rest(first_layer)
+        return self.finish(left.unsqueeze(2) + right.unsqueeze(1))
+
+    def finish(self, first_layer: torch.Tensor) -> torch.Tensor:
+        """The rest of g from the first layer's pre-activations [..., H] of some pairs."""
+        return self.rest(torch.relu(self.first_norm(first_layer)))
 
 
 class RelationNetwork(nn.Module):
@@ -79,6 +85,9 @@ class RelationNetwork(nn.Module):
             O(B * chunk * N * width) instead of O(B * N^2 * width).
         self_pairs: whether the pairs (o_i, o_i) of an object with itself take part
             (the paper's sum runs over all i, j: True).
+        batch_norm: batch norm between every layer of g and f and its ReLU (as in the most
+            used public bAbI code; the paper has none there). g's statistics are over the
+            real pairs of the batch; it cannot be combined with ``pair_chunk_size``.
 
     Shapes:
         objects [B, N, D]; question [B, Q] (required when question_dim > 0, refused
@@ -99,22 +108,27 @@ class RelationNetwork(nn.Module):
         aggregation: str = "sum",
         pair_chunk_size: int | None = None,
         self_pairs: bool = True,
+        batch_norm: bool = False,
     ):
         super().__init__()
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if pair_chunk_size is not None and pair_chunk_size < 1:
             raise ValueError(f"pair_chunk_size must be a positive integer, got {pair_chunk_size}")
+        if batch_norm and pair_chunk_size is not None:
+            raise ValueError("batch_norm needs every pair of the batch at once for its statistics: it cannot be "
+                             "combined with pair_chunk_size")
         self.object_dim, self.question_dim = object_dim, question_dim
-        self.g = RelationFunction(object_dim, question_dim, g_widths)
-        self.f = mlp(self.g.out_dim, f_widths, out_dim=out_dim, dropout=dropout)
+        self.g = RelationFunction(object_dim, question_dim, g_widths, batch_norm)
+        self.f = mlp(self.g.out_dim, f_widths, out_dim=out_dim, dropout=dropout, batch_norm=batch_norm)
+        self.batch_norm = batch_norm
         self.aggregation = aggregation
         self.pair_chunk_size = pair_chunk_size
         self.self_pairs = self_pairs
 
     def extra_repr(self) -> str:
         return (f"object_dim={self.object_dim}, question_dim={self.question_dim}, aggregation={self.aggregation!r}, "
-                f"self_pairs={self.self_pairs}, pair_chunk_size={self.pair_chunk_size}")
+                f"self_pairs={self.self_pairs}, pair_chunk_size={self.pair_chunk_size}, batch_norm={self.batch_norm}")
 
     def relations(self, objects: torch.Tensor, question: torch.Tensor | None = None,
                   padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,7 +137,9 @@ class RelationNetwork(nn.Module):
         weights = self.check_inputs(objects, question, padding_mask)
         left, right = self.g.project(objects, question)
         batch, num_objects = objects.shape[:2]
-        if weights is not None and self.pair_chunk_size is None:
+        if self.batch_norm and padding_mask is None:  # statistics over exactly the pairs summed
+            padding_mask = torch.zeros(batch, num_objects, dtype=torch.bool, device=objects.device)
+        if padding_mask is not None and self.pair_chunk_size is None:
             total = self._sum_real_pairs(left, right, padding_mask)
         else:
             total = self._sum_pair_grid(left, right, weights)
@@ -175,7 +191,7 @@ class RelationNetwork(nn.Module):
             total = total + part
         if not self.self_pairs and num_objects:
             # The pairs (i, i) sit on the grid's diagonal: N more pair evaluations, not N^2.
-            diagonal = self.g.rest(torch.relu(left + right))  # [B, N, H]
+            diagonal = self.g.finish(left + right)  # [B, N, H]
             total = total - (diagonal.sum(1) if weights is None else
                              torch.einsum("bih,bi->bh", diagonal, weights.to(diagonal.dtype)))
         return total
@@ -193,7 +209,7 @@ class RelationNetwork(nn.Module):
         num_objects = left.shape[1]
         first_layer = (left.flatten(0, 1).index_select(0, sample * num_objects + i)
                        + right.flatten(0, 1).index_select(0, sample * num_objects + j))
-        relations = self.g.rest(torch.relu(first_layer))  # [P, H]
+        relations = self.g.finish(first_layer)  # [P, H]
         return relations.new_zeros(len(left), self.g.out_dim).index_add_(0, sample, relations)
 
     def _sum_pairs(self, left, right, row_weights, col_weights):

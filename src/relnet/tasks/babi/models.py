@@ -16,7 +16,8 @@ from relnet.rn import RelationNetwork
 class TextRN(nn.Module):
     def __init__(self, num_words: int, num_answers: int, max_story: int, embedding_dim: int = 32,
                  sentence_dim: int = 32, question_dim: int = 32, g_widths: Sequence[int] = (256,) * 4,
-                 f_widths: Sequence[int] = (256, 512), dropout: float = 0.0, aggregation: str = "sum"):
+                 f_widths: Sequence[int] = (256, 512), dropout: float = 0.0, aggregation: str = "sum",
+                 batch_norm: bool = False):
         super().__init__()
         self.max_story = max_story
         embedding = nn.Embedding(num_words, embedding_dim, padding_idx=0)
@@ -24,7 +25,7 @@ class TextRN(nn.Module):
         self.sentence_encoder = SequenceEncoder(embedding, sentence_dim)
         self.question_encoder = SequenceEncoder(embedding, question_dim)
         self.rn = RelationNetwork(sentence_dim + max_story, num_answers, question_dim, g_widths, f_widths, dropout,
-                                  aggregation)
+                                  aggregation, batch_norm=batch_norm)
 
     def forward(self, story: torch.Tensor, sentence_lengths: torch.Tensor, story_mask: torch.Tensor,
                 question: torch.Tensor, question_length: torch.Tensor) -> torch.Tensor:
