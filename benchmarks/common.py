@@ -27,8 +27,8 @@ def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, r
     """Run the named commands (``relnet train`` as a module, each to its own run directory)
     ``parallel`` at a time on one thread each, logging to OUT/NAME.log (appended to when
     ``resume``, which also passes ``--resume``); on the first failure stop the others and exit.
-    A run stopped by a signal of its own (`kill -INT PID`: it checkpoints and exits 130) is not a
-    failure: the others go on, and ``resume`` continues it later."""
+    A run stopped by a signal of its own (`kill -INT PID`: it exits 130, with a checkpoint once it
+    has trained) is not a failure: the others go on, and ``resume`` continues it later."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
     pending, running = list(commands), {}
     try:
@@ -45,7 +45,8 @@ def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, r
                     log.close()
                     del running[name]
                     if process.returncode == INTERRUPTED:
-                        print(f"{name} stopped by a signal, with a checkpoint (--resume continues it)", flush=True)
+                        print(f"{name} stopped by a signal (--resume continues it from its checkpoint, if any)",
+                              flush=True)
                     elif process.returncode:
                         raise SystemExit(f"{name} failed (exit {process.returncode}); see {out / (name + '.log')}")
     finally:

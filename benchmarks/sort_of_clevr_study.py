@@ -42,7 +42,7 @@ PREVIOUS = ["model.conv_order=bn-relu", "model.g_widths=[128,128,128,128]", "mod
             "model.dropout=0.0", "lr=3e-4", "schedule=cosine", "decay_start=0.0", "warmup_steps=500",
             "batch_size=32", *MIXED]
 # The pixel preset of round 3 (its control): constant lr 3e-4, every epoch the usual mix of questions.
-ROUND_3 = [*MIXED, "schedule=constant", "decay_start=0.0"]
+ROUND_3 = [*MIXED, "schedule=constant", "decay_start=0.0", "epochs=20"]
 BASES = {"public": PUBLIC, "previous": PREVIOUS, "round-3": ROUND_3, "preset": []}
 PIXELS, CNN_MLP = "sort-of-clevr-pixels", "sort-of-clevr-cnn-mlp"
 G_64 = "model.g_widths=[64,64,64,64]"
@@ -92,7 +92,8 @@ VARIANTS = {
                                                        "schedule=cosine", "decay_start=0.5"]),
     "curriculum-relational-coord": (PIXELS, "round-3", ["data.non_relational_epochs=3", "data.relational_share=0.8",
                                                        "model.coord_conv=true"]),
-    # The preset that came out of round 3 (curriculum-relational-decay, its horizon 30 epochs).
+    # The preset that came out of round 3 (curriculum-relational-decay); run it with --epochs 30, its
+    # horizon (the study passes --epochs and --max-minutes to every run).
     "final": (PIXELS, "preset", []),
 }
 # (kind, accuracy) crossings reported: minutes and questions until the subset accuracy first reaches it.
@@ -123,6 +124,8 @@ def first_crossing(curve: list[list[float]], threshold: float) -> dict | None:
 def summarize(variants: list[str], args) -> dict:
     summary = {}
     for variant in variants:
+        if not (args.out / variant / "history.json").exists():  # stopped before its first evaluation
+            continue
         history = json.loads((args.out / variant / "history.json").read_text())
         last = next(entry for entry in reversed(history) if not entry["subset"])
         curves = {kind: [[entry["questions_seen"], entry["train_seconds"], entry["eval"]["by_kind"][kind]]

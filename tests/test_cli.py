@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from relnet.cli import main
+from relnet.tasks import get_preset
 
 COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["data", "clevr-gen"],
             ["data", "clevr"], ["data", "clevr-verify"], ["data", "clevr-stats"], ["train"], ["eval"], ["predict"], ["export"], ["presets"]]
@@ -172,6 +173,13 @@ def test_set_may_repeat_but_not_change_a_run_that_is_resumed(tiny_sort_of_clevr,
     err = capsys.readouterr().err
     assert "would change lr (run: 0.001, given: 1" in err and "model.g_widths (run: [8], given: [16])" in err
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    # A --set that names the preset's own default is compared too; another preset is named as such.
+    lr = get_preset("sort-of-clevr-state").lr
+    assert main(command[:-4] + ["--set", f"lr={lr}", "--epochs", "3", "--resume"]) == 2
+    assert f"would change lr (run: 0.001, given: {lr}" in capsys.readouterr().err
+    assert main(["train", "--preset", "sort-of-clevr-pixels", "--data", str(tiny_sort_of_clevr), "--out",
+                 str(tmp_path / "run"), "--set", "lr=0.001", "--resume", "--no-progress"]) == 2
+    assert "checkpoint is of preset 'sort-of-clevr-state', not 'sort-of-clevr-pixels'" in capsys.readouterr().err
 
 
 def test_corrupt_data_file_is_named(tmp_path, capsys):

@@ -269,9 +269,11 @@ def cmd_data_clevr(args) -> int:
     return 0
 
 
-def _check_resumed_preset(checkpoint: Path, preset) -> None:
+def _check_resumed_preset(checkpoint: Path, registered, given, set_keys: list[str]) -> None:
     """A resumed run keeps the preset it was started with: --set and --config may repeat it (so a
-    script can rerun its command with --resume) but not change it."""
+    script can rerun its command with --resume) but not change it. Only the fields they set are
+    compared with the run's: those named by --set and those where ``given`` differs from the
+    ``registered`` preset."""
     from relnet.train.checkpoint import load_checkpoint
     from relnet.train.preset import Preset
 
@@ -280,13 +282,17 @@ def _check_resumed_preset(checkpoint: Path, preset) -> None:
                 for key, value in (flat(item, f"{prefix}{name}.").items() if isinstance(item, dict)
                                    else [(prefix + name, item)])}
 
-    stored = flat(Preset.from_dict(load_checkpoint(checkpoint)["preset"], str(checkpoint)).to_dict())
-    given = flat(preset.to_dict())
-    changed = [name for name in sorted(stored.keys() | given.keys()) if stored.get(name) != given.get(name)]
+    run = Preset.from_dict(load_checkpoint(checkpoint)["preset"], str(checkpoint))
+    if run.name != given.name:
+        raise ConfigError(f"{checkpoint}: checkpoint is of preset {run.name!r}, not {given.name!r}")
+    stored, settings, default = flat(run.to_dict()), flat(given.to_dict()), flat(registered.to_dict())
+    named = sorted({name for name in settings.keys() | default.keys() if settings.get(name) != default.get(name)}
+                   | {key for key in set_keys if key in settings})
+    changed = [name for name in named if stored.get(name) != settings.get(name)]
     if changed:
         raise ConfigError(f"{checkpoint}: a resumed run keeps the preset it was started with, and --set/--config "
                           f"would change " + ", ".join(f"{name} (run: {shown(stored.get(name))}, given: "
-                                                       f"{shown(given.get(name))})" for name in changed[:4])
+                                                       f"{shown(settings.get(name))})" for name in changed[:4])
                           + ("" if len(changed) <= 4 else f" and {len(changed) - 4} more")
                           + "; resume without them, or train a new run into another --out")
 
@@ -297,13 +303,14 @@ def cmd_train(args) -> int:
     from relnet.train import train
 
     writable_place(args.out, "--out")
-    preset = get_preset(args.preset)
+    registered = preset = get_preset(args.preset)
     if args.config:
         preset = preset.with_settings(read_config_file(args.config, "--config file"), f"--config {args.config}")
     preset = preset.with_overrides(args.set or [])
     if (args.set or args.config) and args.resume and (Path(args.out) / "checkpoint.pt").exists():
         # (Without a checkpoint yet, --resume starts the run afresh, --set included.)
-        _check_resumed_preset(Path(args.out) / "checkpoint.pt", preset)
+        _check_resumed_preset(Path(args.out) / "checkpoint.pt", registered, preset,
+                              [assignment.partition("=")[0] for assignment in args.set or []])
     task = get_task(preset.task)
     if args.threads:
         import torch

@@ -46,7 +46,7 @@ class RelationFunction(nn.Module):
         if not widths:
             raise ValueError("g needs at least one layer")
         hidden = widths[0]
-        self.left = nn.Linear(object_dim, hidden)  # A o_i + bias
+        self.left = nn.Linear(object_dim, hidden, bias=not batch_norm)  # A o_i + bias (batch norm has its own)
         self.right = nn.Linear(object_dim, hidden, bias=False)  # B o_j
         self.question = nn.Linear(question_dim, hidden, bias=False) if question_dim else None  # C q
         self.first_norm = FeatureBatchNorm(hidden) if batch_norm else nn.Identity()

@@ -159,6 +159,7 @@ def recompute_batch_norm(model: torch.nn.Module, split: "Split", examples: int, 
         norm.reset_running_stats()
         norm.momentum = None  # a plain average over the batches below
         norm.train()
+    examples = min(examples, len(split))
     examples = min(len(split), max(batch_size, examples - examples % batch_size))
     chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:examples].to(device)
     for batch in chosen.split(batch_size):
