@@ -671,7 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", default="auto",
                        help="fp32, bf16 (autocast) or auto (default: bf16 on CUDA and on CPUs with native bf16 "
                             "matrix instructions, AVX-512 BF16 or AMX; fp32 elsewhere)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (with the preset it was "
+                       "started with: the command's --set/--config may be repeated, not changed)")
     train.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, metavar="M",
                        help="also checkpoint every M minutes within an epoch (default 5)")
     train.add_argument("--accumulate", type=positive_int, default=1, metavar="K",
