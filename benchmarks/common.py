@@ -20,7 +20,7 @@ def run(args: list[str]) -> None:
         raise SystemExit(f"relnet {args[0]} failed with exit code {code}")
 
 
-INTERRUPTED = 130  # the exit status of `relnet train` stopped by SIGINT or SIGTERM, checkpoint written
+INTERRUPTED = 130  # the exit status of `relnet train` stopped by SIGINT or SIGTERM
 
 
 def run_side_by_side(commands: dict[str, list[str]], out: Path, parallel: int, resume: bool) -> None:
@@ -180,18 +180,25 @@ def write_synthetic_babi(directory: Path, seed: int = 0, stories: int = 6, state
             (directory / f"qa{task}_{split}.txt").write_text("\n".join(lines) + "\n")
 
 
+def sized_to_cache(preset, data_dir: Path):
+    """The preset as it trains on ``data_dir``: one sized for an image side (CLEVR's
+    data.image_size) takes the side of the images cached there; any other as it is."""
+    if "image_size" not in preset.data:
+        return preset
+    size = json.loads((Path(data_dir) / "vocab.json").read_text())["image_size"]
+    return preset.with_overrides([f"data.image_size={size}"])
+
+
 def preset_batch(preset, data_dir: Path, batch_size: int, device, seed: int = 0):
     """``(task, model, inputs, targets)``: the preset's model on ``device`` and one batch of
     ``batch_size`` examples drawn (with replacement) from the train split in ``data_dir``, built by
-    the task's own loader, so its shapes are those of real training batches. A preset sized for
-    one image side (CLEVR's data.image_size) is measured at the size of the cache given."""
+    the task's own loader, so its shapes are those of real training batches; a size-bound preset
+    at the cache's size (``sized_to_cache``)."""
     import torch
 
     from relnet.tasks import get_task
 
-    if "image_size" in preset.data:
-        size = json.loads((Path(data_dir) / "vocab.json").read_text())["image_size"]
-        preset = preset.with_overrides([f"data.image_size={size}"])
+    preset = sized_to_cache(preset, data_dir)
     task = get_task(preset.task)
     split = task.load(Path(data_dir), "train", preset).to(device)
     torch.manual_seed(seed)

@@ -106,10 +106,9 @@ RN_PRESETS = sorted(name for name, preset in PRESETS.items()
 
 @pytest.mark.parametrize("name", RN_PRESETS)
 def test_every_rn_explains_an_example_of_its_data(name, small_datasets, tmp_path):
-    preset = PRESETS[name]
-    if "image_size" in preset.data:  # a CPU-sized CLEVR preset, here on the small 128-pixel cache
-        size = json.loads((small_datasets[preset.task] / "vocab.json").read_text())["image_size"]
-        preset = preset.with_overrides([f"data.image_size={size}"])
+    from common import sized_to_cache  # benchmarks/, on the path through the small_datasets fixture
+
+    preset = sized_to_cache(PRESETS[name], small_datasets[PRESETS[name].task])  # CPU-sized CLEVR: the small cache's size
     task = get_task(preset.task)
     split = task.load(small_datasets[preset.task], task.eval_split, preset)
     torch.manual_seed(0)

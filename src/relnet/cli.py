@@ -284,7 +284,7 @@ def _check_resumed_preset(checkpoint: Path, registered, given, set_keys: list[st
 
     run = Preset.from_dict(load_checkpoint(checkpoint)["preset"], str(checkpoint))
     if run.name != given.name:
-        raise ConfigError(f"{checkpoint}: checkpoint is of preset {run.name!r}, not {given.name!r}")
+        return  # the trainer refuses another preset's checkpoint, by name
     stored, settings, default = flat(run.to_dict()), flat(given.to_dict()), flat(registered.to_dict())
     named = sorted({name for name in settings.keys() | default.keys() if settings.get(name) != default.get(name)}
                    | {key for key in set_keys if key in settings})
