@@ -276,3 +276,54 @@ def test_side_by_side_goes_on_past_a_run_stopped_by_a_signal_and_stops_at_a_fail
     with pytest.raises(SystemExit, match="failed failed \\(exit 3\\)"):
         run_side_by_side({"failed": failed, "cut": writes_after(30, "never")}, tmp_path, 2, resume=False)
     assert not (tmp_path / "never").exists()
+
+
+TASK16_STORY = """1 Lily is a frog.
+2 Bernhard is a frog.
+3 Bernhard is green.
+4 Brian is a lion.
+5 Brian is white.
+6 Julius is a swan.
+7 Julius is green.
+8 Lily is yellow.
+9 Greg is a swan.
+10 What color is Greg?\tgreen\t9 6 7
+1 Lily is a frog.
+2 Greg is a frog.
+3 Greg is gray.
+4 Brian is a frog.
+5 Brian is white.
+6 Julius is a swan.
+7 Julius is white.
+8 Bernhard is a swan.
+9 Bernhard is white.
+10 What color is Lily?\twhite\t1 4 5
+"""
+
+
+def test_babi_task16_rules_and_report(tmp_path):
+    """The induction rule answers both stories (the second by recency: two frogs, two colours);
+    the no-reasoning rules and the guess among the story's colours score as counted by hand; the
+    script runs the shipped model on the file and reports every rule."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import babi_task16
+    from relnet.tasks.babi.data import read_file
+
+    (tmp_path / "qa16_valid.txt").write_text(TASK16_STORY)
+    examples = read_file(tmp_path / "qa16_valid.txt", 16)
+    assert [babi_task16.induction(e.story, e.question[-1]) for e in examples] == ["green", "white"]
+    report = babi_task16.compare(examples, ["yellow", "white"])
+    assert report["model_right"] == 0.5 and report["model_answers_a_story_colour"] == 1.0
+    assert report["story_colour_guess_right"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+    rules = report["rules"]
+    assert rules["the story's last colour"] == {"right": 0.5, "model_agrees": 1.0}  # yellow, white
+    assert rules["the story's most frequent colour"]["right"] == 1.0  # green; white
+    with pytest.raises(ValueError, match="1 model answers for 2 questions"):
+        babi_task16.compare(examples, ["white"])
+    out = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "babi_task16.py"), "--data", str(tmp_path),
+                             "--json", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    assert saved["questions"] == 2 and set(saved["rules"]) == set(babi_task16.RULES)
+    assert "| induction: last colour of another of the asked one's kind | 100.0% |" in result.stdout
