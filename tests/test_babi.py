@@ -11,7 +11,7 @@ import torch
 
 from relnet.cli import main
 from relnet.errors import ConfigError, DataError
-from relnet.nn.text import SequenceEncoder
+from relnet.nn.text import SequenceEncoder, WordPermutation
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.babi import summarize
 from relnet.tasks.babi.data import TASK_NAMES, read_file, task_file
@@ -195,6 +195,56 @@ def test_padded_statements_change_nothing():
     long = model(padded, torch.full((1, 5), 4), torch.tensor([[True, True, False, False, False]]), question,
                  question_length)
     torch.testing.assert_close(short, long)
+
+
+def test_word_permutation_permutes_each_class_alike_in_story_question_and_answer():
+    """Class words map to words of their class, one bijection per example shared by story and
+    question; other words stay; the restored logits of an answer word are the permuted example's
+    logits of its replacement's answer; every permutation of a class is drawn; eval is the identity."""
+    names, colours = [3, 4, 5], [6, 7]  # colours are answers 1 and 0; names never answer
+    permutation = WordPermutation([names, colours], [None, [1, 0]]).train()
+    torch.manual_seed(0)
+    story = torch.tensor([3, 4, 5, 6, 7, 2, 0]).repeat(400, 1).view(400, 1, 7)
+    question = torch.tensor([[5, 2, 6]]).repeat(400, 1)
+    new_story, new_question, restore = permutation(story, question, num_words=9, num_answers=3)
+    flat = new_story[:, 0]
+    assert flat[:, 5:].eq(torch.tensor([2, 0])).all()  # not in a class: unchanged
+    assert all(sorted(row[:3].tolist()) == names and sorted(row[3:5].tolist()) == colours for row in flat)
+    torch.testing.assert_close(new_question, torch.stack([flat[:, 2], question[:, 1], flat[:, 3]], 1))
+    assert len({tuple(row[:3].tolist()) for row in flat}) == 6  # all 3! orders of the names occur
+    logits = torch.arange(3.0).repeat(400, 1)  # the logit of answer a is a
+    restored = restore(logits)
+    assert restored[:, 2].eq(2).all()  # answer 2 is no class's: unchanged
+    answer = {6: 1, 7: 0}
+    assert all(restored[b, answer[6]] == answer[int(flat[b, 3])] for b in range(400))  # 6 became flat[b, 3]
+    permutation.eval()
+    same_story, same_question, identity = permutation(story, question, num_words=9, num_answers=3)
+    assert same_story is story and same_question is question and identity(logits) is logits
+
+
+def test_permute_words_trains_and_leaves_the_weights_and_eval_as_without(tiny_babi):
+    """model.permute_words is checked against the vocabulary; the permutation holds no weights, so
+    checkpoints and shipped models are the same files with it or without, and eval is unchanged."""
+    task = get_task("babi")
+    split = task.load(tiny_babi, "train", preset_for([1, 8]))
+    info = split.info()
+    torch.manual_seed(0)
+    plain = task.build_model(preset_for([1, 8]), info)
+    torch.manual_seed(0)
+    permuted = task.build_model(preset_for([1, 8], permute_words=[["mary", "john", "sandra"],
+                                                                   ["bathroom", "hallway", "office"]]), info)
+    assert plain.state_dict().keys() == permuted.state_dict().keys()
+    permuted.load_state_dict(plain.state_dict())
+    inputs, targets = split.batch(torch.arange(len(split)))
+    torch.testing.assert_close(plain.eval()(**inputs), permuted.eval()(**inputs))
+    loss = task.loss(permuted.train()(**inputs), targets)
+    loss.backward()
+    assert torch.isfinite(loss) and permuted.rn.f[-1].weight.grad.abs().sum() > 0
+    for classes, message in [([["mary", "zorro"]], "'zorro' is not a word"),
+                             ([["mary", "bathroom"]], "mixes answers"),
+                             ([["mary"]], "two or more words")]:
+        with pytest.raises(ConfigError, match=message):
+            task.build_model(preset_for([1, 8], permute_words=classes), info)
 
 
 def test_metrics_count_passed_tasks_and_mean_error(tiny_babi):

@@ -61,3 +61,66 @@ class SequenceEncoder(nn.Module):
         last = (lengths - 1).clamp(min=0)
         final = outputs[torch.arange(len(last), device=tokens.device), last]
         return final * (lengths > 0).unsqueeze(-1).to(final.dtype)
+
+
+class WordPermutation(nn.Module):
+    """Training-time augmentation for texts whose words of a class are interchangeable symbols
+    (bAbI's names, colours, animals): each example gets its own random permutation of every
+    class, applied alike to its story and question, and its answer is permuted with them.
+
+    ``word_classes``: lists of word ids, each a class (no id in two classes); ``answer_classes``:
+    for each class, the answer id of each of its words, or None for a class whose words are never
+    answers. Training mode only (eval is the identity). ``forward`` returns the permuted story and
+    question and a function that takes the model's answer logits on them back to the original
+    words' answers, so that the loss against the unpermuted target is the loss of the permuted
+    example against its permuted answer. Draws from torch's global random stream, as dropout does.
+    """
+
+    def __init__(self, word_classes: list[list[int]], answer_classes: list[list[int] | None]):
+        super().__init__()
+        if len(word_classes) != len(answer_classes):
+            raise ValueError(f"{len(word_classes)} word classes but {len(answer_classes)} answer lists")
+        width = max((len(words) for words in word_classes), default=0)
+        words, answers = [], []  # [C, K] each, padded: word 0 (the padding id) and answer -1
+        for ids, answer_ids in zip(word_classes, answer_classes):
+            if len(ids) < 2 or len(set(ids)) < len(ids):
+                raise ValueError(f"word class {ids}: expected two or more distinct word ids")
+            if answer_ids is not None and len(answer_ids) != len(ids):
+                raise ValueError(f"word class {ids}: {len(answer_ids)} answer ids for {len(ids)} words")
+            words.append(list(ids) + [0] * (width - len(ids)))
+            answers.append((list(answer_ids) if answer_ids is not None else [-1] * len(ids)) + [-1] * (width - len(ids)))
+        every = [word for ids in word_classes for word in ids]
+        if len(set(every)) < len(every):
+            raise ValueError("a word id is in two word classes")
+        # Lists, not tensor operations, above: the model may be built on the meta device (memory estimates).
+        words = torch.tensor(words, dtype=torch.long).view(len(word_classes), width)
+        answers = torch.tensor(answers, dtype=torch.long).view(len(word_classes), width)
+        # Not persistent: built from the vocabulary, so checkpoints and exported weights stay as without.
+        self.register_buffer("words", words, persistent=False)  # [C, K], 0 = no word (padding id)
+        self.register_buffer("answers", answers, persistent=False)  # [C, K], -1 = not an answer
+
+    def forward(self, story: torch.Tensor, question: torch.Tensor, num_words: int, num_answers: int):
+        """story [B, ...] and question [B, Lq] word ids -> (story, question, restore), where
+        ``restore(logits [B, num_answers])`` is indexed by the unpermuted answers."""
+        if not self.training or not len(self.words):
+            return story, question, lambda logits: logits
+        batch, device = story.shape[0], story.device
+        real = self.words > 0
+        # A uniform permutation of each class's real words per example: argsort of random keys,
+        # the padding's keys above every real one so that it stays at the end.
+        keys = torch.rand(batch, *self.words.shape, device=device).masked_fill(~real, 2.0)
+        order = keys.argsort(-1)
+        # Word words[c, k] becomes words[c, order[b, c, k]], and its answer moves with it.
+        replaced = self.words.expand(batch, -1, -1)[:, real]  # [B, n]
+        replacement = self.words.expand(batch, -1, -1).gather(2, order)[:, real]
+        mapping = torch.arange(num_words, device=device).repeat(batch, 1).scatter_(1, replaced, replacement)
+        story = mapping.gather(1, story.reshape(batch, -1)).view_as(story)
+        question = mapping.gather(1, question)
+        is_answer = real & (self.answers >= 0)
+        if not is_answer.any():
+            return story, question, lambda logits: logits
+        answered = self.answers.expand(batch, -1, -1)[:, is_answer]
+        answer_of_replacement = self.answers.expand(batch, -1, -1).gather(2, order)[:, is_answer]
+        # The logit of answer a (word w) is the permuted example's logit of the answer of w's replacement.
+        source = torch.arange(num_answers, device=device).repeat(batch, 1).scatter_(1, answered, answer_of_replacement)
+        return story, question, lambda logits: logits.gather(1, source)

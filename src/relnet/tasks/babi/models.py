@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from relnet.nn.text import SequenceEncoder
+from relnet.nn.text import SequenceEncoder, WordPermutation
 from relnet.rn import RelationNetwork
 
 
@@ -26,14 +26,23 @@ class TextRN(nn.Module):
         self.question_encoder = SequenceEncoder(embedding, question_dim)
         self.rn = RelationNetwork(sentence_dim + max_story, num_answers, question_dim, g_widths, f_widths, dropout,
                                   aggregation, batch_norm=batch_norm)
+        self.num_words, self.num_answers = num_words, num_answers
+        # Training-time augmentation, built from the vocabulary by the task (model.permute_words).
+        self.word_permutation: WordPermutation | None = None
 
     def forward(self, story: torch.Tensor, sentence_lengths: torch.Tensor, story_mask: torch.Tensor,
                 question: torch.Tensor, question_length: torch.Tensor) -> torch.Tensor:
         """story [B, S, L] word ids, sentence_lengths [B, S], story_mask [B, S] (True for real
-        statements, oldest first, padded at the end), question [B, Lq], question_length [B]."""
+        statements, oldest first, padded at the end), question [B, Lq], question_length [B].
+        In training, ``word_permutation`` (if set) permutes the interchangeable words first and
+        takes the logits back to the original answers."""
+        restore = None
+        if self.word_permutation is not None:
+            story, question, restore = self.word_permutation(story, question, self.num_words, self.num_answers)
         sentences = self.sentence_encoder(story, sentence_lengths)  # [B, S, sentence_dim]
         # Position tag: one-hot of how many statements back from the question (0 = the latest).
         count = story_mask.sum(1, keepdim=True)
         steps_back = (count - 1 - torch.arange(story.shape[1], device=story.device)).clamp(0, self.max_story - 1)
         objects = torch.cat([sentences, F.one_hot(steps_back, self.max_story).to(sentences.dtype)], dim=-1)
-        return self.rn(objects, self.question_encoder(question, question_length), padding_mask=~story_mask)
+        logits = self.rn(objects, self.question_encoder(question, question_length), padding_mask=~story_mask)
+        return logits if restore is None else restore(logits)

@@ -9,6 +9,7 @@ import torch
 
 from relnet.errors import ConfigError, shown
 from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
+from relnet.nn.text import WordPermutation
 from relnet.tasks.babi.models import TextRN
 from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.train.preset import Preset
@@ -165,7 +166,12 @@ class Babi(Task):
         return {**inputs, "question": ids, "question_length": torch.tensor([ids.shape[1]], device=ids.device)}, unknown
 
     def build_model(self, preset: Preset, info: dict):
-        return construct(TextRN, preset, preset.model, info["num_words"], info["num_answers"], info["max_story"])
+        options = dict(preset.model)
+        classes = options.pop("permute_words", [])
+        model = construct(TextRN, preset, options, info["num_words"], info["num_answers"], info["max_story"])
+        if classes:
+            model.word_permutation = word_permutation(classes, info, preset)
+        return model
 
     def metrics(self, split: BabiSplit, predictions: torch.Tensor) -> dict:
         """Accuracy per task, tasks passed (> 95%) and mean error over the tasks present."""
@@ -189,3 +195,31 @@ class Babi(Task):
         lines.append(f"tasks passed (> 95%): {metrics['tasks_passed']}/{len(metrics['by_task'])} "
                      f"(paper, joint training: {PAPER_TASKS_PASSED}/20); mean error {100 * metrics['mean_error']:.2f}%")
         return "\n".join(lines)
+
+
+def word_permutation(classes, info: dict, preset: Preset) -> WordPermutation:
+    """``model.permute_words`` (lists of interchangeable words, e.g. ``[["greg","lily"],["white","gray"]]``)
+    checked against the vocabulary and made a WordPermutation. A class's words must all be answers
+    or all not, so that a permuted story's answer is permuted with it."""
+    where = f"preset {preset.name!r}: model.permute_words"
+    if not isinstance(classes, list) or not all(
+            isinstance(words, list) and len(words) >= 2 and all(isinstance(word, str) for word in words) for words in classes):
+        raise ConfigError(f"{where}={shown(classes)}: expected a list of word classes, each a list of two or more "
+                          f'words, e.g. [["greg","lily","brian"],["white","gray"]]')
+    word_id = {word: index for index, word in enumerate(info["words"])}
+    answer_id = {answer: index for index, answer in enumerate(info["answers"])}
+    seen, word_classes, answer_classes = set(), [], []
+    for words in classes:
+        for word in words:
+            if word not in word_id or word_id[word] < 2:  # 0 and 1 are padding and <unk>
+                raise ConfigError(f"{where}: {shown(word)} is not a word of the training stories and questions")
+            if word in seen:
+                raise ConfigError(f"{where}: {shown(word)} is in two classes (or twice in one)")
+            seen.add(word)
+        answers = [word in answer_id for word in words]
+        if any(answers) and not all(answers):
+            raise ConfigError(f"{where}: class {shown(words)} mixes answers ({', '.join(w for w, a in zip(words, answers) if a)}) "
+                              f"and words that never answer; a class's words must all be answers or none")
+        word_classes.append([word_id[word] for word in words])
+        answer_classes.append([answer_id[word] for word in words] if all(answers) else None)
+    return WordPermutation(word_classes, answer_classes)
