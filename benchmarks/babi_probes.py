@@ -34,6 +34,9 @@ BATCH_NORM = ["model.batch_norm=true"]
 # every example in training.
 PERMUTE_16 = ['model.permute_words=[["bernhard","brian","greg","julius","lily"],["frog","lion","rhino","swan"],'
               '["gray","green","white","yellow"]]']
+# Task 17's 9,000 training questions hold 994 distinct stories of six objects (four colours, four
+# shapes); permuted afresh, each story is one of many.
+PERMUTE_17 = ['model.permute_words=[["blue","pink","red","yellow"],["rectangle","sphere","square","triangle"]]']
 # probe -> (task, changes to the babi preset besides data.tasks)
 PROBES = {
     "t14": (14, []),
@@ -44,11 +47,14 @@ PROBES = {
     "t16-decay": (16, DECAY),
     "t16-batch-norm": (16, BATCH_NORM),
     "t16-permute": (16, PERMUTE_16),
+    # Does the rule come after a plateau, as task 19's does? The same at a constant lr, for longer.
+    "t16-permute-constant": (16, PERMUTE_16 + ["schedule=constant"]),
     "t17": (17, []),
     "t17-paper-lr": (17, PAPER_LR),
     "t17-dropout": (17, DROPOUT),
     "t17-decay": (17, DECAY),
     "t17-batch-norm": (17, BATCH_NORM),
+    "t17-permute": (17, PERMUTE_17),
     "t19": (19, []),
     "t19-paper-lr": (19, PAPER_LR),
     "t19-wide": (19, WIDE),

@@ -15,7 +15,6 @@ often the model gives its answer.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections import Counter
@@ -23,9 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from relnet.pretrained import load_trained  # noqa: E402
+from common import babi_answers  # noqa: E402
 from relnet.tasks.babi.data import read_tasks  # noqa: E402
-from relnet.train.loop import predict  # noqa: E402
 
 TASK = 16
 
@@ -77,14 +75,6 @@ def compare(examples, answers: list[str]) -> dict:
     return report
 
 
-def model_answers(spec: str, data: Path, split_name: str) -> list[str]:
-    task, preset, info, model = load_trained(spec)
-    preset = dataclasses.replace(preset, data={**preset.data, "tasks": [TASK], "oversample": {}})
-    split = task.load(data, split_name, preset, info)
-    names = task.answer_names(info)
-    return [names[i] for i in predict(task, model, split, 256, "cpu", progress=False).tolist()]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="bAbI directory (en-valid-10k)")
@@ -94,7 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, metavar="FILE")
     args = parser.parse_args(argv)
     examples = read_tasks(args.data, args.split, [TASK])
-    report = {"model": args.model, "split": args.split, **compare(examples, model_answers(args.model, args.data, args.split))}
+    report = {"model": args.model, "split": args.split, **compare(examples, babi_answers(args.model, args.data, args.split, [TASK]))}
     print(f"task {TASK}, {args.split} split, {report['questions']} questions; {args.model} answers "
           f"{100 * report['model_right']:.1f}% right, one of the story's colours {100 * report['model_answers_a_story_colour']:.1f}% of the time; "
           f"a guess among the story's colours would be right {100 * report['story_colour_guess_right']:.1f}% of the time")

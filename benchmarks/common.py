@@ -206,3 +206,18 @@ def preset_batch(preset, data_dir: Path, batch_size: int, device, seed: int = 0)
     index = torch.randint(len(split), (batch_size,), generator=torch.Generator().manual_seed(seed))
     inputs, targets = split.batch(index.to(device))
     return task, model, inputs, targets
+
+
+def babi_answers(spec: str, data: Path, split_name: str, tasks: list[int]) -> list[str]:
+    """A trained bAbI model's answers (``pretrained:NAME``, an exported model or a run directory)
+    to the questions of ``tasks`` in ``data``'s ``split_name`` files, in the files' order."""
+    import dataclasses
+
+    from relnet.pretrained import load_trained
+    from relnet.train.loop import predict
+
+    task, preset, info, model = load_trained(spec)
+    preset = dataclasses.replace(preset, data={**preset.data, "tasks": tasks, "oversample": {}})
+    split = task.load(data, split_name, preset, info)
+    names = task.answer_names(info)
+    return [names[i] for i in predict(task, model, split, 256, "cpu", progress=False).tolist()]

@@ -327,3 +327,25 @@ def test_babi_task16_rules_and_report(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["questions"] == 2 and set(saved["rules"]) == set(babi_task16.RULES)
     assert "| induction: last colour of another of the asked one's kind | 100.0% |" in result.stdout
+
+
+def test_babi_seen_splits_accuracy_by_repeats_of_training_questions(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    import babi_seen
+    from relnet.tasks.babi.data import read_file
+
+    (tmp_path / "qa16_train.txt").write_text(TASK16_STORY)
+    first, second = read_file(tmp_path / "qa16_train.txt", 16)
+    other = type(first)(task=16, story=first.story, question=("what", "color", "is", "lily"), answer="yellow")
+    report = babi_seen.seen_report([first], [first, second, other], ["green", "white", "gray"])
+    assert report["distinct_training_stories"] == 1 and report["question_seen"] == 1 / 3
+    assert report["story_seen"] == 2 / 3  # ``other`` asks something new of a training story
+    assert report["accuracy_seen"] == 1.0 and report["accuracy_unseen"] == 0.5 and report["accuracy"] == 2 / 3
+    (tmp_path / "qa16_valid.txt").write_text(TASK16_STORY)
+    out = tmp_path / "seen.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "babi_seen.py"), "--data", str(tmp_path), "--tasks", "16",
+                             "--json", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads(out.read_text())["16"]
+    assert saved["question_seen"] == 1.0 and saved["accuracy_unseen"] is None
+    assert "| 16 basic-induction | 2 of 2 | 100.0% | 100.0% |" in result.stdout
