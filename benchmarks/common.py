@@ -115,7 +115,7 @@ def interleaved_rates(steps: dict, rounds: int, count: int, items_per_step: dict
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
     """--precision, passed on to every `relnet train` of the benchmark."""
     parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto, passed to `relnet train` "
-                        "(bf16 trains 2 to 2.4x as fast on CPUs with avx512_bf16; 9x slower without)")
+                        "(bf16 trains 2 to 2.4x as fast on CPUs with avx512_bf16, 1.4-9x slower without)")
 
 
 def train_presets(budgets: dict[str, float], presets: list[str], data: Path, out: Path, smoke: bool,
