@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from relnet.errors import ConfigError, shown
-from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
 from relnet.nn.text import WordPermutation
+from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
 from relnet.tasks.babi.models import TextRN
 from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.train.preset import Preset
