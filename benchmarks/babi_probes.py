@@ -49,6 +49,7 @@ PROBES = {
     "t16-permute": (16, PERMUTE_16),
     # Does the rule come after a plateau, as task 19's does? The same at a constant lr, for longer.
     "t16-permute-constant": (16, PERMUTE_16 + ["schedule=constant"]),
+    "t16-batch-norm-permute": (16, BATCH_NORM + PERMUTE_16),
     "t17": (17, []),
     "t17-paper-lr": (17, PAPER_LR),
     "t17-dropout": (17, DROPOUT),
