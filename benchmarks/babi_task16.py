@@ -60,13 +60,12 @@ def compare(examples, answers: list[str]) -> dict:
     and how often the model's answer is one of the story's colours."""
     if len(examples) != len(answers) or not examples:
         raise ValueError(f"{len(answers)} model answers for {len(examples)} questions")
+    told = [{c for _, c in colours(e.story)} for e in examples]  # each story's colours
     report = {"questions": len(examples),
               "model_right": sum(a == e.answer for a, e in zip(answers, examples)) / len(examples),
-              "model_answers_a_story_colour": sum(a in {c for _, c in colours(e.story)}
-                                                  for a, e in zip(answers, examples)) / len(examples),
+              "model_answers_a_story_colour": sum(a in t for a, t in zip(answers, told)) / len(examples),
               # A guess among the story's colours, each alike: right 1/k of the time with k colours.
-              "story_colour_guess_right": sum((e.answer in {c for _, c in colours(e.story)})
-                                              / len({c for _, c in colours(e.story)}) for e in examples) / len(examples),
+              "story_colour_guess_right": sum((e.answer in t) / len(t) for e, t in zip(examples, told)) / len(examples),
               "rules": {}}
     for name, rule in RULES.items():
         said = [rule(e.story, e.question[-1]) for e in examples]

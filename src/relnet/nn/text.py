@@ -111,16 +111,16 @@ class WordPermutation(nn.Module):
         keys = torch.rand(batch, *self.words.shape, device=device).masked_fill(~real, 2.0)
         order = keys.argsort(-1)
         # Word words[c, k] becomes words[c, order[b, c, k]], and its answer moves with it.
-        replaced = self.words.expand(batch, -1, -1)[:, real]  # [B, n]
-        replacement = self.words.expand(batch, -1, -1).gather(2, order)[:, real]
+        words = self.words.expand(batch, -1, -1)
+        replaced, replacement = words[:, real], words.gather(2, order)[:, real]  # [B, n] each
         mapping = torch.arange(num_words, device=device).repeat(batch, 1).scatter_(1, replaced, replacement)
         story = mapping.gather(1, story.reshape(batch, -1)).view_as(story)
         question = mapping.gather(1, question)
         is_answer = real & (self.answers >= 0)
         if not is_answer.any():
             return story, question, lambda logits: logits
-        answered = self.answers.expand(batch, -1, -1)[:, is_answer]
-        answer_of_replacement = self.answers.expand(batch, -1, -1).gather(2, order)[:, is_answer]
+        answers = self.answers.expand(batch, -1, -1)
+        answered, answer_of_replacement = answers[:, is_answer], answers.gather(2, order)[:, is_answer]
         # The logit of answer a (word w) is the permuted example's logit of the answer of w's replacement.
         source = torch.arange(num_answers, device=device).repeat(batch, 1).scatter_(1, answered, answer_of_replacement)
         return story, question, lambda logits: logits.gather(1, source)
