@@ -8,6 +8,7 @@ import pytest
 
 from relnet.cli import main
 from relnet.tasks import get_preset
+from relnet.train.checkpoint import load_checkpoint
 
 COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["data", "clevr-gen"],
             ["data", "clevr"], ["data", "clevr-verify"], ["data", "clevr-stats"], ["train"], ["eval"], ["predict"], ["export"], ["presets"]]
@@ -180,6 +181,18 @@ def test_set_may_repeat_but_not_change_a_run_that_is_resumed(tiny_sort_of_clevr,
     assert main(["train", "--preset", "sort-of-clevr-pixels", "--data", str(tiny_sort_of_clevr), "--out",
                  str(tmp_path / "run"), "--set", "lr=0.001", "--resume", "--no-progress"]) == 2
     assert "checkpoint is of preset 'sort-of-clevr-state', not 'sort-of-clevr-pixels'" in capsys.readouterr().err
+
+
+def test_a_resumed_run_takes_its_evaluation_batch_from_the_command(tiny_sort_of_clevr, tmp_path):
+    # The evaluation batch shapes no weight: a run started with one may go on with another.
+    command = ["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out",
+               str(tmp_path / "run"), "--no-progress", "--precision", "fp32", "--set", "eval_batch_size=1024"]
+    assert main(command + ["--epochs", "1"]) == 0
+    assert main(command[:-2] + ["--set", "eval_batch_size=7", "--epochs", "2", "--resume"]) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["preset"]["eval_batch_size"] == 7
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["preset"]["eval_batch_size"] == 7
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_planned"] == 2
 
 
 def test_corrupt_data_file_is_named(tmp_path, capsys):

@@ -271,11 +271,11 @@ def cmd_data_clevr(args) -> int:
 
 def _check_resumed_preset(checkpoint: Path, registered, given, set_keys: list[str]) -> None:
     """A resumed run keeps the preset it was started with: --set and --config may repeat it (so a
-    script can rerun its command with --resume) but not change it. Only the fields they set are
-    compared with the run's: those named by --set and those where ``given`` differs from the
-    ``registered`` preset."""
+    script can rerun its command with --resume) but not change it, except in the fields that shape
+    only its evaluations. Only the fields they set are compared with the run's: those named by
+    --set and those where ``given`` differs from the ``registered`` preset."""
     from relnet.train.checkpoint import load_checkpoint
-    from relnet.train.preset import Preset
+    from relnet.train.preset import EVALUATION_FIELDS, Preset
 
     def flat(fields: dict, prefix: str = "") -> dict:
         return {key: value for name, item in fields.items()
@@ -288,7 +288,7 @@ def _check_resumed_preset(checkpoint: Path, registered, given, set_keys: list[st
     stored, settings, default = flat(run.to_dict()), flat(given.to_dict()), flat(registered.to_dict())
     named = sorted({name for name in settings.keys() | default.keys() if settings.get(name) != default.get(name)}
                    | {key for key in set_keys if key in settings})
-    changed = [name for name in named if stored.get(name) != settings.get(name)]
+    changed = [name for name in named if stored.get(name) != settings.get(name) and name not in EVALUATION_FIELDS]
     if changed:
         raise ConfigError(f"{checkpoint}: a resumed run keeps the preset it was started with, and --set/--config "
                           f"would change " + ", ".join(f"{name} (run: {shown(stored.get(name))}, given: "
@@ -672,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fp32, bf16 (autocast) or auto (default: bf16 on CUDA and on CPUs with native bf16 "
                             "matrix instructions, AVX-512 BF16 or AMX; fp32 elsewhere)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (with the preset it was "
-                       "started with: the command's --set/--config may be repeated, not changed)")
+                       "started with: the command's --set/--config may be repeated, not changed, but for eval_batch_size)")
     train.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, metavar="M",
                        help="also checkpoint every M minutes within an epoch (default 5)")
     train.add_argument("--accumulate", type=positive_int, default=1, metavar="K",

@@ -14,6 +14,7 @@ A run lives in one directory: ``checkpoint.pt`` (full state), ``history.json``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -32,7 +33,7 @@ from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpo
 from relnet.train.events import EventLog
 from relnet.train.memory import TRAINING_COPIES
 from relnet.train.plots import plot_curves
-from relnet.train.preset import Preset
+from relnet.train.preset import EVALUATION_FIELDS, Preset
 
 if TYPE_CHECKING:
     from relnet.tasks.base import Split, Task
@@ -281,7 +282,8 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
     processes meet within ``dist_timeout`` seconds, or the run ends with a ConfigError. Rank 0
     alone evaluates, writes files and checkpoints. ``eval_every`` (examples seen) adds
     evaluations on a fixed subset of ``eval_subset`` examples of the evaluation split, for
-    learning curves against examples seen. A resumed run keeps the preset it was started with.
+    learning curves against examples seen. A resumed run keeps the preset it was started with,
+    except for the fields that shape only its evaluations (``EVALUATION_FIELDS``), taken from ``preset``.
     ``command`` (the command line that started the run) is recorded in config.json.
 
     A long run trains in slices: ``slice_minutes`` ends this call after that many minutes of wall
@@ -335,7 +337,9 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     world = distributed.world_from_environment()
     state = _checkpoint_to_resume(out_dir, preset, resume)
     if state:  # a resumed run keeps its preset, seed and recording options; budgets may be given anew
-        preset, stored = Preset.from_dict(state["preset"], str(out_dir / "checkpoint.pt")), state["options"]
+        evaluation = {name: getattr(preset, name) for name in EVALUATION_FIELDS}
+        preset = dataclasses.replace(Preset.from_dict(state["preset"], str(out_dir / "checkpoint.pt")), **evaluation)
+        stored = state["options"]
         if not isinstance(stored.get("seed"), int) or not isinstance(stored.get("epochs"), int):
             raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: its options lack the seed or epochs")
         seed, command = stored["seed"], stored.get("command")

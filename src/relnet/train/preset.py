@@ -14,6 +14,9 @@ MAX_BATCH = 1_000_000  # examples in a batch (of training or of evaluation)
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 1_000_000_000  # warm-up steps
 MAX_BATCH_NORM_EXAMPLES = 10_000_000  # training examples over which batch-norm statistics are recomputed
+# Fields that shape only how a run is evaluated, never its weights: a resumed run takes them from the
+# command (and the current preset), not from its checkpoint.
+EVALUATION_FIELDS = ("eval_batch_size",)
 # Learning rates and weight decay: float32 holds up to 3.4e38, but no run learns anything above this.
 MAX_RATE = 1e4
 MAX_GRAD_NORM = 1e9

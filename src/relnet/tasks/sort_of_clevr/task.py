@@ -207,7 +207,9 @@ class SortOfClevr(Task):
                 model={"input": "pixels", "architecture": "rn", "conv_channels": [24] * 4, "conv_order": "relu-bn",
                        "g_widths": [128] * 4, "f_widths": [256, 256], "dropout": 0.0},
                 data={"kinds": PAPER_KINDS, "non_relational_epochs": 3, "relational_share": 0.8},
-                batch_size=64, epochs=30, lr=3e-4, schedule="cosine", decay_start=0.5),
+                # Evaluated 32 at a time: on one CPU thread 1,024 images' 625 pairs each overflow the caches
+                # and evaluate 3-4x slower per question (docs/benchmarks.md).
+                batch_size=64, epochs=30, lr=3e-4, schedule="cosine", decay_start=0.5, eval_batch_size=32),
             Preset(
                 name="sort-of-clevr-cnn-mlp",
                 task="sort-of-clevr",
