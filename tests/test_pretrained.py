@@ -20,11 +20,11 @@ from relnet.train.preset import Preset
 FRESH_SEED = 20261126  # the shipped models trained on seed 0's data
 SHARED_BABI = Path(__file__).resolve().parents[2] / "shared" / "data" / "babi" / "en-valid-10k"
 # name -> the accuracy each question kind must reach on fresh data. The acceptance targets are
-# 99% non-relational and 95% binary; the shipped pixel model meets the first and measured 86.66%
-# binary on seed 0's test split (docs/benchmarks.md), so its binary floor is that figure less
-# 2.5 points of sampling spread on ~2,600 binary questions, not the target it does not meet.
+# 99% non-relational and 95% binary; the shipped pixel model meets the first and measured 92.87%
+# binary on seed 0's test split and 93.08% on this fresh set (docs/benchmarks.md), so its binary
+# floor is that figure less a point, not the target it does not meet.
 SHIPPED = {
-    "sort-of-clevr-pixels": {"non_relational": 0.99, "binary": 0.84},
+    "sort-of-clevr-pixels": {"non_relational": 0.99, "binary": 0.92},
     "sort-of-clevr-state": {"non_relational": 0.99, "binary": 0.95},
 }
 
