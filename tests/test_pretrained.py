@@ -38,6 +38,7 @@ def test_export_load_and_eval_round_trip(tiny_sort_of_clevr, tmp_path, monkeypat
     assert pretrained.names() == ["tiny"]
     card = pretrained.card("tiny")
     assert card["preset"]["name"] == "sort-of-clevr-state" and card["commit"] == "abc123" and card["data_seed"] == 0
+    assert card["preset"]["epochs"] == 1  # the run's --epochs, not the preset's 10
     assert card["command"].startswith("relnet train --preset sort-of-clevr-state --data")
     # The weights file holds tensors only: safetensors' header is a length and JSON.
     raw = (tmp_path / "shipped" / "tiny.safetensors").read_bytes()

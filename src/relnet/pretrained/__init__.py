@@ -120,7 +120,9 @@ def export(state: dict, metrics: dict, name: str, folder: Path, command: str, co
     weights = {key: tensor.detach().clone().contiguous() for key, tensor in state["model"].items()}
     weights_path, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
     model_card = {
-        "name": name, "preset": state["preset"], "info": state["info"], "command": command,
+        # The preset with the horizon the run trained to (--epochs may differ from the preset's).
+        "name": name, "preset": {**state["preset"], "epochs": state["options"]["epochs"]}, "info": state["info"],
+        "command": command,
         "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
         "device": state["options"]["device"], "precision": state["options"]["precision"], "commit": commit,
         # Trainable parameters, each once (not batch norm's running statistics; a shared embedding once).
