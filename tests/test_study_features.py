@@ -157,6 +157,21 @@ def test_curriculum_epochs_ask_non_relational_questions_only(tiny_sort_of_clevr)
             task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(wrong))
 
 
+def test_a_fractional_curriculum_ends_within_an_epoch(tiny_sort_of_clevr):
+    task = get_task("sort-of-clevr")
+    split = task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(["data.non_relational_epochs=1.5"]))
+    usual = task.load(tiny_sort_of_clevr, "train", mixed_pixels())
+    kinds, half = split.tensors["kind"], round(0.5 * len(split))
+    assert (kinds[split.epoch_order(seed=1, epoch=0, batch_size=8)] == 0).all()
+    second = split.epoch_order(seed=1, epoch=1, batch_size=8)
+    assert len(second) == len(split) and (kinds[second[:half]] == 0).all()  # the curriculum's last half epoch
+    assert torch.equal(second[half:], usual.epoch_order(seed=1, epoch=1, batch_size=8)[half:])  # then the usual mix
+    assert (kinds[second[half:]] != 0).any()
+    assert torch.equal(split.epoch_order(seed=1, epoch=2, batch_size=8), usual.epoch_order(seed=1, epoch=2, batch_size=8))
+    with pytest.raises(ConfigError, match="non_relational_epochs must be a number of epochs"):
+        task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(['data.non_relational_epochs="1"']))
+
+
 def test_relational_share_sets_the_mix_of_the_epochs_after_the_curriculum(tiny_sort_of_clevr):
     preset = mixed_pixels().with_overrides(["data.non_relational_epochs=1",
                                                                 "data.relational_share=0.75"])

@@ -84,7 +84,8 @@ class SortOfClevrSplit(Split):
     question, the one it asks about (``image_index``): the CNN runs once per image.
     With ``non_relational_epochs`` e > 0 (a curriculum) the first e epochs ask non-relational
     questions only: each of them twice (the paper's mix is half of each), in two shuffles, so that
-    an epoch keeps its length. With ``relational_share`` s, every later epoch is that share of
+    an epoch keeps its length. A fractional e ends the curriculum within an epoch (0.6: its first
+    60% of questions), so that it spans the same number of questions on a larger training split. With ``relational_share`` s, every later epoch is that share of
     relational questions and the rest non-relational ones, each kind drawn in shuffles of its own
     questions: once non-relational questions are learnt, more of an epoch goes to those left.
     """
@@ -135,8 +136,17 @@ class SortOfClevrSplit(Split):
         """Shuffled questions; with ``questions_per_image`` k > 1, shuffled groups of k questions
         that share an image (an image's leftover questions form a smaller group)."""
         order = super().epoch_order(seed, epoch, batch_size)
-        if epoch < self.non_relational_epochs:
+        # How many of this epoch's questions the curriculum still asks: all, none, or its first part.
+        curriculum = round(min(max(self.non_relational_epochs - epoch, 0), 1) * len(order))
+        if curriculum == len(order):
             return self._non_relational_only(order, seed, epoch)
+        later = self._after_curriculum(order, seed, epoch)
+        if curriculum:
+            return torch.cat([self._non_relational_only(order, seed, epoch)[:curriculum], later[curriculum:]])
+        return later
+
+    def _after_curriculum(self, order: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+        """An epoch's order once the curriculum is over: the relational share, or (grouped) shuffles."""
         if self.relational_share is not None:
             return self._relational_share_of(order, seed, epoch)
         k = self.questions_per_image
@@ -233,8 +243,9 @@ class SortOfClevr(Task):
         if isinstance(per_image, bool) or not isinstance(per_image, int) or not 1 <= per_image <= 1000:
             raise ConfigError(f"preset {preset.name!r}: data.questions_per_image must be a whole number from 1 to 1000")
         curriculum = preset.data.get("non_relational_epochs", 0)
-        if isinstance(curriculum, bool) or not isinstance(curriculum, int) or not 0 <= curriculum <= 1000:
-            raise ConfigError(f"preset {preset.name!r}: data.non_relational_epochs must be a whole number from 0 to 1000")
+        if isinstance(curriculum, bool) or not isinstance(curriculum, (int, float)) or not 0 <= curriculum <= 1000:
+            raise ConfigError(f"preset {preset.name!r}: data.non_relational_epochs must be a number of epochs from 0 "
+                              f"to 1000 (0.6: the first 60% of the first epoch), got {shown(curriculum)}")
         if curriculum and ("non_relational" not in kinds or per_image > 1):
             raise ConfigError(f"preset {preset.name!r}: data.non_relational_epochs needs non-relational questions "
                               f"among data.kinds and data.questions_per_image 1")
