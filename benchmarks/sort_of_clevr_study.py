@@ -99,6 +99,8 @@ VARIANTS = {
     # Run on 50,000 (`relnet data sort-of-clevr --train-images 50000`) with --epochs 4, the same 4 M
     # questions; its curriculum the same 600,000 questions (0.6 of an epoch of 1 M).
     "more-images": (PIXELS, "preset", ["data.non_relational_epochs=0.6"]),
+    # ... and on 200,000 (--train-images 200000) with --epochs 1: each relational question seen about once.
+    "more-images-200k": (PIXELS, "preset", ["data.non_relational_epochs=0.15"]),
 }
 # (kind, accuracy) crossings reported: minutes and questions until the subset accuracy first reaches it.
 TARGETS = [("non_relational", 0.99), ("binary", 0.85), ("binary", 0.90), ("binary", 0.95)]
