@@ -260,3 +260,21 @@ def test_batch_norm_recomputed_before_evaluations_leaves_training_as_it_was(tiny
     assert recomputed["questions_seen"] == plain["questions_seen"]
     with pytest.raises(ConfigError, match="batch_norm_examples"):
         get_preset("sort-of-clevr-pixels").with_overrides(["batch_norm_examples=-1"])
+
+
+def test_predictions_are_in_the_split_order_whatever_order_evaluation_visits(tiny_sort_of_clevr, monkeypatch):
+    from relnet.train.loop import predict
+
+    preset = small("sort-of-clevr-state")
+    task = get_task(preset.task)
+    split = task.load(tiny_sort_of_clevr, "test", preset)
+    torch.manual_seed(0)
+    model = task.build_model(preset, split.info()).eval()
+    with torch.no_grad():
+        expected = task.predict(model(**split.batch(torch.arange(len(split)))[0]))
+    assert len(expected.unique()) > 1  # an untrained model that answers one thing would hide a shuffle
+    visits = torch.randperm(len(split), generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(split, "eval_order", lambda: visits)
+    assert torch.equal(predict(task, model, split, 7, "cpu", progress=False), expected)  # 7: a last partial batch
+    empty = split.subset(torch.arange(0))
+    assert predict(task, model, empty, 7, "cpu", progress=False).shape == (0,)

@@ -181,19 +181,22 @@ def predict(task: "Task", model: torch.nn.Module, split: "Split", batch_size: in
     was_training = model.training
     model.eval()
     order = split.eval_order().to(device)
-    chunks = []
+    # Written in place: a small tensor kept per batch between the batches' large activations
+    # fragments the C heap, and evaluating 40,000 Sort-of-CLEVR images held 11.8 GB.
+    predictions = None
     for start in tqdm(range(0, len(split), batch_size), desc="eval", leave=False, disable=not progress):
         if stop is not None and stop.requested:
             model.train(was_training)
             raise _Stopped
-        inputs, _ = split.batch(order[start:start + batch_size])
+        index = order[start:start + batch_size]
+        inputs, _ = split.batch(index)
         with autocast(device, precision):
-            chunks.append(task.predict(model(**inputs)))
+            batch = task.predict(model(**inputs))
+        if predictions is None:
+            predictions = batch.new_empty((len(split), *batch.shape[1:]))
+        predictions[index] = batch
     model.train(was_training)
-    in_order = torch.cat(chunks)
-    predictions = torch.empty_like(in_order)
-    predictions[order] = in_order
-    return predictions.cpu()
+    return torch.empty(0, dtype=torch.long) if predictions is None else predictions.cpu()
 
 
 class _StopRequest:
