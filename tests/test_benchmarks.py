@@ -1,6 +1,7 @@
 """The speed and precision benchmarks run (in smoke mode: tiny sizes, no timing claims)."""
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -349,3 +350,34 @@ def test_babi_seen_splits_accuracy_by_repeats_of_training_questions(tmp_path):
     saved = json.loads(out.read_text())["16"]
     assert saved["question_seen"] == 1.0 and saved["accuracy_unseen"] is None
     assert "| 16 basic-induction | 2 of 2 | 100.0% | 100.0% |" in result.stdout
+
+
+def test_malloc_reuse_benchmark_smoke(tiny_sort_of_clevr, tmp_path):
+    out = tmp_path / "malloc.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "malloc_reuse.py"), "--data", str(tiny_sort_of_clevr),
+                             "--smoke", "--json", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["applied"] for run in runs["default"] + runs["kept"]] == [False, platform.libc_ver()[0] == "glibc"]
+    assert "median step time" in result.stdout
+
+
+def test_margins_are_how_much_nearer_the_answer_is_than_the_other_shape(tiny_sort_of_clevr, tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    import numpy as np
+    from sort_of_clevr_margins import main, margins
+
+    shape = np.array([[0, 1, 1, 0, 0, 0]])
+    xy = np.array([[[10, 10], [20, 10], [10, 23], [22, 10], [60, 60], [10, 40]]])
+    asked = dict(image=np.array([0]), x=np.array([0]))
+    # Closest to object 0 is object 1 (10 px), the nearest square object 3 (12 px); furthest is
+    # object 4 (70.7 px), the furthest circle object 2 (13 px).
+    np.testing.assert_allclose(margins(shape, xy, closest=True, **asked), [2.0])
+    np.testing.assert_allclose(margins(shape, xy, closest=False, **asked), [50 * 2**0.5 - 13])
+    out = tmp_path / "margins.json"
+    assert main(["pretrained:sort-of-clevr-pixels", "--data", str(tiny_sort_of_clevr), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    test = np.load(tiny_sort_of_clevr / "test.npz")
+    for name, subtype in (("closest", 0), ("furthest", 1)):
+        asked_count = ((test["q_kind"] == 1) & (test["q_subtype"] == subtype)).sum()
+        assert sum(row["questions"] for row in rows[name]) == asked_count > 0

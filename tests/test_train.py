@@ -278,3 +278,34 @@ def test_predictions_are_in_the_split_order_whatever_order_evaluation_visits(tin
     assert torch.equal(predict(task, model, split, 7, "cpu", progress=False), expected)  # 7: a last partial batch
     empty = split.subset(torch.arange(0))
     assert predict(task, model, empty, 7, "cpu", progress=False).shape == (0,)
+
+
+FREED_BLOCKS = """
+import resource, sys, torch
+from relnet.train.memory import keep_freed_memory
+print(keep_freed_memory())
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    blocks = [torch.ones(1_000_000) for _ in range(8)]  # 32 MB in 4 MB blocks, freed together
+    del blocks
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt's thresholds are glibc's")
+def test_freed_blocks_stay_with_the_process_for_the_next_step():
+    import subprocess
+    import sys
+
+    def faults(**env):
+        clean = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+        lines = subprocess.run([sys.executable, "-c", FREED_BLOCKS], env={**clean, **env}, capture_output=True,
+                               text=True, check=True).stdout.split()
+        return lines[0], [int(count) for count in lines[1:]]
+
+    applied, kept = faults()
+    assert applied == "True" and max(kept[2:]) < 100  # reused: no page faulted in again
+    # By default glibc gives the blocks back to the kernel and faults their 7,800 pages in again each time;
+    # a user's own MALLOC_* setting wins.
+    applied, returned = faults(MALLOC_ARENA_MAX="4")
+    assert applied == "False" and min(returned[2:]) > 4000

@@ -301,7 +301,9 @@ def cmd_train(args) -> int:
     from relnet.io import read_config_file
     from relnet.tasks import get_preset, get_task
     from relnet.train import train
+    from relnet.train.memory import keep_freed_memory
 
+    keep_freed_memory()
     writable_place(args.out, "--out")
     registered = preset = get_preset(args.preset)
     if args.config:
@@ -370,7 +372,9 @@ def cmd_eval(args) -> int:
     from relnet import pretrained
     from relnet.io import write_json
     from relnet.train.loop import predict
+    from relnet.train.memory import keep_freed_memory
 
+    keep_freed_memory()
     # A run directory gets the metrics and pictures; a shipped or exported model has no directory of its own.
     shipped = args.run.startswith(pretrained.PREFIX) or pretrained.is_path(args.run)
     out_dir = Path(args.out) if args.out else None if shipped else Path(args.run)

@@ -3,8 +3,10 @@ before its weights are allocated, and running out of memory later is one clear l
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
+import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +16,30 @@ from relnet.errors import ConfigError
 
 BYTES_PER_VALUE = 4  # float32 weights (bf16 autocast keeps them float32)
 TRAINING_COPIES = 4  # weights, gradients and Adam's two moments
+# glibc's mallopt parameters (malloc.h) and the values keep_freed_memory sets.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_BLOCK_LIMIT = 32 * 2**20  # the largest mmap threshold glibc accepts on 64-bit systems
+HEAP_KEEP_LIMIT = 2**30  # freed memory kept at the heap's top before it goes back to the kernel
+
+
+def keep_freed_memory() -> bool:
+    """Let the process keep freed blocks of up to 32 MB for the next training step (glibc only).
+
+    By default glibc hands large freed blocks back to the kernel, and each step then faults the
+    same pages in again: 8,000-31,000 page faults a step for the pixel RN on Sort-of-CLEVR, 6-20% of
+    its time on one CPU thread (docs/benchmarks.md, `benchmarks/malloc_reuse.py`). It is a setting
+    of the whole process, so the command line makes it, not the library; MALLOC_* variables or
+    GLIBC_TUNABLES set by the user win. Returns whether it was applied.
+    """
+    if sys.platform != "linux" or any(name.startswith("MALLOC_") or name == "GLIBC_TUNABLES" for name in os.environ):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's C library
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # musl's mallopt does nothing and answers 0, glibc's 1 for each value it takes.
+    return mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_LIMIT) == 1 and mallopt(M_TRIM_THRESHOLD, HEAP_KEEP_LIMIT) == 1
 
 
 def is_out_of_memory(error: BaseException) -> bool:
