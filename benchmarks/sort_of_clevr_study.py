@@ -133,7 +133,8 @@ def summarize(variants: list[str], args) -> dict:
         if not (args.out / variant / "history.json").exists():  # stopped before its first evaluation
             continue
         history = json.loads((args.out / variant / "history.json").read_text())
-        last = next(entry for entry in reversed(history) if not entry["subset"])
+        # A run stopped within its first epoch has subset evaluations only.
+        last = next((entry for entry in reversed(history) if not entry["subset"]), None)
         curves = {kind: [[entry["questions_seen"], entry["train_seconds"], entry["eval"]["by_kind"][kind]]
                          for entry in history] for kind in ("non_relational", "binary")}
         seconds = history[-1]["train_seconds"]
@@ -142,8 +143,9 @@ def summarize(variants: list[str], args) -> dict:
             "curves": curves,
             "crossings": {f"{kind} >= {threshold:.0%}": first_crossing(curves[kind], threshold)
                           for kind, threshold in TARGETS},
-            "last_full_evaluation": {"questions_seen": last["questions_seen"], "train_seconds": last["train_seconds"],
-                                     **last["eval"]["by_kind"], **last["eval"]["by_subtype"]},
+            "last_full_evaluation": last and {"questions_seen": last["questions_seen"],
+                                              "train_seconds": last["train_seconds"],
+                                              **last["eval"]["by_kind"], **last["eval"]["by_subtype"]},
             "questions_seen": history[-1]["questions_seen"], "train_seconds": seconds,
             "samples_per_second": round(history[-1]["questions_seen"] / seconds, 1) if seconds else None,
         }
@@ -180,12 +182,15 @@ def table(summary: dict) -> str:
              "|---|" + "---|" * (len(targets) + 6)]
     for variant, result in summary.items():
         final = result["last_full_evaluation"]
-        subtype = {name: final.get(f"binary/{name}_shape") for name in ("closest", "furthest")}
-        percent = {name: "" if value is None else f"{100 * value:.2f}%" for name, value in subtype.items()}
+        if final is None:
+            full = "no full evaluation yet | | | | "
+        else:
+            subtype = {name: final.get(f"binary/{name}_shape") for name in ("closest", "furthest")}
+            percent = {name: "" if value is None else f"{100 * value:.2f}%" for name, value in subtype.items()}
+            full = (f"{100 * final['non_relational']:.2f}% | {100 * final['binary']:.2f}% | {percent['closest']} | "
+                    f"{percent['furthest']} | {final['train_seconds'] / 60:.0f} min / {final['questions_seen'] / 1e6:.2f} M")
         lines.append(f"| {variant} | " + " | ".join(crossing(result["crossings"][t]) for t in targets)
-                     + f" | {100 * final['non_relational']:.2f}% | {100 * final['binary']:.2f}% | {percent['closest']}"
-                     f" | {percent['furthest']} | {final['train_seconds'] / 60:.0f} min / "
-                     f"{final['questions_seen'] / 1e6:.2f} M | {result['samples_per_second']} |")
+                     + f" | {full} | {result['samples_per_second']} |")
     return "\n".join(lines)
 
 

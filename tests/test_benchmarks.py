@@ -381,3 +381,22 @@ def test_margins_are_how_much_nearer_the_answer_is_than_the_other_shape(tiny_sor
     for name, subtype in (("closest", 0), ("furthest", 1)):
         asked_count = ((test["q_kind"] == 1) & (test["q_subtype"] == subtype)).sum()
         assert sum(row["questions"] for row in rows[name]) == asked_count > 0
+
+
+def test_study_summarizes_a_run_stopped_before_its_first_full_evaluation(tmp_path):
+    import argparse
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from sort_of_clevr_study import summarize, table
+
+    (tmp_path / "final").mkdir()
+    subset = {"questions_seen": 20_000, "train_seconds": 120.0, "subset": True, "epoch": 0.1,
+              "eval": {"by_kind": {"non_relational": 0.5, "binary": 0.6}, "by_subtype": {}}}
+    (tmp_path / "final" / "history.json").write_text(json.dumps([subset]))
+    args = argparse.Namespace(out=tmp_path, smoke=False, epochs=20, max_minutes=60, eval_every=20_000, device="cpu",
+                              precision="auto")
+    summary = summarize(["final"], args)
+    assert summary["final"]["last_full_evaluation"] is None
+    assert summary["final"]["curves"]["binary"] == [[20_000, 120.0, 0.6]]
+    row = table(summary).splitlines()[-1]
+    assert row.startswith("| final |") and "no full evaluation yet" in row and row.count("|") == 12
