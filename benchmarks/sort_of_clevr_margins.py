@@ -45,6 +45,12 @@ def margins(shape: np.ndarray, xy: np.ndarray, image: np.ndarray, x: np.ndarray,
     return best - np.where(other, distance, -np.inf).max(1)
 
 
+def buckets(margin: np.ndarray) -> np.ndarray:
+    """The bucket [EDGES[k], EDGES[k + 1]) of each margin; the last one holds the infinite margins too
+    (no other object has the other shape)."""
+    return np.minimum(np.searchsorted(EDGES, margin, side="right") - 1, len(EDGES) - 2)
+
+
 def table(spec: str, data: Path, split_name: str) -> dict:
     task, preset, info, model = load_trained(spec)
     split = task.load(data, split_name, preset, info)
@@ -58,11 +64,11 @@ def table(spec: str, data: Path, split_name: str) -> dict:
         asked = (kind == KINDS.index("binary")) & (subtype == index)
         margin = margins(arrays["object_shape"], arrays["object_xy"], image[asked], x[asked], name == "closest")
         right = predictions[asked] == answer[asked]
-        # The last bucket holds the infinite margins too: no other object has the other shape.
+        bucket = buckets(margin)
         rows[name] = [{"margin": f"[{low:g}, {high:g})" if high < np.inf else f">= {low:g}",
                        "questions": int(inside.sum()), "accuracy": float(right[inside].mean()) if inside.any() else None,
                        "errors": int((~right[inside]).sum())}
-                      for low, high in zip(EDGES, EDGES[1:]) for inside in [(margin >= low) & (margin <= high)]]
+                      for number, (low, high) in enumerate(zip(EDGES, EDGES[1:])) for inside in [bucket == number]]
     return rows
 
 

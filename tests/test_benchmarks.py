@@ -365,7 +365,7 @@ def test_malloc_reuse_benchmark_smoke(tiny_sort_of_clevr, tmp_path):
 def test_margins_are_how_much_nearer_the_answer_is_than_the_other_shape(tiny_sort_of_clevr, tmp_path):
     sys.path.insert(0, str(BENCHMARKS))
     import numpy as np
-    from sort_of_clevr_margins import main, margins
+    from sort_of_clevr_margins import buckets, main, margins
 
     shape = np.array([[0, 1, 1, 0, 0, 0]])
     xy = np.array([[[10, 10], [20, 10], [10, 23], [22, 10], [60, 60], [10, 40]]])
@@ -374,6 +374,9 @@ def test_margins_are_how_much_nearer_the_answer_is_than_the_other_shape(tiny_sor
     # object 4 (70.7 px), the furthest circle object 2 (13 px).
     np.testing.assert_allclose(margins(shape, xy, closest=True, **asked), [2.0])
     np.testing.assert_allclose(margins(shape, xy, closest=False, **asked), [50 * 2**0.5 - 13])
+    # Every other object a circle, as the answer: nothing of the other shape to confuse it with.
+    np.testing.assert_allclose(margins(np.array([[0, 1, 1, 1, 1, 1]]), xy, closest=True, **asked), [np.inf])
+    assert buckets(np.array([1.0, 1.99, 2.0, 11.9, 12.0, 80.0, np.inf])).tolist() == [0, 0, 1, 5, 6, 6, 6]
     out = tmp_path / "margins.json"
     assert main(["pretrained:sort-of-clevr-pixels", "--data", str(tiny_sort_of_clevr), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
