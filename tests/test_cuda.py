@@ -63,6 +63,21 @@ def test_bf16_autocast_runs_g_in_bf16_and_stays_close(device):
     torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)
 
 
+def test_text_lstm_runs_in_fp32_under_bf16_autocast_on_a_cpu_without_bf16(monkeypatch):
+    """oneDNN has no bf16 LSTM for CPUs without bf16 instructions: there the question and story
+    LSTMs run in fp32 inside a bf16 run (on CPUs with them, and on CUDA, in bf16)."""
+    from relnet.nn import SequenceEncoder, text
+
+    monkeypatch.setattr(text, "native_bf16_cpu", lambda: False)
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(torch.nn.Embedding(9, 6, padding_idx=0), 8)
+    tokens, lengths = torch.randint(1, 9, (5, 7)), torch.tensor([7, 3, 1, 5, 2])
+    with autocast(torch.device("cpu"), "bf16"):
+        mixed = encoder(tokens, lengths)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, encoder(tokens, lengths), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_trains_a_step_in_bf16(small_datasets, device, name):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from relnet.nn.cpu import native_bf16_cpu
+
 
 class SequenceEncoder(nn.Module):
     """Embeds padded token sequences and runs an LSTM; returns the state after each sequence's
@@ -57,7 +59,13 @@ class SequenceEncoder(nn.Module):
 
     def _final_states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """[M, L] tokens through the LSTM: the state after each one's last real token, [M, hidden]."""
-        outputs, _ = self.lstm(self.embedding(tokens))  # [M, L, hidden]
+        embedded = self.embedding(tokens)
+        if tokens.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not native_bf16_cpu():
+            # oneDNN has no bf16 LSTM for CPUs without bf16 instructions (it raises): fp32 there.
+            with torch.autocast("cpu", enabled=False):
+                outputs, _ = self.lstm(embedded.float())  # [M, L, hidden]
+        else:
+            outputs, _ = self.lstm(embedded)
         last = (lengths - 1).clamp(min=0)
         final = outputs[torch.arange(len(last), device=tokens.device), last]
         return final * (lengths > 0).unsqueeze(-1).to(final.dtype)

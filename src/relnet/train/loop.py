@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from relnet.errors import ConfigError, DataError
 from relnet.io import atomic_write, directory_lock, write_json
+from relnet.nn.cpu import native_bf16_cpu
 from relnet.train import distributed
 from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint
 from relnet.train.events import EventLog
@@ -55,16 +56,6 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError("device 'cuda' was requested but no CUDA GPU is available (torch.cuda.is_available() is False)")
         return torch.device("cuda")
     raise ConfigError(f"unknown device {name!r}: expected cpu, cuda or auto")
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AVX-512 BF16 or AMX), as PyTorch's CPU
-    feature detection reports them. Without them bf16 is emulated and many times slower than fp32."""
-    try:
-        features = torch._C._cpu._get_cpu_capability()
-    except (AttributeError, RuntimeError):  # an older PyTorch without the feature table
-        return False
-    return isinstance(features, dict) and bool(features.get("avx512_bf16") or features.get("amx_bf16"))
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
