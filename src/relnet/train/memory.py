@@ -26,10 +26,11 @@ def keep_freed_memory() -> bool:
     """Let the process keep freed blocks of up to 32 MB for the next training step (glibc only).
 
     By default glibc hands large freed blocks back to the kernel, and each step then faults the
-    same pages in again: 8,000-31,000 page faults a step for the pixel RN on Sort-of-CLEVR, 6-20% of
-    its time on one CPU thread (docs/benchmarks.md, `benchmarks/malloc_reuse.py`). It is a setting
-    of the whole process, so the command line makes it, not the library; MALLOC_* variables or
-    GLIBC_TUNABLES set by the user win. Returns whether it was applied.
+    same pages in again: 25,000-41,000 page faults a step for the pixel RN on Sort-of-CLEVR, whose
+    steps then take 1.49x as long on a busy 2-core CPU (docs/benchmarks.md,
+    `benchmarks/malloc_reuse.py`). It is a setting of the whole process, so the command line makes
+    it, not the library; MALLOC_* variables or GLIBC_TUNABLES set by the user win. Returns whether
+    it was applied.
     """
     if sys.platform != "linux" or any(name.startswith("MALLOC_") or name == "GLIBC_TUNABLES" for name in os.environ):
         return False
