@@ -284,7 +284,7 @@ FREED_BLOCKS = """
 import resource, sys, torch
 from relnet.train.memory import keep_freed_memory
 print(keep_freed_memory())
-for _ in range(6):
+for _ in range(8):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     blocks = [torch.ones(1_000_000) for _ in range(8)]  # 32 MB in 4 MB blocks, freed together
     del blocks
@@ -304,8 +304,8 @@ def test_freed_blocks_stay_with_the_process_for_the_next_step():
         return lines[0], [int(count) for count in lines[1:]]
 
     applied, kept = faults()
-    assert applied == "True" and max(kept[2:]) < 100  # reused: no page faulted in again
+    assert applied == "True" and max(kept[-3:]) < 100  # reused after a warm-up: no page faulted in again
     # A user's own MALLOC_* setting wins: with glibc's default trim threshold fixed, the blocks go
     # back to the kernel and their 7,800 pages are faulted in again each time.
     applied, returned = faults(MALLOC_TRIM_THRESHOLD_="131072")
-    assert applied == "False" and min(returned[2:]) > 4000
+    assert applied == "False" and min(returned[-3:]) > 4000
