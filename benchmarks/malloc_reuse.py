@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def measure(keep: bool, args) -> dict:
     here = Path(__file__).resolve().parent
     code = MEASURE.format(paths=[str(here), str(here.parent / "src")], keep=keep, threads=args.threads,
                           preset=args.preset, data=str(args.data), batch=args.batch_size, steps=args.steps)
-    env = {name: value for name, value in __import__("os").environ.items() if not name.startswith("MALLOC_")}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"the measuring process failed:\n{done.stderr}")

@@ -2,6 +2,7 @@ import dataclasses
 import itertools
 import json
 import os
+import platform
 import signal
 import time
 
@@ -292,7 +293,7 @@ for _ in range(8):
 """
 
 
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt's thresholds are glibc's")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's thresholds are glibc's")
 def test_freed_blocks_stay_with_the_process_for_the_next_step():
     import subprocess
     import sys
