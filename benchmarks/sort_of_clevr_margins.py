@@ -34,8 +34,7 @@ ASKED = {"closest": SUBTYPES["binary"].index("closest_shape"), "furthest": SUBTY
 def margins(shape: np.ndarray, xy: np.ndarray, image: np.ndarray, x: np.ndarray, closest: bool) -> np.ndarray:
     """Per question: distance of the nearest (furthest) object of the other shape than the
     answer's, minus the answer's distance (for furthest, the other way round), in pixels."""
-    squared = ((xy[:, :, None, :] - xy[:, None, :, :]) ** 2).sum(axis=-1).astype(float)
-    distance = np.sqrt(squared[image, x])  # [Q, 6]: from X to every object
+    distance = np.sqrt(((xy[image] - xy[image, x][:, None]).astype(float) ** 2).sum(axis=-1))  # [Q, 6]: from X
     distance[np.arange(len(x)), x] = np.inf if closest else -np.inf
     answer = distance.argmin(1) if closest else distance.argmax(1)
     other = shape[image] != shape[image, answer][:, None]
@@ -54,7 +53,7 @@ def buckets(margin: np.ndarray) -> np.ndarray:
 def table(spec: str, data: Path, split_name: str) -> dict:
     task, preset, info, model = load_trained(spec)
     split = task.load(data, split_name, preset, info)
-    predictions = predict(task, model, split, 32, "cpu", progress=False).numpy()
+    predictions = predict(task, model, split, preset.eval_batch_size, "cpu", progress=False).numpy()
     arrays = np.load(data / f"{split_name}.npz")
     kept = np.isin(arrays["q_kind"], [KINDS.index(kind) for kind in preset.data.get("kinds", KINDS)])
     kind, subtype = arrays["q_kind"][kept], arrays["q_subtype"][kept]
