@@ -413,6 +413,17 @@ def test_positions_are_read_from_the_cells_around_each_object(tiny_sort_of_clevr
     assert len(rows) == 5 and all(0 < row["rmse_x"] < 75 for row in rows.values())
 
 
+def test_every_study_variant_is_a_preset_its_data_accepts(tiny_sort_of_clevr):
+    sys.path.insert(0, str(BENCHMARKS))
+    from sort_of_clevr_study import BASES, VARIANTS
+    from relnet.tasks import get_preset, get_task
+
+    for variant, (name, base, changes) in VARIANTS.items():
+        preset = get_preset(name).with_overrides(BASES[base] + changes)
+        split = get_task(preset.task).load(tiny_sort_of_clevr, "train", preset)
+        assert len(split.epoch_order(seed=0, epoch=0, batch_size=preset.batch_size)) == len(split), variant
+
+
 def test_study_summarizes_a_run_stopped_before_its_first_full_evaluation(tmp_path):
     import argparse
 

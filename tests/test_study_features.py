@@ -172,6 +172,32 @@ def test_a_fractional_curriculum_ends_within_an_epoch(tiny_sort_of_clevr):
         task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(['data.non_relational_epochs="1"']))
 
 
+def test_relational_mix_sets_the_subtypes_of_the_relational_questions(tiny_sort_of_clevr):
+    mix = 'data.relational_mix={"closest_shape": 0.6, "furthest_shape": 0.4}'
+    preset = mixed_pixels().with_overrides(["data.relational_share=0.5", mix])
+    task = get_task("sort-of-clevr")
+    split = task.load(tiny_sort_of_clevr, "train", preset)
+    order = split.epoch_order(seed=1, epoch=0, batch_size=8)
+    kind, subtype = split.tensors["kind"][order], split.tensors["subtype"][order]
+    relational = round(0.5 * len(split))
+    assert len(order) == len(split) and (kind == 0).sum() == len(split) - relational
+    assert (kind == 1).sum() == relational and ((kind == 1) & (subtype == 2)).sum() == 0  # no count questions
+    closest = ((kind == 1) & (subtype == 0)).sum()
+    assert closest == round(0.6 * relational) and ((kind == 1) & (subtype == 1)).sum() == relational - closest
+    asked = set(torch.nonzero((split.tensors["kind"] == 1) & (split.tensors["subtype"] < 2)).flatten().tolist())
+    assert set(order[kind == 1].tolist()) == asked  # every closest and furthest question, some twice
+    assert torch.equal(order, task.load(tiny_sort_of_clevr, "train", preset).epoch_order(seed=1, epoch=0, batch_size=8))
+    assert task.load(tiny_sort_of_clevr, "test", preset).relational_mix is None  # never the evaluation
+    for wrong in (['data.relational_mix={"closest_shape": 1.0}'],  # without data.relational_share
+                  ["data.relational_share=0.5", 'data.relational_mix={"closest_shape": 0.5}'],
+                  ["data.relational_share=0.5", 'data.relational_mix={"closest_shape": 1.5, "furthest_shape": -0.5}'],
+                  ["data.relational_share=0.5", 'data.relational_mix={"count_between": 1.0}'],  # not among data.kinds
+                  ["data.relational_share=0.5", 'data.relational_mix={"shape": 1.0}'],
+                  ["data.relational_share=0.5", 'data.relational_mix=[0.5, 0.5]']):
+        with pytest.raises(ConfigError, match="relational_mix"):
+            task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(wrong))
+
+
 def test_relational_share_sets_the_mix_of_the_epochs_after_the_curriculum(tiny_sort_of_clevr):
     preset = mixed_pixels().with_overrides(["data.non_relational_epochs=1",
                                                                 "data.relational_share=0.75"])

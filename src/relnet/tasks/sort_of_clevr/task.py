@@ -87,18 +87,23 @@ class SortOfClevrSplit(Split):
     an epoch keeps its length. A fractional e ends the curriculum within an epoch (0.6: its first
     60% of questions), so that it spans the same number of questions on a larger training split. With ``relational_share`` s, every later epoch is that share of
     relational questions and the rest non-relational ones, each kind drawn in shuffles of its own
-    questions: once non-relational questions are learnt, more of an epoch goes to those left.
+    questions: once non-relational questions are learnt, more of an epoch goes to those left. With
+    ``relational_mix`` too ({subtype: share}), the relational part is made of those subtypes in
+    those shares, each drawn in shuffles of its own questions: more of it to the subtypes still
+    being learnt (closest and furthest) than to those learnt early (count).
     """
 
     shared = ("scene",)
 
     def __init__(self, arrays: dict, use_pixels: bool, name: str, kinds: tuple[str, ...] = KINDS,
-                 questions_per_image: int = 1, non_relational_epochs: int = 0, relational_share: float | None = None):
+                 questions_per_image: int = 1, non_relational_epochs: int = 0, relational_share: float | None = None,
+                 relational_mix: dict[str, float] | None = None):
         self.name = name
         self.use_pixels = use_pixels
         self.questions_per_image = questions_per_image
         self.non_relational_epochs = non_relational_epochs
         self.relational_share = relational_share
+        self.relational_mix = relational_mix
         scene = torch.from_numpy(arrays["images"]) if use_pixels else encode_objects(
             torch.from_numpy(arrays["object_color"]), torch.from_numpy(arrays["object_shape"]),
             torch.from_numpy(arrays["object_xy"]))
@@ -175,9 +180,24 @@ class SortOfClevrSplit(Split):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
         non_relational = self._is_non_relational(order)
         relational = round(self.relational_share * len(order))
-        mixed = torch.cat([_filled(order[~non_relational], relational, generator),
-                           _filled(order[non_relational], len(order) - relational, generator)])
+        parts = (self._relational_mix_of(order, relational, generator) if self.relational_mix
+                 else [_filled(order[~non_relational], relational, generator)])
+        mixed = torch.cat([*parts, _filled(order[non_relational], len(order) - relational, generator)])
         return mixed[torch.randperm(len(mixed), generator=generator)]
+
+    def _relational_mix_of(self, order: torch.Tensor, count: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """``count`` relational questions of ``order``, each subtype of ``relational_mix`` its share."""
+        kind, subtype = self.tensors["kind"].cpu()[order], self.tensors["subtype"].cpu()[order]
+        parts, left = [], count
+        for number, (name, share) in enumerate(self.relational_mix.items()):
+            kind_index = next(index for index, names in enumerate(SUBTYPES.values()) if name in names)
+            own = order[(kind == kind_index) & (subtype == SUBTYPES[KINDS[kind_index]].index(name))]
+            if not len(own):
+                raise DataError(f"the training split has no {name} questions, which data.relational_mix asks for")
+            drawn = left if number == len(self.relational_mix) - 1 else min(round(share * count), left)
+            parts.append(_filled(own, drawn, generator))
+            left -= drawn
+        return parts
 
     def _is_non_relational(self, order: torch.Tensor) -> torch.Tensor:
         return self.tensors["kind"].cpu()[order] == KINDS.index("non_relational")
@@ -187,10 +207,27 @@ class SortOfClevrSplit(Split):
                 "image_size": IMAGE_SIZE, "num_objects": NUM_OBJECTS}
 
 
+def _relational_mix(preset: Preset, kinds: list[str], share: float | None) -> dict[str, float] | None:
+    """``data.relational_mix`` checked: {relational subtype of data.kinds: its share of the
+    relational questions}, the shares summing to 1, in the subtypes' own order; None when unset."""
+    mix = preset.data.get("relational_mix")
+    if mix is None:
+        return None
+    subtypes = [name for kind in KINDS if kind in kinds and kind != "non_relational" for name in SUBTYPES[kind]]
+    shares = list(mix.values()) if isinstance(mix, dict) else []
+    if (share is None or not shares or set(mix) - set(subtypes)
+            or any(isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 for value in shares)
+            or abs(sum(shares) - 1) > 1e-6):
+        raise ConfigError(f"preset {preset.name!r}: data.relational_mix must map relational question subtypes of "
+                          f"data.kinds ({', '.join(subtypes)}) to their shares of the relational questions, summing "
+                          f"to 1, and needs data.relational_share; got {shown(mix)}")
+    return {name: float(mix[name]) for name in subtypes if mix.get(name)}
+
+
 class SortOfClevr(Task):
     name = "sort-of-clevr"
     curve_group = "by_kind"
-    data_entries = ("kinds", "questions_per_image", "non_relational_epochs", "relational_share")
+    data_entries = ("kinds", "questions_per_image", "non_relational_epochs", "relational_share", "relational_mix")
     presets = {
         preset.name: preset for preset in (
             Preset(
@@ -256,10 +293,11 @@ class SortOfClevr(Task):
         if share is not None and ("non_relational" not in kinds or not set(kinds) - {"non_relational"} or per_image > 1):
             raise ConfigError(f"preset {preset.name!r}: data.relational_share needs non-relational and relational "
                               f"questions among data.kinds and data.questions_per_image 1")
+        mix = _relational_mix(preset, kinds, share)
         arrays = load_split(Path(data_dir) / f"{split}.npz")
         train = split == "train"
         return SortOfClevrSplit(arrays, preset.model.get("input") == "pixels", split, tuple(kinds), per_image,
-                                curriculum if train else 0, share if train else None)
+                                curriculum if train else 0, share if train else None, mix if train else None)
 
     def build_model(self, preset: Preset, info: dict):
         config = dict(preset.model)
