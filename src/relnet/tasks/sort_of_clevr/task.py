@@ -21,6 +21,8 @@ NUM_COLORS = len(COLORS)
 QUESTION_DIM = 2 * NUM_COLORS + len(KINDS) + 3
 # State object vector: one-hot color, one-hot shape, (x, y) scaled to [-1, 1].
 OBJECT_DIM = NUM_COLORS + len(SHAPES) + 2
+# Each question subtype's (kind, subtype) numbers, by its name.
+SUBTYPE_NUMBERS = {name: (kind, number) for kind, key in enumerate(KINDS) for number, name in enumerate(SUBTYPES[key])}
 # The paper's Sort-of-CLEVR asks non-relational and binary relational questions only.
 PAPER_KINDS = ["non_relational", "binary"]
 
@@ -190,8 +192,8 @@ class SortOfClevrSplit(Split):
         kind, subtype = self.tensors["kind"].cpu()[order], self.tensors["subtype"].cpu()[order]
         parts, left = [], count
         for number, (name, share) in enumerate(self.relational_mix.items()):
-            kind_index = next(index for index, names in enumerate(SUBTYPES.values()) if name in names)
-            own = order[(kind == kind_index) & (subtype == SUBTYPES[KINDS[kind_index]].index(name))]
+            kind_number, subtype_number = SUBTYPE_NUMBERS[name]
+            own = order[(kind == kind_number) & (subtype == subtype_number)]
             if not len(own):
                 raise DataError(f"the training split has no {name} questions, which data.relational_mix asks for")
             drawn = left if number == len(self.relational_mix) - 1 else min(round(share * count), left)
