@@ -391,16 +391,14 @@ def test_positions_are_read_from_the_cells_around_each_object(tiny_sort_of_clevr
     import torch
     from sort_of_clevr_positions import errors, fit_linear, main, neighbourhoods
 
-    # 5 x 5 cells of 15 px, one feature each: the cell's number (row * 5 + column) + 1, then the two
-    # coordinate tags, which the read-outs leave out.
-    cells = torch.arange(1.0, 26.0).reshape(1, 25, 1)
-    objects = torch.cat([cells, torch.full((1, 25, 2), -7.0)], -1)
+    # 5 x 5 cells of 15 px, one number each: (row * 5 + column) + 1.
+    objects = torch.arange(1.0, 26.0).reshape(1, 25, 1)
     xy = torch.tensor([[[37.0, 52.0], [3.0, 74.0]]])  # cells (row 3, column 2) and (row 4, column 0)
-    features, places = neighbourhoods(objects, xy)
+    features, centres = neighbourhoods(objects, xy)
     assert features.tolist() == [[12, 13, 14, 17, 18, 19, 22, 23, 24], [0, 16, 17, 0, 21, 22, 0, 0, 0]]
-    assert places.tolist() == [[37 - 37.5, 52 - 52.5], [3 - 7.5, 74 - 67.5]]
+    assert centres.tolist() == xy[0].tolist()
     assert neighbourhoods(objects, xy, reach=0)[0].tolist() == [[18], [21]]
-    # A place that is a linear function of the features is read back exactly by least squares.
+    # A target that is a linear function of the features is read back exactly by least squares.
     inputs = torch.randn(50, 9)
     target = inputs[:, :2] * 3 + 1
     assert errors(fit_linear(inputs, target)(inputs), target)["rmse_x"] < 1e-2
@@ -410,7 +408,9 @@ def test_positions_are_read_from_the_cells_around_each_object(tiny_sort_of_clevr
     assert main(["pretrained:sort-of-clevr-pixels", "--data", str(tiny_sort_of_clevr), "--mlp-steps", "3",
                  "--capacity-steps", "2", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert len(rows) == 5 and all(0 < row["rmse_x"] < 75 for row in rows.values())
+    assert len(rows) == 8 and all(0 < row["rmse_x"] < 75 for row in rows.values())
+    with pytest.raises(SystemExit):
+        main(["pretrained:sort-of-clevr-pixels", "--data", str(tiny_sort_of_clevr), "--capacity-steps", "-5"])
 
 
 def test_every_study_variant_is_a_preset_its_data_accepts(tiny_sort_of_clevr):

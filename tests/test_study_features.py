@@ -3,6 +3,7 @@ evaluations on a fixed subset every N examples, grouped batches, precision auto.
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from relnet.errors import ConfigError, DataError
 from relnet.nn import ConvObjects, conv_stack, image_to_float
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.sort_of_clevr.models import PixelRN
+from relnet.tasks.sort_of_clevr.task import SortOfClevrSplit
 from relnet.train import loop, train
 from relnet.train.loop import learning_rate, resolve_precision
 
@@ -193,9 +195,16 @@ def test_relational_mix_sets_the_subtypes_of_the_relational_questions(tiny_sort_
                   ["data.relational_share=0.5", 'data.relational_mix={"closest_shape": 1.5, "furthest_shape": -0.5}'],
                   ["data.relational_share=0.5", 'data.relational_mix={"count_between": 1.0}'],  # not among data.kinds
                   ["data.relational_share=0.5", 'data.relational_mix={"shape": 1.0}'],
+                  ["data.relational_share=0.5", 'data.relational_mix={"closest_shape": NaN, "furthest_shape": 1.0}'],
                   ["data.relational_share=0.5", 'data.relational_mix=[0.5, 0.5]']):
         with pytest.raises(ConfigError, match="relational_mix"):
             task.load(tiny_sort_of_clevr, "train", mixed_pixels().with_overrides(wrong))
+    # A split without the questions a mix asks for is told so when it is loaded, not hours later.
+    arrays = dict(np.load(tiny_sort_of_clevr / "train.npz"))
+    arrays["q_subtype"] = np.where(arrays["q_kind"] == 1, 2, arrays["q_subtype"]).astype(np.int8)  # count only
+    with pytest.raises(DataError, match="closest_shape: the train split has no such questions"):
+        SortOfClevrSplit(arrays, True, "train", ("non_relational", "binary"), relational_share=0.5,
+                         relational_mix={"closest_shape": 0.5, "furthest_shape": 0.5})
 
 
 def test_relational_share_sets_the_mix_of_the_epochs_after_the_curriculum(tiny_sort_of_clevr):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from relnet.tasks.sort_of_clevr.data import load_split
 from relnet.tasks.sort_of_clevr.generate import (ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES,
                                                   answer, generate, question_text, render)
 from relnet.tasks.sort_of_clevr.models import CNNMLP, PixelRN, StateMLP, StateRN
-from relnet.train.preset import Preset
+from relnet.train.preset import Preset, is_number
 
 NUM_COLORS = len(COLORS)
 # Question vector: one-hot color of X, of Y (zeros when unused), kind, subtype.
@@ -122,6 +123,10 @@ class SortOfClevrSplit(Split):
         if not keep.all():
             self.tensors = {name: tensor if name == "scene" else tensor[keep] for name, tensor in self.tensors.items()}
         self.num_answers = len(arrays["answers"])
+        for name in relational_mix or {}:
+            if not self._of_subtype(torch.arange(len(self)), name).numel():
+                raise DataError(f"{name}: the {self.name} split has no such questions, which data.relational_mix "
+                                f"asks for")
         # Each image's object table, kept beside the tensors (a pixel split's are images only): the truth of a
         # question the image was not asked about.
         self.objects = (arrays["object_shape"], arrays["object_xy"])
@@ -188,18 +193,18 @@ class SortOfClevrSplit(Split):
         return mixed[torch.randperm(len(mixed), generator=generator)]
 
     def _relational_mix_of(self, order: torch.Tensor, count: int, generator: torch.Generator) -> list[torch.Tensor]:
-        """``count`` relational questions of ``order``, each subtype of ``relational_mix`` its share."""
-        kind, subtype = self.tensors["kind"].cpu()[order], self.tensors["subtype"].cpu()[order]
-        parts, left = [], count
-        for number, (name, share) in enumerate(self.relational_mix.items()):
-            kind_number, subtype_number = SUBTYPE_NUMBERS[name]
-            own = order[(kind == kind_number) & (subtype == subtype_number)]
-            if not len(own):
-                raise DataError(f"the training split has no {name} questions, which data.relational_mix asks for")
-            drawn = left if number == len(self.relational_mix) - 1 else min(round(share * count), left)
-            parts.append(_filled(own, drawn, generator))
-            left -= drawn
-        return parts
+        """``count`` relational questions of ``order``, each subtype of ``relational_mix`` its share
+        (rounded at the running totals, so that the parts add up to ``count``)."""
+        ends = [round(min(total, 1.0) * count) for total in itertools.accumulate(self.relational_mix.values())]
+        ends[-1] = count
+        return [_filled(self._of_subtype(order, name), end - start, generator)
+                for name, start, end in zip(self.relational_mix, [0, *ends], ends)]
+
+    def _of_subtype(self, order: torch.Tensor, name: str) -> torch.Tensor:
+        """The questions of ``order`` of the subtype ``name`` (e.g. closest_shape), in their order."""
+        kind, subtype = SUBTYPE_NUMBERS[name]
+        questions = order.cpu()
+        return order[(self.tensors["kind"].cpu()[questions] == kind) & (self.tensors["subtype"].cpu()[questions] == subtype)]
 
     def _is_non_relational(self, order: torch.Tensor) -> torch.Tensor:
         return self.tensors["kind"].cpu()[order] == KINDS.index("non_relational")
@@ -209,7 +214,7 @@ class SortOfClevrSplit(Split):
                 "image_size": IMAGE_SIZE, "num_objects": NUM_OBJECTS}
 
 
-def _relational_mix(preset: Preset, kinds: list[str], share: float | None) -> dict[str, float] | None:
+def _checked_relational_mix(preset: Preset, kinds: list[str], share: float | None) -> dict[str, float] | None:
     """``data.relational_mix`` checked: {relational subtype of data.kinds: its share of the
     relational questions}, the shares summing to 1, in the subtypes' own order; None when unset."""
     mix = preset.data.get("relational_mix")
@@ -217,8 +222,7 @@ def _relational_mix(preset: Preset, kinds: list[str], share: float | None) -> di
         return None
     subtypes = [name for kind in KINDS if kind in kinds and kind != "non_relational" for name in SUBTYPES[kind]]
     shares = list(mix.values()) if isinstance(mix, dict) else []
-    if (share is None or not shares or set(mix) - set(subtypes)
-            or any(isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 for value in shares)
+    if (share is None or not shares or set(mix) - set(subtypes) or not all(is_number(value, 0, 1) for value in shares)
             or abs(sum(shares) - 1) > 1e-6):
         raise ConfigError(f"preset {preset.name!r}: data.relational_mix must map relational question subtypes of "
                           f"data.kinds ({', '.join(subtypes)}) to their shares of the relational questions, summing "
@@ -295,7 +299,7 @@ class SortOfClevr(Task):
         if share is not None and ("non_relational" not in kinds or not set(kinds) - {"non_relational"} or per_image > 1):
             raise ConfigError(f"preset {preset.name!r}: data.relational_share needs non-relational and relational "
                               f"questions among data.kinds and data.questions_per_image 1")
-        mix = _relational_mix(preset, kinds, share)
+        mix = _checked_relational_mix(preset, kinds, share)
         arrays = load_split(Path(data_dir) / f"{split}.npz")
         train = split == "train"
         return SortOfClevrSplit(arrays, preset.model.get("input") == "pixels", split, tuple(kinds), per_image,
