@@ -3,12 +3,13 @@
     python benchmarks/sort_of_clevr_positions.py pretrained:sort-of-clevr-pixels --data DATA
     python benchmarks/sort_of_clevr_positions.py RUN_DIR --data DATA --capacity-steps 3000
 
-Each object's centre (pixels) is read from the CNN objects (features and coordinate tags) of the
-cell that holds it, which is what g reads of an object, and of the 3x3 cells around that cell, by
+Each object's place in its cell (its centre in pixels, less the centre of the cell that holds it
+on a grid of 75 / 5 = 15 px) is read from the CNN objects (features and coordinate tags) of that
+cell, which is what g reads of an object, and of the 3x3 cells around it, by
 read-outs fitted on the objects of --train-images training images, their CNN frozen, and
 measured on those of --test-images test images: least squares (linear), and an MLP (2 x 256,
 Adam, --mlp-steps). With --capacity-steps N, a fresh copy of the model's CNN is first trained
-with an MLP on its 3x3 cells for N steps of 64 training images to give the centres, then read
+with an MLP on its 3x3 cells for N steps of 64 training images to give the places, then read
 out the same way: what the architecture can encode when positions are what it is trained for,
 beside what answering questions made it encode. Closest and furthest questions need distances
 ordered to within the margins of docs/benchmarks.md. Prints a Markdown table; --json writes it.
@@ -42,7 +43,9 @@ def neighbourhoods(objects: torch.Tensor, xy: torch.Tensor, reach: int = 1) -> t
     """CNN objects [N, cells, D] (features, then the cell's coordinate tags) and object centres
     [N, K, 2] (x, y pixels) -> the objects of the cells within ``reach`` cells of the one holding
     each centre on the grid of IMAGE_SIZE / side pixels (reach 0: that cell alone), [N * K,
-    (2 reach + 1)^2 D], zeros beyond the border, and the centres, [N * K, 2]."""
+    (2 reach + 1)^2 D], zeros beyond the border, and each centre's place in that cell (less the
+    cell's centre), [N * K, 2]. (The CNN's cells are centred on a 16 px grid, not 15: the tags
+    let a read-out tell the cells apart.)"""
     n, cells, width = objects.shape
     side = math.isqrt(cells)
     if side * side != cells:
@@ -53,7 +56,9 @@ def neighbourhoods(objects: torch.Tensor, xy: torch.Tensor, reach: int = 1) -> t
     image = torch.arange(n)[:, None].expand_as(row)
     around = range(-reach, reach + 1)
     parts = [grid[image, row + reach + dy, column + reach + dx] for dy in around for dx in around]
-    return torch.cat(parts, -1).flatten(0, 1), xy.flatten(0, 1)
+    cell = IMAGE_SIZE / side
+    place = xy - (torch.stack([column, row], -1).to(xy.dtype) * cell + cell / 2)
+    return torch.cat(parts, -1).flatten(0, 1), place.flatten(0, 1)
 
 
 def errors(predicted: torch.Tensor, target: torch.Tensor) -> dict:
@@ -79,18 +84,18 @@ def adam(parameters, batch_loss, steps: int) -> None:
         schedule.step()
 
 
-def fit_linear(features: torch.Tensor, centres: torch.Tensor):
+def fit_linear(features: torch.Tensor, places: torch.Tensor):
     """Least squares with a bias and a little ridge (float64); returns the fitted map."""
     def design(x):
         return torch.cat([x.double(), x.new_ones(len(x), 1).double()], 1)
 
     train = design(features)
     weights = torch.linalg.solve(train.T @ train + 1e-3 * torch.eye(train.shape[1], dtype=torch.float64),
-                                 train.T @ centres.double())
+                                 train.T @ places.double())
     return lambda x: (design(x) @ weights).float()
 
 
-def fit_mlp(features: torch.Tensor, centres: torch.Tensor, steps: int, seed: int):
+def fit_mlp(features: torch.Tensor, places: torch.Tensor, steps: int, seed: int):
     """The MLP read-out on standardized features, ``steps`` batches of 256; returns the fitted map."""
     mean, scale = features.mean(0), features.std(0) + 1e-6
     torch.manual_seed(seed)
@@ -99,7 +104,7 @@ def fit_mlp(features: torch.Tensor, centres: torch.Tensor, steps: int, seed: int
 
     def batch_loss():
         index = torch.randint(len(features), (256,), generator=generator)
-        return (mlp((features[index] - mean) / scale) - centres[index]).pow(2).mean()
+        return (mlp((features[index] - mean) / scale) - places[index]).pow(2).mean()
 
     adam(mlp.parameters(), batch_loss, steps)
     return lambda x: mlp((x - mean) / scale).detach()
@@ -129,14 +134,14 @@ def read_outs(encoder: nn.Module, invert: bool, data: Path, train_images: int, t
     rows = {}
     for reach, cells in REACHES.items():
         train = neighbourhoods(train_objects, train_xy, reach)
-        features, centres = neighbourhoods(test_objects, test_xy, reach)
-        rows[f"linear, {cells}"] = errors(fit_linear(*train)(features), centres)
-        rows[f"MLP, {cells}"] = errors(fit_mlp(*train, mlp_steps, seed)(features), centres)
+        features, places = neighbourhoods(test_objects, test_xy, reach)
+        rows[f"linear, {cells}"] = errors(fit_linear(*train)(features), places)
+        rows[f"MLP, {cells}"] = errors(fit_mlp(*train, mlp_steps, seed)(features), places)
     return rows
 
 
 def trained_for_positions(encoder: nn.Module, invert: bool, data: Path, steps: int, seed: int) -> nn.Module:
-    """A fresh copy of ``encoder`` trained with an MLP on its 3x3 cells to give the objects' centres."""
+    """A fresh copy of ``encoder`` trained with an MLP on its 3x3 cells to give the objects' places."""
     torch.manual_seed(seed)
     fresh = copy.deepcopy(encoder)
     for module in fresh.modules():
@@ -149,8 +154,8 @@ def trained_for_positions(encoder: nn.Module, invert: bool, data: Path, steps: i
 
     def batch_loss():
         index = torch.randint(len(pixels), (BATCH,), generator=generator)
-        features, centres = neighbourhoods(fresh(image_to_float(pixels[index], invert)), xy[index])
-        return (mlp(features) - centres).pow(2).mean()
+        features, places = neighbourhoods(fresh(image_to_float(pixels[index], invert)), xy[index])
+        return (mlp(features) - places).pow(2).mean()
 
     adam([*fresh.parameters(), *mlp.parameters()], batch_loss, steps)
     return fresh

@@ -394,9 +394,9 @@ def test_positions_are_read_from_the_cells_around_each_object(tiny_sort_of_clevr
     # 5 x 5 cells of 15 px, one number each: (row * 5 + column) + 1.
     objects = torch.arange(1.0, 26.0).reshape(1, 25, 1)
     xy = torch.tensor([[[37.0, 52.0], [3.0, 74.0]]])  # cells (row 3, column 2) and (row 4, column 0)
-    features, centres = neighbourhoods(objects, xy)
+    features, places = neighbourhoods(objects, xy)
     assert features.tolist() == [[12, 13, 14, 17, 18, 19, 22, 23, 24], [0, 16, 17, 0, 21, 22, 0, 0, 0]]
-    assert centres.tolist() == xy[0].tolist()
+    assert places.tolist() == [[37 - 37.5, 52 - 52.5], [3 - 7.5, 74 - 67.5]]
     assert neighbourhoods(objects, xy, reach=0)[0].tolist() == [[18], [21]]
     # A target that is a linear function of the features is read back exactly by least squares.
     inputs = torch.randn(50, 9)
