@@ -102,7 +102,7 @@ VARIANTS = {
     # ... and on 200,000 (--train-images 200000) with --epochs 1: each relational question seen about once.
     "more-images-200k": (PIXELS, "preset", ["data.non_relational_epochs=0.15"]),
     # Round 6, on the 200,000 images with --epochs 1: what is left is ordering distances a few pixels
-    # apart (docs/benchmarks.md: the cells place objects to 1.6 px, the CNN can to 0.5 px). Two fifths of
+    # apart (docs/benchmarks.md: g and f lose more than the cells, which place objects to 1.4 px). Two fifths of
     # the relational questions each to closest and furthest instead of a third (count is learnt early) ...
     "mix-200k": (PIXELS, "preset", ["data.non_relational_epochs=0.15",
                                     'data.relational_mix={"closest_shape": 0.4, "furthest_shape": 0.4, '
