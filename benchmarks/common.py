@@ -118,15 +118,16 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
                         "(bf16 trains 2 to 2.4x as fast on CPUs with avx512_bf16, 1.4-9x slower without)")
 
 
-def train_presets(budgets: dict[str, float], presets: list[str], data: Path, out: Path, smoke: bool,
+def train_presets(budgets: dict[str, float | None], presets: list[str], data: Path, out: Path, smoke: bool,
                   evaluate: bool = False, train_options: list[str] | None = None) -> dict[str, dict]:
-    """Train each preset into OUT/PRESET within its budget in minutes (one epoch when ``smoke``),
-    with any further `relnet train` options, optionally `relnet eval` it too; returns each run's
-    metrics.json."""
+    """Train each preset into OUT/PRESET within its budget in minutes (None: its own horizon; one
+    epoch when ``smoke``), with any further `relnet train` options, optionally `relnet eval` it
+    too; returns each run's metrics.json."""
     summary = {}
     for preset in presets:
         run_dir = out / preset
-        budget = ["--epochs", "1"] if smoke else ["--max-minutes", str(budgets[preset])]
+        minutes = budgets[preset]
+        budget = ["--epochs", "1"] if smoke else [] if minutes is None else ["--max-minutes", str(minutes)]
         run(["train", "--preset", preset, "--data", str(data), "--out", str(run_dir), "--no-progress", *budget,
              *(train_options or [])])
         if evaluate:

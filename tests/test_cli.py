@@ -211,11 +211,12 @@ def test_bad_arguments_exit_nonzero(capsys):
 def test_benchmark_script_smoke(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "sort_of_clevr.py"
     result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--smoke",
-                             "--presets", "sort-of-clevr-state", "sort-of-clevr-cnn-mlp"],
+                             "--presets", "sort-of-clevr-state", "sort-of-clevr-pixels"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"sort-of-clevr-state", "sort-of-clevr-cnn-mlp"}
+    assert set(summary) == {"sort-of-clevr-state", "sort-of-clevr-pixels"}
+    assert sorted(path.name for path in tmp_path.glob("data*")) == ["data", "data-200000"]  # the pixel RN's own
     assert "binary" in result.stdout
 
 

@@ -190,6 +190,19 @@ def test_tensorboard_events_follow_the_logs_and_drop_what_a_resume_trains_again(
     assert {"eval/by_kind/binary", "eval/by_subtype/binary/closest_shape", "train/lr"} <= set(events.Tags()["scalars"])
 
 
+def test_a_run_on_a_split_of_another_size_than_planned_is_told_so(tiny_sort_of_clevr, tmp_path, capsys):
+    examples = len(get_task("sort-of-clevr").load(tiny_sort_of_clevr, "train", get_preset("sort-of-clevr-state")))
+    run(small("sort-of-clevr-state", epochs=1, planned_train_examples=examples * 20), tiny_sort_of_clevr, tmp_path / "a")
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert note == [f"note: preset sort-of-clevr-state is planned for epochs of {examples * 20:,} training examples "
+                    f"(its horizon, curriculum and schedule count epochs), and {tiny_sort_of_clevr} has {examples:,}: "
+                    f"this run trains on {examples:,} in all. {get_preset('sort-of-clevr-state').description}"]
+    for planned in (0, examples, round(examples * 1.05)):  # unplanned, as planned, within 10% of it
+        run(small("sort-of-clevr-state", epochs=1, planned_train_examples=planned), tiny_sort_of_clevr,
+            tmp_path / f"b{planned}")
+        assert "note: " not in capsys.readouterr().out
+
+
 def test_without_tensorboard_a_run_writes_no_event_folder(tiny_sort_of_clevr, tmp_path, monkeypatch):
     monkeypatch.setattr("relnet.train.events._writer_class", lambda: None)  # as if not installed
     run(small("sort-of-clevr-state", epochs=1), tiny_sort_of_clevr, tmp_path / "run")

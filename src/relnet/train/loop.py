@@ -385,6 +385,11 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         _trim_log(out_dir, run_progress.step)
         tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "
                    f"precision {precision} (--precision {requested_precision})")
+        if _off_plan(preset, len(train_split)):
+            tqdm.write(f"note: preset {preset.name} is planned for epochs of {preset.planned_train_examples:,} training "
+                       f"examples (its horizon, curriculum and schedule count epochs), and {data_dir} has "
+                       f"{len(train_split):,}: this run trains on {epochs * len(train_split):,} in all. "
+                       f"{preset.description}")
     batch_size = min(preset.batch_size, len(train_split))
     if run_progress.batch_in_epoch > len(train_split) // batch_size:
         raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: step {run_progress.batch_in_epoch} of an "
@@ -418,6 +423,12 @@ def _warn_if_horizon_moves(preset: Preset, stored: dict, epochs: int, max_minute
 def _duration(seconds: float) -> str:
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
+
+
+def _off_plan(preset: Preset, train_examples: int) -> bool:
+    """Whether the training split is more than 10% off the size the preset's epochs are planned for."""
+    planned = preset.planned_train_examples
+    return bool(planned) and abs(train_examples - planned) > 0.1 * planned
 
 
 def _where_in_horizon(run: _Run) -> str:

@@ -12,6 +12,7 @@ from relnet.errors import ConfigError, shown
 SCHEDULES = ("cosine", "doubling", "constant")
 MAX_BATCH = 1_000_000  # examples in a batch (of training or of evaluation)
 MAX_EPOCHS = 1_000_000
+MAX_EXAMPLES = 10**12  # examples in a training split
 MAX_STEPS = 1_000_000_000  # warm-up steps
 MAX_BATCH_NORM_EXAMPLES = 10_000_000  # training examples over which batch-norm statistics are recomputed
 # Fields that shape only how a run is evaluated, never its weights: a resumed run takes them from the
@@ -53,7 +54,7 @@ NUMBER_FIELDS = {
     "warmup_steps": _whole(0, MAX_STEPS), "lr": _real(0, MAX_RATE, above=True), "lr_start": _real(0, MAX_RATE),
     "weight_decay": _real(0, MAX_RATE), "grad_clip": _real(0, MAX_GRAD_NORM, above=True),
     "min_lr_ratio": _real(0, 1), "decay_start": _real(0, 1, below=True), "lr_double_every": _real(0, MAX_EPOCHS),
-    "batch_norm_examples": _whole(0, MAX_BATCH_NORM_EXAMPLES),
+    "batch_norm_examples": _whole(0, MAX_BATCH_NORM_EXAMPLES), "planned_train_examples": _whole(0, MAX_EXAMPLES),
 }
 
 
@@ -86,6 +87,9 @@ class Preset:
     Before every evaluation (so also before every checkpoint that follows one) the model's
     batch-norm statistics are recomputed at its current weights over ``batch_norm_examples``
     training examples (0: the running averages of the last steps are kept).
+    ``planned_train_examples`` (0: any) is the size of the training split that the epochs (and so
+    the horizon, curriculum and schedule) are planned for; a run on a split of another size is told
+    so when it starts.
     """
 
     name: str
@@ -106,6 +110,7 @@ class Preset:
     lr_double_every: float = 0.0
     eval_batch_size: int = 1024
     batch_norm_examples: int = 2048
+    planned_train_examples: int = 0
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
