@@ -19,12 +19,12 @@ from relnet.train.preset import Preset
 
 FRESH_SEED = 20261126  # the shipped models trained on seed 0's data
 SHARED_BABI = Path(__file__).resolve().parents[2] / "shared" / "data" / "babi" / "en-valid-10k"
-# name -> the accuracy each question kind must reach on fresh data. The acceptance targets are
-# 99% non-relational and 95% binary; the shipped pixel model meets the first and measured 92.87%
-# binary on seed 0's test split and 93.08% on this fresh set (docs/benchmarks.md), so its binary
-# floor is that figure less a point, not the target it does not meet.
+# name -> the accuracy each question kind must reach on fresh data. The shipped pixel model measured
+# 99.93% / 97.02% on seed 0's test split and 99.91% / 96.84% on 40,000 questions of another seed
+# (docs/benchmarks.md); on these 5,200 the binary floor is a point under the 95% target, as the
+# issue that set it asks (a standard error of about 0.35 points here).
 SHIPPED = {
-    "sort-of-clevr-pixels": {"non_relational": 0.99, "binary": 0.92},
+    "sort-of-clevr-pixels": {"non_relational": 0.99, "binary": 0.94},
     "sort-of-clevr-state": {"non_relational": 0.99, "binary": 0.95},
 }
 
