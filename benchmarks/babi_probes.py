@@ -37,6 +37,9 @@ PERMUTE_16 = ['model.permute_words=[["bernhard","brian","greg","julius","lily"],
 # Task 17's 9,000 training questions hold 994 distinct stories of six objects (four colours, four
 # shapes); permuted afresh, each story is one of many.
 PERMUTE_17 = ['model.permute_words=[["blue","pink","red","yellow"],["rectangle","sphere","square","triangle"]]']
+# Each statement as its words side by side (nn.text.WordSlotEncoder) instead of an LSTM's final state:
+# task 16's names are then read where they stand, not carried through the statement by the LSTM.
+WORDS = ["model.sentence_encoder=words"]
 # probe -> (task, changes to the babi preset besides data.tasks)
 PROBES = {
     "t14": (14, []),
@@ -50,6 +53,8 @@ PROBES = {
     # Does the rule come after a plateau, as task 19's does? The same at a constant lr, for longer.
     "t16-permute-constant": (16, PERMUTE_16 + ["schedule=constant"]),
     "t16-batch-norm-permute": (16, BATCH_NORM + PERMUTE_16),
+    "t16-words": (16, WORDS),
+    "t16-words-permute": (16, WORDS + PERMUTE_16),
     "t17": (17, []),
     "t17-paper-lr": (17, PAPER_LR),
     "t17-dropout": (17, DROPOUT),

@@ -11,7 +11,7 @@ import torch
 
 from relnet.cli import main
 from relnet.errors import ConfigError, DataError
-from relnet.nn.text import SequenceEncoder, WordPermutation
+from relnet.nn.text import SequenceEncoder, WordPermutation, WordSlotEncoder
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.babi import summarize
 from relnet.tasks.babi.data import TASK_NAMES, read_file, task_file
@@ -184,6 +184,38 @@ def test_sequence_encoder_in_length_groups_gives_the_states_of_one_run():
     assert torch.equal(out[lengths == 0], torch.zeros(int((lengths == 0).sum()), 7))
 
 
+def test_word_slot_encoder_puts_each_word_in_its_own_slot():
+    embedding = torch.nn.Embedding(10, 3, padding_idx=0)
+    encoder = WordSlotEncoder(embedding, slots=4)
+    tokens = torch.tensor([[[3, 4, 5, 0, 0, 0], [7, 1, 2, 6, 8, 9]]])  # [1, 2, 6]: one short, one cut at 4 words
+    out = encoder(tokens, torch.tensor([[3, 6]]))
+    assert out.shape == (1, 2, 12)
+    torch.testing.assert_close(out[0, 0], torch.cat([embedding.weight[3], embedding.weight[4], embedding.weight[5],
+                                                      torch.zeros(3)]))
+    torch.testing.assert_close(out[0, 1], embedding.weight[[7, 1, 2, 6]].flatten())
+    narrow = encoder(tokens[..., :2], torch.tensor([[2, 2]]))  # fewer columns than slots: padded
+    torch.testing.assert_close(narrow[..., :6], out[..., :6])
+    assert torch.equal(narrow[..., 6:], torch.zeros(1, 2, 6))
+    with pytest.raises(ValueError, match="padding_idx=0"):
+        WordSlotEncoder(torch.nn.Embedding(10, 3), slots=4)
+
+
+def test_text_rn_with_word_slots_trains_and_refuses_unknown_encoders(tiny_babi):
+    task = get_task("babi")
+    split = task.load(tiny_babi, "train", preset_for([1, 8]))
+    model = task.build_model(preset_for([1, 8], sentence_encoder="words", sentence_words=5), split.info())
+    assert isinstance(model.sentence_encoder, WordSlotEncoder)
+    assert model.rn.object_dim == 5 * 32 + 20  # five word slots of the 32-wide embedding, then the position tag
+    inputs, targets = split.batch(torch.arange(len(split)))
+    loss = task.loss(model.train()(**inputs), targets)
+    loss.backward()
+    assert torch.isfinite(loss) and model.sentence_encoder.embedding.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="sentence_encoder='gru': expected one of lstm, words"):
+        task.build_model(preset_for([1, 8], sentence_encoder="gru"), split.info())
+    with pytest.raises(ValueError, match="one of"):
+        TextRN(num_words=12, num_answers=3, max_story=20, sentence_encoder="bag")
+
+
 def test_padded_statements_change_nothing():
     torch.manual_seed(0)
     model = TextRN(num_words=12, num_answers=3, max_story=20, g_widths=[8, 8], f_widths=[8]).eval()
@@ -342,3 +374,17 @@ def test_path_finding_moves_are_scored_separately(tmp_path, monkeypatch):
     assert scores["questions"] == 2
     assert all(0 <= scores[key] <= 1 for key in ("first_move", "second_move", "both"))
     assert scores["both"] <= min(scores["first_move"], scores["second_move"])
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="official bAbI files not present in ../shared/data/babi")
+def test_every_probe_builds_on_its_task():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from babi_probes import PROBES
+
+    task = get_task("babi")
+    infos = {}
+    for probe, (number, changes) in PROBES.items():
+        preset = get_preset("babi").with_overrides([f"data.tasks=[{number}]", *changes])
+        if number not in infos:
+            infos[number] = task.load(SHARED / "en-valid", "train", preset).info()
+        assert isinstance(task.build_model(preset, infos[number]), TextRN), probe

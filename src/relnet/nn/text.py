@@ -1,4 +1,5 @@
-"""Text encoders: an LSTM over word embeddings whose final state stands for a sentence or a question."""
+"""Text encoders: an LSTM over word embeddings whose final state stands for a sentence or a question,
+or a sentence's words side by side, each in its own slot."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import torch
 from torch import nn
 
 from relnet.nn.cpu import native_bf16_cpu
+
+# What a statement can be encoded by (the text RN's model.sentence_encoder).
+SENTENCE_ENCODERS = ("lstm", "words")
 
 
 class SequenceEncoder(nn.Module):
@@ -69,6 +73,32 @@ class SequenceEncoder(nn.Module):
         last = (lengths - 1).clamp(min=0)
         final = outputs[torch.arange(len(last), device=tokens.device), last]
         return final * (lengths > 0).unsqueeze(-1).to(final.dtype)
+
+
+class WordSlotEncoder(nn.Module):
+    """Encodes padded token sequences as the embeddings of their first ``slots`` words side by
+    side: word k fills slot k, and the slots after the sequence's last word are zeros.
+
+    An LSTM's final state has to carry a sentence's first word (a bAbI name) through the rest of
+    the sentence before g can compare it with another sentence's; here every word is read where it
+    stands. Words after the first ``slots`` are not seen. Input tokens ``[..., L]`` (0 is padding,
+    on the right) and lengths ``[...]`` (unused: padding embeds to zeros; taken so that the two
+    encoders are called alike); output ``[..., slots * embedding_dim]``.
+    """
+
+    def __init__(self, embedding: nn.Embedding, slots: int):
+        super().__init__()
+        if embedding.padding_idx != 0:
+            raise ValueError("WordSlotEncoder needs an embedding with padding_idx=0, so that empty slots are zeros")
+        self.embedding = embedding
+        self.slots = slots
+        self.out_dim = slots * embedding.embedding_dim
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        tokens = tokens[..., :self.slots]
+        if tokens.shape[-1] < self.slots:
+            tokens = nn.functional.pad(tokens, (0, self.slots - tokens.shape[-1]))
+        return self.embedding(tokens).flatten(-2)
 
 
 class WordPermutation(nn.Module):

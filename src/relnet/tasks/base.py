@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from relnet.errors import ConfigError, DataError, shown
 from relnet.nn.conv import CONV_ORDERS
+from relnet.nn.text import SENTENCE_ENCODERS
 from relnet.rn import AGGREGATIONS
 from relnet.train.preset import Preset, is_number, is_whole
 
@@ -26,7 +27,7 @@ MAX_SCALE = 1e4  # a real-valued option other than dropout (CLEVR's position_sca
 MAX_DATA_SIZE = 10_000_000  # a size the data gives the model: a vocabulary, the answers, an image's side
 NONEMPTY = ("g_widths", "conv_channels")  # an empty list of these builds no model
 COUNTS = ("hops",)
-CHOICES = {"aggregation": AGGREGATIONS, "conv_order": CONV_ORDERS}
+CHOICES = {"aggregation": AGGREGATIONS, "conv_order": CONV_ORDERS, "sentence_encoder": SENTENCE_ENCODERS}
 
 
 def option_problem(name: str, default, value) -> str | None:

@@ -1,5 +1,5 @@
-"""The paper's text RN: each statement of the story, encoded by an LSTM and tagged with its
-position, is an object; the question's LSTM state conditions every pair."""
+"""The paper's text RN: each statement of the story, encoded by an LSTM (or its words side by
+side) and tagged with its position, is an object; the question's LSTM state conditions every pair."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from relnet.nn.text import SequenceEncoder, WordPermutation
+from relnet.nn.text import SENTENCE_ENCODERS, SequenceEncoder, WordPermutation, WordSlotEncoder
 from relnet.rn import RelationNetwork
 
 
@@ -17,14 +17,21 @@ class TextRN(nn.Module):
     def __init__(self, num_words: int, num_answers: int, max_story: int, embedding_dim: int = 32,
                  sentence_dim: int = 32, question_dim: int = 32, g_widths: Sequence[int] = (256,) * 4,
                  f_widths: Sequence[int] = (256, 512), dropout: float = 0.0, aggregation: str = "sum",
-                 batch_norm: bool = False):
+                 batch_norm: bool = False, sentence_encoder: str = "lstm", sentence_words: int = 12):
         super().__init__()
+        if sentence_encoder not in SENTENCE_ENCODERS:
+            raise ValueError(f"sentence_encoder must be one of {SENTENCE_ENCODERS}, got {sentence_encoder!r}")
         self.max_story = max_story
         embedding = nn.Embedding(num_words, embedding_dim, padding_idx=0)
-        # One word embedding, two LSTMs: statements and questions are read differently.
-        self.sentence_encoder = SequenceEncoder(embedding, sentence_dim)
+        # One word embedding; statements and questions are read by different encoders. "words" puts
+        # a statement's first sentence_words words side by side (sentence_dim is then unused).
+        if sentence_encoder == "lstm":
+            self.sentence_encoder, object_dim = SequenceEncoder(embedding, sentence_dim), sentence_dim
+        else:
+            self.sentence_encoder = WordSlotEncoder(embedding, sentence_words)
+            object_dim = self.sentence_encoder.out_dim
         self.question_encoder = SequenceEncoder(embedding, question_dim)
-        self.rn = RelationNetwork(sentence_dim + max_story, num_answers, question_dim, g_widths, f_widths, dropout,
+        self.rn = RelationNetwork(object_dim + max_story, num_answers, question_dim, g_widths, f_widths, dropout,
                                   aggregation, batch_norm=batch_norm)
         self.num_words, self.num_answers = num_words, num_answers
         # Training-time augmentation, built from the vocabulary by the task (model.permute_words).
