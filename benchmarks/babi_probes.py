@@ -55,6 +55,8 @@ PROBES = {
     "t16-batch-norm-permute": (16, BATCH_NORM + PERMUTE_16),
     "t16-words": (16, WORDS),
     "t16-words-permute": (16, WORDS + PERMUTE_16),
+    # The same at a constant lr for as long as it takes: does the rule come after a long plateau?
+    "t16-words-permute-constant": (16, WORDS + PERMUTE_16 + ["schedule=constant"]),
     "t17": (17, []),
     "t17-paper-lr": (17, PAPER_LR),
     "t17-dropout": (17, DROPOUT),
