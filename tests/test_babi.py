@@ -388,3 +388,15 @@ def test_every_probe_builds_on_its_task():
         if number not in infos:
             infos[number] = task.load(SHARED / "en-valid", "train", preset).info()
         assert isinstance(task.build_model(preset, infos[number]), TextRN), probe
+
+
+def test_a_run_started_from_the_shipped_model_encodes_its_data_with_the_models_vocabulary(small_datasets, tmp_path):
+    from relnet import pretrained
+    from relnet.train.checkpoint import load_checkpoint
+
+    data, shipped = small_datasets["babi"], pretrained.card("babi")["info"]
+    common = ["train", "--preset", "babi", "--data", str(data), "--epochs", "1", "--no-progress", "--precision", "fp32"]
+    assert main(common + ["--out", str(tmp_path / "fresh"), "--set", "model.sentence_dim=8"]) == 0
+    assert load_checkpoint(tmp_path / "fresh" / "checkpoint.pt")["info"] != shipped  # the small files' own words
+    assert main(common + ["--out", str(tmp_path / "tuned"), "--init-from", "pretrained:babi"]) == 0
+    assert load_checkpoint(tmp_path / "tuned" / "checkpoint.pt")["info"] == shipped

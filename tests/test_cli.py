@@ -231,3 +231,41 @@ def test_slice_minutes_ends_a_sitting_and_resume_goes_on(tiny_sort_of_clevr, tmp
     assert main(common + ["--resume"]) == 0
     assert "trained all 2 epochs" in capsys.readouterr().out
     assert json.loads((run / "metrics.json").read_text())["ended_by"] == "epochs"
+
+
+def test_init_from_starts_a_new_run_from_a_trained_models_weights(tiny_sort_of_clevr, tmp_path, capsys):
+    import torch
+
+    common = ["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--no-progress",
+              "--precision", "fp32", "--epochs", "1", "--set", "model.g_widths=[8]", "--set", "model.f_widths=[8]"]
+    assert main(common + ["--out", str(tmp_path / "source"), "--seed", "5"]) == 0
+    # At lr 1e-9 (Adam's steps are about lr each) a run keeps the weights it starts with: those of
+    # --init-from, not of its seed.
+    frozen = common + ["--set", "lr=1e-9"]
+    assert main(frozen + ["--out", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "source")]) == 0
+    assert main(frozen + ["--out", str(tmp_path / "fresh")]) == 0
+    source, tuned, fresh = (load_checkpoint(tmp_path / name / "checkpoint.pt")["model"]
+                            for name in ("source", "tuned", "fresh"))
+    assert all(torch.allclose(source[key], tuned[key], rtol=0, atol=1e-6) for key in source)
+    assert not all(torch.allclose(source[key], fresh[key], rtol=0, atol=1e-3) for key in source)
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert config["options"]["init_from"] == str(tmp_path / "source")
+    # The same command with --resume goes on; another source is refused, naming what the run started from.
+    assert main(frozen + ["--out", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "source"), "--resume",
+                          "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(frozen + ["--out", str(tmp_path / "fresh"), "--init-from", str(tmp_path / "source"), "--resume",
+                          "--epochs", "2"]) == 2
+    assert "the run there started from its seed's weights" in capsys.readouterr().err
+    # The card of an exported model says where its training started.
+    assert main(["export", str(tmp_path / "tuned"), "--name", "tuned", "--dir", str(tmp_path / "models")]) == 0
+    assert json.loads((tmp_path / "models" / "tuned.json").read_text())["init_from"] == str(tmp_path / "source")
+    # A model of another shape or task is refused by name before anything is written.
+    for change, expected in (([], "a model of task 'babi'; preset trains task 'sort-of-clevr'"),
+                             (["--set", "model.g_widths=[16]"], "do not fit the model of preset 'sort-of-clevr-state' "
+                                                                "(size mismatch for")):
+        source = "pretrained:babi" if not change else str(tmp_path / "source")
+        capsys.readouterr()
+        assert main(common + change + ["--out", str(tmp_path / "refused"), "--init-from", source]) == 2
+        assert expected in capsys.readouterr().err
+        assert not (tmp_path / "refused" / "checkpoint.pt").exists()

@@ -314,6 +314,11 @@ def cmd_train(args) -> int:
         _check_resumed_preset(Path(args.out) / "checkpoint.pt", registered, preset,
                               [assignment.partition("=")[0] for assignment in args.set or []])
     task = get_task(preset.task)
+    init = None
+    if args.init_from:
+        from relnet.pretrained import starting_weights
+
+        init = starting_weights(args.init_from)
     if args.threads:
         import torch
 
@@ -323,7 +328,7 @@ def cmd_train(args) -> int:
                     progress=not args.no_progress, checkpoint_minutes=args.checkpoint_minutes,
                     accumulate=args.accumulate, compile=args.compile, eval_every=args.eval_every,
                     eval_subset=args.eval_subset, command="relnet " + shlex.join(args.argv),
-                    slice_minutes=args.slice_minutes, dist_timeout=args.dist_timeout)
+                    slice_minutes=args.slice_minutes, dist_timeout=args.dist_timeout, init=init)
     from relnet.train.distributed import world_from_environment
 
     if not world_from_environment().is_main:  # under torchrun, rank 0 reports
@@ -677,6 +682,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "matrix instructions, AVX-512 BF16 or AMX; fp32 elsewhere)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (with the preset it was "
                        "started with: the command's --set/--config may be repeated, not changed, but for eval_batch_size)")
+    train.add_argument("--init-from", metavar="MODEL",
+                       help="start from a trained model's weights instead of the seed's: pretrained:NAME, an exported "
+                            "NAME.safetensors or a run directory, of the preset's task and model shape (fine-tuning, "
+                            "or a finished run trained on with a new schedule); the data is encoded with its "
+                            "vocabularies; recorded in config.json and the exported card")
     train.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, metavar="M",
                        help="also checkpoint every M minutes within an epoch (default 5)")
     train.add_argument("--accumulate", type=positive_int, default=1, metavar="K",

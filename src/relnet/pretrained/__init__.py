@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save
 
 from relnet.errors import ConfigError, shown
 from relnet.io import atomic_write, read_json_file, write_json
-from relnet.train.checkpoint import build_checked, load_checkpoint
+from relnet.train.checkpoint import build_checked, load_checkpoint, weights_mismatch
+from relnet.train.loop import StartingWeights
 from relnet.train.preset import Preset
 
 FOLDER = Path(__file__).resolve().parent
@@ -82,7 +83,7 @@ def load(spec: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module
         model.load_state_dict(weights)
     except RuntimeError as error:
         raise ConfigError(f"{weights_path}: weights do not fit preset {preset.name!r}: "
-                          f"{str(error).splitlines()[0]}") from None
+                          f"{weights_mismatch(error)}") from None
     return model.to(device).eval(), model_card
 
 
@@ -104,8 +105,15 @@ def load_trained(spec: str, device: torch.device | str = "cpu"):
         model.load_state_dict(state["model"])
     except RuntimeError as error:
         raise ConfigError(f"{run / 'checkpoint.pt'}: weights do not fit preset {preset.name!r}: "
-                          f"{str(error).splitlines()[0]}") from None
+                          f"{weights_mismatch(error)}") from None
     return task, preset, info, model.to(device).eval()
+
+
+def starting_weights(spec: str) -> StartingWeights:
+    """A trained model (as ``load_trained`` reads ``spec``) as the weights a new run starts from
+    (``relnet train --init-from``)."""
+    task, _, info, model = load_trained(spec)
+    return StartingWeights(source=spec, task=task.name, weights=model.state_dict(), info=info)
 
 
 def export(state: dict, metrics: dict, name: str, folder: Path, command: str, commit: str) -> list[Path]:
@@ -125,6 +133,8 @@ def export(state: dict, metrics: dict, name: str, folder: Path, command: str, co
         "command": command,
         "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
         "device": state["options"]["device"], "precision": state["options"]["precision"], "commit": commit,
+        # The model its training started from (relnet train --init-from), or None: its seed's weights.
+        "init_from": state["options"].get("init_from"),
         # Trainable parameters, each once (not batch norm's running statistics; a shared embedding once).
         "parameters": sum(parameter.numel() for parameter in model.parameters()),
         # Every task's summary figures (accuracies by kind, by task, by count...); no per-example lists.

@@ -51,6 +51,13 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def weights_mismatch(error: Exception) -> str:
+    """What ``load_state_dict``'s error says is wrong: its first specific line (the first line only
+    names the module), for messages that name the file the weights came from."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__
+
+
 def _number(value, low=0.0) -> bool:
     return is_number(value, low, sys.float_info.max)  # the largest float: finite, so inf is refused
 

@@ -30,7 +30,7 @@ from relnet.errors import ConfigError, DataError
 from relnet.io import atomic_write, directory_lock, write_json
 from relnet.nn.cpu import native_bf16_cpu
 from relnet.train import distributed
-from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint
+from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint, weights_mismatch
 from relnet.train.events import EventLog
 from relnet.train.memory import TRAINING_COPIES
 from relnet.train.plots import plot_curves
@@ -213,6 +213,20 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+@dataclass(frozen=True)
+class StartingWeights:
+    """The weights a new run starts from instead of its seed's (``relnet train --init-from``): a
+    trained model's state dict, the task it was trained on, and the ``info`` its data was encoded
+    with, which the new run's data is encoded with too, so that a word keeps its number. ``source``
+    names the model (``pretrained:NAME``, an exported file or a run directory) in messages and in
+    the run's config."""
+
+    source: str
+    task: str
+    weights: dict
+    info: dict
+
+
 @dataclass
 class _Progress:
     epoch: int = 0
@@ -266,7 +280,7 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
           compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000,
           command: str | None = None, slice_minutes: float | None = None,
-          dist_timeout: float = distributed.JOIN_TIMEOUT) -> dict:
+          dist_timeout: float = distributed.JOIN_TIMEOUT, init: StartingWeights | None = None) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
     ``data_dir`` is what ``task.load`` reads; None for a task that holds its data (a TensorTask).
 
@@ -278,7 +292,9 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
     evaluations on a fixed subset of ``eval_subset`` examples of the evaluation split, for
     learning curves against examples seen. A resumed run keeps the preset it was started with,
     except for the fields that shape only its evaluations (``EVALUATION_FIELDS``), taken from ``preset``.
-    ``command`` (the command line that started the run) is recorded in config.json.
+    ``command`` (the command line that started the run) is recorded in config.json. ``init`` starts
+    a new run from a trained model's weights (fine-tuning, or a finished run trained on with a new
+    schedule); a resumed run goes on from its checkpoint, and ``init`` must then name its source.
 
     A long run trains in slices: ``slice_minutes`` ends this call after that many minutes of wall
     time (evaluation included) with a full evaluation and a checkpoint, and ``resume=True`` goes on.
@@ -301,7 +317,8 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
         run = _setup(task, preset, source, out_dir, epochs=epochs, max_minutes=max_minutes, seed=seed,
                      device=device, precision=precision, resume=resume, progress=progress, accumulate=accumulate,
                      compile=compile, eval_every=eval_every, eval_subset=eval_subset, command=command,
-                     slice_end=wall_start + slice_minutes * 60 if slice_minutes else None, dist_timeout=dist_timeout)
+                     slice_end=wall_start + slice_minutes * 60 if slice_minutes else None, dist_timeout=dist_timeout,
+                     init=init)
         return _train_epochs(run, checkpoint_minutes, wall_start)
 
 
@@ -324,12 +341,13 @@ def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> 
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
-           accumulate, compile, eval_every, eval_subset, command, slice_end, dist_timeout) -> _Run:
+           accumulate, compile, eval_every, eval_subset, command, slice_end, dist_timeout, init) -> _Run:
     """Validate the options, load the data and build (or restore) the model and optimizer."""
     from relnet.tasks.base import nonempty  # (relnet.tasks imports the trainer's presets)
 
     world = distributed.world_from_environment()
     state = _checkpoint_to_resume(out_dir, preset, resume)
+    init_from = _check_starting_weights(init, task, state, out_dir)
     if state:  # a resumed run keeps its preset, seed and recording options; budgets may be given anew
         evaluation = {name: getattr(preset, name) for name in EVALUATION_FIELDS}
         preset = dataclasses.replace(Preset.from_dict(state["preset"], str(out_dir / "checkpoint.pt")), **evaluation)
@@ -355,7 +373,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     distributed.start(world, torch_device, dist_timeout)
 
     # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
-    train_split = nonempty(task.load(data_dir, "train", preset, state["info"] if state else None), data_dir)
+    known_info = state["info"] if state else init.info if init else None
+    train_split = nonempty(task.load(data_dir, "train", preset, known_info), data_dir)
     data_fingerprint = train_split.fingerprint()
     if state and state["options"].get("data_fingerprint", data_fingerprint) != data_fingerprint:
         raise ConfigError(f"{out_dir / 'checkpoint.pt'}: the run was trained on other data "
@@ -369,7 +388,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         raise DataError(f"{data_dir}: the {eval_split.name} split has questions without answers; training "
                         f"evaluates on it and needs every answer")
     model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world,
-                                                  out_dir / "checkpoint.pt")
+                                                  out_dir / "checkpoint.pt", None if state else init)
     # DDP copies rank 0's weights to every process when it wraps the model.
     step_model = torch.nn.parallel.DistributedDataParallel(model) if world.launched else model
     if compile:
@@ -378,7 +397,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
                "device": str(torch_device), "data": str(data_dir), "processes": world.size,
                "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
-               "command": command, "data_fingerprint": data_fingerprint, "train_examples": len(train_split)}
+               "command": command, "data_fingerprint": data_fingerprint, "train_examples": len(train_split),
+               "init_from": init_from}
     if world.is_main:
         write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info,
                                              "environment": environment(torch_device)})
@@ -457,6 +477,21 @@ def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict |
     return state
 
 
+def _check_starting_weights(init: StartingWeights | None, task, state: dict | None, out_dir: Path) -> str | None:
+    """The source of the run's starting weights (None: its seed's); a resumed run's stays as it was."""
+    if state:
+        stored = state["options"].get("init_from")
+        if init and init.source != stored:
+            started = f"from {stored}" if stored else "from its seed's weights"
+            raise ConfigError(f"{out_dir}: the run there started {started}; --resume goes on from its checkpoint, "
+                              f"so --init-from {init.source} does not apply (leave it out, or choose another --out)")
+        return stored
+    if init and init.task != task.name:
+        raise ConfigError(f"--init-from {init.source}: a model of task {init.task!r}; preset "
+                          f"trains task {task.name!r}")
+    return init.source if init else None
+
+
 def _check_options(preset: Preset, world: distributed.World, epochs: int, max_minutes: float | None,
                    eval_every: int | None, accumulate: int) -> None:
     if epochs < 1:
@@ -470,12 +505,18 @@ def _check_options(preset: Preset, world: distributed.World, epochs: int, max_mi
                           f"{world.size} process(es) x {accumulate} accumulation step(s)")
 
 
-def _build_model(task, preset, info, device, state, seed, world, path):
-    """The model and optimizer, fresh from ``seed`` or restored from ``state`` (read from ``path``),
-    and the run's progress."""
+def _build_model(task, preset, info, device, state, seed, world, path, init):
+    """The model and optimizer, fresh from ``seed`` (its weights from ``init`` when given) or restored
+    from ``state`` (read from ``path``), and the run's progress."""
     torch.manual_seed(seed)
     # A fresh run's model comes from the preset and --set (where None), not from a checkpoint: say so when it fails.
     model = build_checked(task, preset, info, path if state else None, copies=TRAINING_COPIES, device=device).to(device)
+    if init:
+        try:
+            model.load_state_dict(init.weights)
+        except RuntimeError as error:
+            raise ConfigError(f"--init-from {init.source}: its weights do not fit the model of preset "
+                              f"{preset.name!r} ({weights_mismatch(error)})") from None
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     run_progress = _Progress()
     if state:
@@ -486,7 +527,7 @@ def _build_model(task, preset, info, device, state, seed, world, path):
             torch.set_rng_state(state["rng"]["torch"])
         except (RuntimeError, TypeError, ValueError, KeyError) as error:
             raise ConfigError(f"{path}: damaged checkpoint, or not of this preset's model "
-                              f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+                              f"({type(error).__name__}: {weights_mismatch(error)})") from None
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"])
     if world.size > 1:
