@@ -11,7 +11,7 @@ import torch
 
 from relnet.cli import main
 from relnet.errors import ConfigError, DataError
-from relnet.nn.text import SequenceEncoder, WordPermutation, WordSlotEncoder
+from relnet.nn.text import SENTENCE_ENCODERS, SequenceEncoder, WordPermutation, WordSlotEncoder
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.babi import summarize
 from relnet.tasks.babi.data import TASK_NAMES, read_file, task_file
@@ -193,6 +193,9 @@ def test_word_slot_encoder_puts_each_word_in_its_own_slot():
     torch.testing.assert_close(out[0, 0], torch.cat([embedding.weight[3], embedding.weight[4], embedding.weight[5],
                                                       torch.zeros(3)]))
     torch.testing.assert_close(out[0, 1], embedding.weight[[7, 1, 2, 6]].flatten())
+    stale = tokens.clone()
+    stale[0, 0, 3:] = 9  # what lies after a statement's length is padding, whatever it holds
+    assert torch.equal(encoder(stale, torch.tensor([[3, 6]])), out)
     narrow = encoder(tokens[..., :2], torch.tensor([[2, 2]]))  # fewer columns than slots: padded
     torch.testing.assert_close(narrow[..., :6], out[..., :6])
     assert torch.equal(narrow[..., 6:], torch.zeros(1, 2, 6))
@@ -209,16 +212,39 @@ def test_text_rn_with_word_slots_trains_and_refuses_unknown_encoders(tiny_babi):
     inputs, targets = split.batch(torch.arange(len(split)))
     loss = task.loss(model.train()(**inputs), targets)
     loss.backward()
-    assert torch.isfinite(loss) and model.sentence_encoder.embedding.weight.grad.abs().sum() > 0
+    assert torch.isfinite(loss)
+    # The answer reads the statements' words through the slots (the question's LSTM shares the embedding).
+    story = inputs["story"].clone()
+    story[0, 0, 0] = 1 if story[0, 0, 0] != 1 else 2  # the first word of the first (real) statement
+    with torch.no_grad():
+        model.eval()
+        assert not torch.equal(model(**{**inputs, "story": story})[0], model(**inputs)[0])
     with pytest.raises(ConfigError, match="sentence_encoder='gru': expected one of lstm, words"):
         task.build_model(preset_for([1, 8], sentence_encoder="gru"), split.info())
+    with pytest.raises(ConfigError, match="model.sentence_words is read by the words encoder only"):
+        task.build_model(preset_for([1, 8], sentence_words=5), split.info())
+    with pytest.raises(ConfigError, match="model.sentence_words=65: expected a whole number from 1 to 64"):
+        task.build_model(preset_for([1, 8], sentence_encoder="words", sentence_words=65), split.info())
     with pytest.raises(ValueError, match="one of"):
         TextRN(num_words=12, num_answers=3, max_story=20, sentence_encoder="bag")
 
 
-def test_padded_statements_change_nothing():
+def test_statements_longer_than_the_word_slots_are_counted_in_a_warning(tiny_babi, capsys):
+    task = get_task("babi")
+    task.load(tiny_babi, "train", preset_for([1, 8], sentence_encoder="words"))
+    assert "sentence_words" not in capsys.readouterr().err  # every statement fits the default slots
+    split = task.load(tiny_babi, "train", preset_for([1, 8], sentence_encoder="words", sentence_words=3))
+    longer = int((split.tensors["sentence_lengths"] > 3).sum())
+    assert longer > 0
+    assert (f"{longer} statements are longer than model.sentence_words=3 words; the words encoder does not see "
+            f"the words after the first 3") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("encoder", SENTENCE_ENCODERS)
+def test_padded_statements_change_nothing(encoder):
     torch.manual_seed(0)
-    model = TextRN(num_words=12, num_answers=3, max_story=20, g_widths=[8, 8], f_widths=[8]).eval()
+    model = TextRN(num_words=12, num_answers=3, max_story=20, g_widths=[8, 8], f_widths=[8],
+                   sentence_encoder=encoder).eval()
     story = torch.randint(1, 12, (1, 2, 4))
     padded = torch.cat([story, torch.randint(1, 12, (1, 3, 4))], dim=1)
     lengths = torch.full((1, 2), 4)

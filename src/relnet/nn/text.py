@@ -8,7 +8,8 @@ from torch import nn
 
 from relnet.nn.cpu import native_bf16_cpu
 
-# What a statement can be encoded by (the text RN's model.sentence_encoder).
+# What a statement can be encoded by (the text RN's model.sentence_encoder). Named here, beside the
+# encoders, because the preset checks (tasks/base.py) read it without building a model.
 SENTENCE_ENCODERS = ("lstm", "words")
 
 
@@ -81,9 +82,10 @@ class WordSlotEncoder(nn.Module):
 
     An LSTM's final state has to carry a sentence's first word (a bAbI name) through the rest of
     the sentence before g can compare it with another sentence's; here every word is read where it
-    stands. Words after the first ``slots`` are not seen. Input tokens ``[..., L]`` (0 is padding,
-    on the right) and lengths ``[...]`` (unused: padding embeds to zeros; taken so that the two
-    encoders are called alike); output ``[..., slots * embedding_dim]``.
+    stands. Words after the first ``slots`` are not seen. Input tokens ``[..., L]`` (padded on the
+    right) and lengths ``[...]``: the tokens after a sequence's length are read as padding (id 0,
+    which embeds to zeros), whatever they hold, as the LSTM encoder ignores them; output
+    ``[..., slots * embedding_dim]``.
     """
 
     def __init__(self, embedding: nn.Embedding, slots: int):
@@ -95,7 +97,8 @@ class WordSlotEncoder(nn.Module):
         self.out_dim = slots * embedding.embedding_dim
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        tokens = tokens[..., :self.slots]
+        positions = torch.arange(tokens.shape[-1], device=tokens.device)
+        tokens = tokens.masked_fill(positions >= lengths.unsqueeze(-1), 0)[..., :self.slots]
         if tokens.shape[-1] < self.slots:
             tokens = nn.functional.pad(tokens, (0, self.slots - tokens.shape[-1]))
         return self.embedding(tokens).flatten(-2)

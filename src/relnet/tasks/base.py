@@ -26,7 +26,7 @@ MAX_LAYERS = 64  # the most layers in a list of widths, and the most attention h
 MAX_SCALE = 1e4  # a real-valued option other than dropout (CLEVR's position_scale), from 0
 MAX_DATA_SIZE = 10_000_000  # a size the data gives the model: a vocabulary, the answers, an image's side
 NONEMPTY = ("g_widths", "conv_channels")  # an empty list of these builds no model
-COUNTS = ("hops",)
+COUNTS = ("hops", "sentence_words")  # options that count steps or slots: at most MAX_LAYERS
 CHOICES = {"aggregation": AGGREGATIONS, "conv_order": CONV_ORDERS, "sentence_encoder": SENTENCE_ENCODERS}
 
 

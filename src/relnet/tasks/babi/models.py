@@ -13,23 +13,27 @@ from relnet.nn.text import SENTENCE_ENCODERS, SequenceEncoder, WordPermutation, 
 from relnet.rn import RelationNetwork
 
 
+# The words encoder's slots: bAbI's longest statement has 11 words (one to spare).
+SENTENCE_WORDS = 12
+
+
 class TextRN(nn.Module):
     def __init__(self, num_words: int, num_answers: int, max_story: int, embedding_dim: int = 32,
                  sentence_dim: int = 32, question_dim: int = 32, g_widths: Sequence[int] = (256,) * 4,
                  f_widths: Sequence[int] = (256, 512), dropout: float = 0.0, aggregation: str = "sum",
-                 batch_norm: bool = False, sentence_encoder: str = "lstm", sentence_words: int = 12):
+                 batch_norm: bool = False, sentence_encoder: str = "lstm", sentence_words: int = SENTENCE_WORDS):
         super().__init__()
-        if sentence_encoder not in SENTENCE_ENCODERS:
-            raise ValueError(f"sentence_encoder must be one of {SENTENCE_ENCODERS}, got {sentence_encoder!r}")
         self.max_story = max_story
         embedding = nn.Embedding(num_words, embedding_dim, padding_idx=0)
         # One word embedding; statements and questions are read by different encoders. "words" puts
         # a statement's first sentence_words words side by side (sentence_dim is then unused).
         if sentence_encoder == "lstm":
             self.sentence_encoder, object_dim = SequenceEncoder(embedding, sentence_dim), sentence_dim
-        else:
+        elif sentence_encoder == "words":
             self.sentence_encoder = WordSlotEncoder(embedding, sentence_words)
             object_dim = self.sentence_encoder.out_dim
+        else:
+            raise ValueError(f"sentence_encoder must be one of {SENTENCE_ENCODERS}, got {sentence_encoder!r}")
         self.question_encoder = SequenceEncoder(embedding, question_dim)
         self.rn = RelationNetwork(object_dim + max_story, num_answers, question_dim, g_widths, f_widths, dropout,
                                   aggregation, batch_norm=batch_norm)
@@ -46,7 +50,7 @@ class TextRN(nn.Module):
         restore = None
         if self.word_permutation is not None:
             story, question, restore = self.word_permutation(story, question, self.num_words, self.num_answers)
-        sentences = self.sentence_encoder(story, sentence_lengths)  # [B, S, sentence_dim]
+        sentences = self.sentence_encoder(story, sentence_lengths)  # [B, S, object_dim]
         # Position tag: one-hot of how many statements back from the question (0 = the latest).
         count = story_mask.sum(1, keepdim=True)
         steps_back = (count - 1 - torch.arange(story.shape[1], device=story.device)).clamp(0, self.max_story - 1)

@@ -10,7 +10,7 @@ import torch
 from relnet.errors import ConfigError, shown
 from relnet.nn.text import WordPermutation
 from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
-from relnet.tasks.babi.models import TextRN
+from relnet.tasks.babi.models import SENTENCE_WORDS, TextRN
 from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.train.preset import Preset
 
@@ -119,6 +119,7 @@ class Babi(Task):
         if unknown_counts["words"] or unknown_counts["answers"]:
             print(f"warning: bAbI {split} split of {data_dir}: {unknown_counts['words']} words mapped to <unk>, "
                   f"{unknown_counts['answers']} answers never seen in training (counted as wrong)", file=sys.stderr)
+        _warn_of_unseen_words(preset, tensors["sentence_lengths"], f"bAbI {split} split of {data_dir}")
         return BabiSplit(split, tensors, info, oversample if split == "train" else None)
 
     @staticmethod
@@ -167,6 +168,9 @@ class Babi(Task):
 
     def build_model(self, preset: Preset, info: dict):
         options = dict(preset.model)
+        if "sentence_words" in options and options.get("sentence_encoder", "lstm") != "words":
+            raise ConfigError(f"preset {preset.name!r}: model.sentence_words is read by the words encoder only; "
+                              f"set model.sentence_encoder=words with it, or leave it out")
         classes = options.pop("permute_words", [])
         model = construct(TextRN, preset, options, info["num_words"], info["num_answers"], info["max_story"])
         if classes:
@@ -223,3 +227,14 @@ def word_permutation(classes, info: dict, preset: Preset) -> WordPermutation:
         word_classes.append([word_id[word] for word in words])
         answer_classes.append([answer_id[word] for word in words] if all(answers) else None)
     return WordPermutation(word_classes, answer_classes)
+
+
+def _warn_of_unseen_words(preset: Preset, sentence_lengths: torch.Tensor, where: str) -> None:
+    """The words encoder reads a statement's first model.sentence_words words: say when some are longer."""
+    if preset.model.get("sentence_encoder") != "words":
+        return
+    slots = preset.model.get("sentence_words", SENTENCE_WORDS)
+    longer = int((sentence_lengths > slots).sum())
+    if longer:
+        print(f"warning: {where}: {longer} statements are longer than model.sentence_words={slots} words; the words "
+              f"encoder does not see the words after the first {slots}", file=sys.stderr)
