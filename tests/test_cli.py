@@ -11,7 +11,7 @@ from relnet.tasks import get_preset
 from relnet.train.checkpoint import load_checkpoint
 
 COMMANDS = [[], ["data"], ["data", "sort-of-clevr"], ["data", "babi"], ["data", "physics"], ["data", "clevr-gen"],
-            ["data", "clevr"], ["data", "clevr-verify"], ["data", "clevr-stats"], ["train"], ["eval"], ["predict"], ["export"], ["presets"]]
+            ["data", "clevr"], ["data", "clevr-verify"], ["data", "clevr-stats"], ["train"], ["eval"], ["predict"], ["export"], ["presets"], ["status"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "relnet")
@@ -269,3 +269,33 @@ def test_init_from_starts_a_new_run_from_a_trained_models_weights(tiny_sort_of_c
         assert main(common + change + ["--out", str(tmp_path / "refused"), "--init-from", source]) == 2
         assert expected in capsys.readouterr().err
         assert not (tmp_path / "refused" / "checkpoint.pt").exists()
+
+
+def test_status_says_where_a_run_stands_and_how_to_resume_it(tiny_sort_of_clevr, tmp_path, capsys):
+    import os
+    import shlex
+
+    from relnet.io import directory_lock
+
+    run = tmp_path / "run"
+    command = ["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", str(run),
+               "--epochs", "2", "--no-progress", "--slice-minutes", "1e-9"]
+    assert main(command) == 0
+    capsys.readouterr()
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{run}: sort-of-clevr-state, stopped\n  horizon: 0.20 of 2 epochs (10%); ")
+    assert "  last full evaluation: epoch 0.20, 64 questions seen: test split: non_relational " in out
+    assert f"  resume: relnet {shlex.join(command)} --resume" in out
+    with directory_lock(run, "relnet train"):  # as a process training the run holds it
+        assert main(["status", str(run), "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)[0]
+    assert status["state"] == "training" and status["holder"] == f"pid {os.getpid()}, relnet train"
+    assert main(command[:-2] + ["--resume"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{run}: sort-of-clevr-state, finished (ended by epochs)" in out and "horizon: 2.00 of 2 epochs" in out
+    assert "resume:" not in out
+    assert main(["status", str(run), str(tmp_path / "none")]) == 2
+    assert f"{tmp_path / 'none'}: no run there" in capsys.readouterr().err

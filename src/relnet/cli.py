@@ -541,12 +541,17 @@ def cmd_presets(args) -> int:
 
 
 def _card_summary(card: dict) -> str:
-    metrics = card["metrics"]
-    summary = ", ".join(f"{kind} {100 * value:.2f}%" for kind, value in metrics.get("by_kind", {}).items()) \
-        or f"{100 * metrics['overall']:.2f}%"
-    if "tasks_passed" in metrics:
-        summary += f", {metrics['tasks_passed']}/{len(metrics['by_task'])} tasks passed"
-    return f"{card['preset']['name']}; {metrics['split']} split: {summary}"
+    from relnet.train.status import metrics_summary
+
+    return f"{card['preset']['name']}; {metrics_summary(card['metrics'])}"
+
+
+def cmd_status(args) -> int:
+    from relnet.train.status import format_status, run_status
+
+    statuses = [run_status(run) for run in args.runs]
+    print(json.dumps(statuses, indent=2) if args.json else "\n".join(format_status(status) for status in statuses))
+    return 0
 
 
 def add_generator_options(parser: argparse.ArgumentParser, handler) -> None:
@@ -711,6 +716,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "every 5 s says what is awaited, Ctrl-C stops the wait")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
+
+    status = commands.add_parser("status", help="where runs stand: training, stopped or finished, horizon, last "
+                                                 "evaluations, the command that resumes them",
+                                 description="Where each RUN stands, read from its directory (nothing is written): "
+                                             "whether a process trains it now, how far it is through its horizon and "
+                                             "the training time left at its pace, its last evaluations and, when "
+                                             "stopped, the command that resumes it (docs/long-runs.md).")
+    status.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `relnet train`")
+    status.add_argument("--json", action="store_true", help="print the states as JSON")
+    status.set_defaults(handler=cmd_status)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run",
                                    description="Evaluate the checkpoint of RUN on a split; writes RUN/eval_SPLIT.json.")

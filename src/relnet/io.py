@@ -248,6 +248,21 @@ def directory_lock(directory: str | os.PathLike, what: str):
             fcntl.flock(file, fcntl.LOCK_UN)
 
 
+def lock_holder(directory: str | os.PathLike) -> str | None:
+    """The relnet process holding ``directory``'s lock ("pid PID, COMMAND"), or None when none does."""
+    try:
+        descriptor = os.open(Path(directory) / ".lock", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no lock file: nobody took the directory (or it is not ours to read)
+        return None
+    with os.fdopen(descriptor, errors="replace") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _lock_holder(file)
+        fcntl.flock(file, fcntl.LOCK_UN)
+        return None
+
+
 def _lock_holder(file) -> str:
     """The process holding a lock, as it wrote itself into the lock file: "pid PID, COMMAND"."""
     file.seek(0)

@@ -452,14 +452,20 @@ def _off_plan(preset: Preset, train_examples: int) -> bool:
 
 
 def _where_in_horizon(run: _Run) -> str:
-    """How far the run is through its epochs (and budget), and the training time left at its pace."""
-    total, step, seconds = run.epochs * run.steps_per_epoch, run.progress.step, run.progress.train_seconds
+    return where_in_horizon(run.progress.step, run.steps_per_epoch, run.epochs, run.progress.train_seconds,
+                            run.options["max_minutes"])
+
+
+def where_in_horizon(step: int, steps_per_epoch: int, epochs: int, seconds: float, max_minutes: float | None) -> str:
+    """How far a run is through its epochs (and budget), and the training time left at its pace."""
+    total = epochs * steps_per_epoch
     left = (total - step) * seconds / step if step else None
-    if run.budget:
-        left = min(left, run.budget - seconds) if left is not None else run.budget - seconds
-    budget = f" of the {run.options['max_minutes']:g} min budget" if run.budget else ""
-    return (f"horizon: {step / run.steps_per_epoch:.2f} of {run.epochs} epochs ({step / max(total, 1):.0%}); "
-            f"{_duration(seconds)} trained{budget}"
+    if max_minutes:
+        budget = max_minutes * 60
+        left = min(left, budget - seconds) if left is not None else budget - seconds
+    of_budget = f" of the {max_minutes:g} min budget" if max_minutes else ""
+    return (f"horizon: {step / steps_per_epoch:.2f} of {epochs} epoch{'s' * (epochs != 1)} ({step / max(total, 1):.0%}); "
+            f"{_duration(seconds)} trained{of_budget}"
             + (f", about {_duration(max(left, 0.0))} of training left" if left is not None else ""))
 
 
