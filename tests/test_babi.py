@@ -426,3 +426,21 @@ def test_a_run_started_from_the_shipped_model_encodes_its_data_with_the_models_v
     assert load_checkpoint(tmp_path / "fresh" / "checkpoint.pt")["info"] != shipped  # the small files' own words
     assert main(common + ["--out", str(tmp_path / "tuned"), "--init-from", "pretrained:babi"]) == 0
     assert load_checkpoint(tmp_path / "tuned" / "checkpoint.pt")["info"] == shipped
+
+
+def test_a_run_started_from_a_model_refuses_answers_and_story_windows_the_model_lacks(tiny_babi, tmp_path):
+    from relnet.pretrained import starting_weights
+    from relnet.train import train
+
+    task = get_task("babi")
+    train(task, preset_for([1, 8]), tiny_babi, tmp_path / "source", epochs=1, progress=False)
+    init = starting_weights(str(tmp_path / "source"))
+    other = write_tasks(tmp_path / "other", "train", {1: STORY_1.replace("office", "attic"), 8: STORY_8})
+    write_tasks(other, "valid", {1: STORY_1, 8: STORY_8})
+    with pytest.raises(DataError, match=r"1 training answers are not among the model's \d+ answers"):
+        train(task, preset_for([1, 8]), other, tmp_path / "tuned", epochs=1, progress=False, init=init)
+    window = type(preset_for([1, 8]))(**{**preset_for([1, 8]).to_dict(), "data": {"tasks": [1, 8], "max_story": 10}})
+    with pytest.raises(ConfigError, match="data.max_story=10, but the model reads 20 statements"):
+        train(task, window, tiny_babi, tmp_path / "window", epochs=1, progress=False, init=init)
+    train(task, preset_for([1]), tiny_babi, tmp_path / "one-task", epochs=1, progress=False, init=init)
+    assert json.loads((tmp_path / "one-task" / "config.json").read_text())["info"]["tasks"] == [1]

@@ -240,62 +240,81 @@ def test_init_from_starts_a_new_run_from_a_trained_models_weights(tiny_sort_of_c
               "--precision", "fp32", "--epochs", "1", "--set", "model.g_widths=[8]", "--set", "model.f_widths=[8]"]
     assert main(common + ["--out", str(tmp_path / "source"), "--seed", "5"]) == 0
     # At lr 1e-9 (Adam's steps are about lr each) a run keeps the weights it starts with: those of
-    # --init-from, not of its seed.
+    # --init-from, not of its seed. --resume in a directory without a checkpoint starts the run too.
     frozen = common + ["--set", "lr=1e-9"]
-    assert main(frozen + ["--out", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "source")]) == 0
+    assert main(frozen + ["--out", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "source"), "--resume"]) == 0
     assert main(frozen + ["--out", str(tmp_path / "fresh")]) == 0
     source, tuned, fresh = (load_checkpoint(tmp_path / name / "checkpoint.pt")["model"]
                             for name in ("source", "tuned", "fresh"))
     assert all(torch.allclose(source[key], tuned[key], rtol=0, atol=1e-6) for key in source)
     assert not all(torch.allclose(source[key], fresh[key], rtol=0, atol=1e-3) for key in source)
-    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
-    assert config["options"]["init_from"] == str(tmp_path / "source")
-    # The same command with --resume goes on; another source is refused, naming what the run started from.
+    record = json.loads((tmp_path / "tuned" / "config.json").read_text())["options"]["init_from"]
+    assert record["source"] == str((tmp_path / "source").resolve()) and len(record["weights_sha256"]) == 64
+    # The same command with --resume goes on (the source named as before, even when it is gone);
+    # another source is refused, naming what the run started from.
+    (tmp_path / "source").rename(tmp_path / "moved")
     assert main(frozen + ["--out", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "source"), "--resume",
                           "--epochs", "2"]) == 0
     capsys.readouterr()
-    assert main(frozen + ["--out", str(tmp_path / "fresh"), "--init-from", str(tmp_path / "source"), "--resume",
+    assert main(frozen + ["--out", str(tmp_path / "fresh"), "--init-from", str(tmp_path / "moved"), "--resume",
                           "--epochs", "2"]) == 2
     assert "the run there started from its seed's weights" in capsys.readouterr().err
-    # The card of an exported model says where its training started.
+    # The card of an exported model says where its training started, and with which weights.
     assert main(["export", str(tmp_path / "tuned"), "--name", "tuned", "--dir", str(tmp_path / "models")]) == 0
-    assert json.loads((tmp_path / "models" / "tuned.json").read_text())["init_from"] == str(tmp_path / "source")
+    assert json.loads((tmp_path / "models" / "tuned.json").read_text())["init_from"] == record
     # A model of another shape or task is refused by name before anything is written.
     for change, expected in (([], "a model of task 'babi'; preset trains task 'sort-of-clevr'"),
                              (["--set", "model.g_widths=[16]"], "do not fit the model of preset 'sort-of-clevr-state' "
                                                                 "(size mismatch for")):
-        source = "pretrained:babi" if not change else str(tmp_path / "source")
+        source = "pretrained:babi" if not change else str(tmp_path / "moved")
         capsys.readouterr()
         assert main(common + change + ["--out", str(tmp_path / "refused"), "--init-from", source]) == 2
         assert expected in capsys.readouterr().err
         assert not (tmp_path / "refused" / "checkpoint.pt").exists()
 
 
-def test_status_says_where_a_run_stands_and_how_to_resume_it(tiny_sort_of_clevr, tmp_path, capsys):
+def test_status_says_where_a_run_stands_and_how_to_resume_it(tiny_sort_of_clevr, tmp_path, capsys, monkeypatch):
     import os
     import shlex
 
     from relnet.io import directory_lock
 
+    monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    command = ["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", str(run),
-               "--epochs", "2", "--no-progress", "--slice-minutes", "1e-9"]
-    assert main(command) == 0
+    start = ["train", "--preset", "sort-of-clevr-state", "--data", str(tiny_sort_of_clevr), "--out", "run",
+             "--no-progress", "--slice-minutes", "1e-9"]
+    assert main(start + ["--epochs", "2"]) == 0
     capsys.readouterr()
-    assert main(["status", str(run)]) == 0
+    assert main(["status", "run"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{run}: sort-of-clevr-state, stopped\n  horizon: 0.20 of 2 epochs (10%); ")
+    assert out.startswith("run: sort-of-clevr-state, stopped\n  horizon: 0.20 of 2 epochs (10%); ")
     assert "  last full evaluation: epoch 0.20, 64 questions seen: test split: non_relational " in out
-    assert f"  resume: relnet {shlex.join(command)} --resume" in out
+    # The resume command keeps the run's horizon (it leaves --epochs to the checkpoint) and its directory.
+    assert f"  resume: cd {shlex.quote(str(tmp_path))} && relnet {shlex.join(start)} --resume\n" in out
     with directory_lock(run, "relnet train"):  # as a process training the run holds it
-        assert main(["status", str(run), "--json"]) == 0
+        assert main(["status", "run", "--json"]) == 0
         status = json.loads(capsys.readouterr().out)[0]
     assert status["state"] == "training" and status["holder"] == f"pid {os.getpid()}, relnet train"
-    assert main(command[:-2] + ["--resume"]) == 0
+    assert main(start[:-2] + ["--resume"]) == 0
     capsys.readouterr()
-    assert main(["status", str(run)]) == 0
+    assert main(["status", "run"]) == 0
     out = capsys.readouterr().out
-    assert f"{run}: sort-of-clevr-state, finished (ended by epochs)" in out and "horizon: 2.00 of 2 epochs" in out
+    assert "run: sort-of-clevr-state, finished (ended by epochs)" in out and "horizon: 2.00 of 2 epochs" in out
     assert "resume:" not in out
-    assert main(["status", str(run), str(tmp_path / "none")]) == 2
-    assert f"{tmp_path / 'none'}: no run there" in capsys.readouterr().err
+    # A longer horizon, stopped in its first sitting: metrics.json still speaks of the end of the old one.
+    assert main(start + ["--resume", "--epochs", "4"]) == 0
+    capsys.readouterr()
+    assert main(["status", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "run: sort-of-clevr-state, stopped" in out and "horizon: 2.20 of 4 epochs" in out
+    assert f"&& relnet {shlex.join(start)} --resume\n" in out
+    # A run ended by its time budget; a lock file that is not a lock; a directory without a run,
+    # named on its own line while the others are reported.
+    assert main(start[:-2] + ["--out", "budget", "--max-minutes", "1e-9"]) == 0
+    (tmp_path / "budget" / ".lock").unlink()
+    (tmp_path / "budget" / ".lock").mkdir()
+    capsys.readouterr()
+    assert main(["status", "budget", "nothing"]) == 2
+    captured = capsys.readouterr()
+    assert "budget: sort-of-clevr-state, finished (ended by time budget)" in captured.out
+    assert "relnet: error: nothing: no run there" in captured.err

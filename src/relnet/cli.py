@@ -316,9 +316,7 @@ def cmd_train(args) -> int:
     task = get_task(preset.task)
     init = None
     if args.init_from:
-        from relnet.pretrained import starting_weights
-
-        init = starting_weights(args.init_from)
+        init = _starting_weights(args.init_from, Path(args.out) / "checkpoint.pt" if args.resume else None)
     if args.threads:
         import torch
 
@@ -338,6 +336,20 @@ def cmd_train(args) -> int:
           f"({metrics['train_samples_per_second']} samples/s); wrote {Path(args.out) / 'metrics.json'}")
     print(_why_training_ended(metrics))
     return 0
+
+
+def _starting_weights(spec: str, resumed: Path | None):
+    """--init-from's weights for a new run; none for a resumed one, which must have started from them."""
+    from relnet.pretrained import source_name, starting_weights
+    from relnet.train.checkpoint import load_checkpoint, other_starting_weights
+
+    if resumed and resumed.exists():
+        problem = other_starting_weights(load_checkpoint(resumed)["options"].get("init_from"), source_name(spec),
+                                         resumed.parent)
+        if problem:
+            raise ConfigError(problem)
+        return None
+    return starting_weights(spec)
 
 
 def _why_training_ended(metrics: dict) -> str:
@@ -549,9 +561,20 @@ def _card_summary(card: dict) -> str:
 def cmd_status(args) -> int:
     from relnet.train.status import format_status, run_status
 
-    statuses = [run_status(run) for run in args.runs]
-    print(json.dumps(statuses, indent=2) if args.json else "\n".join(format_status(status) for status in statuses))
-    return 0
+    statuses = []
+    for run in args.runs:  # one run's error is its own line, not the end of the others'
+        try:
+            statuses.append(run_status(run))
+        except RelnetError as error:
+            statuses.append({"run": run, "error": one_line(error)})
+    if args.json:
+        print(json.dumps(statuses, indent=2))
+    for status in statuses if not args.json else []:
+        if "error" in status:
+            print(f"relnet: error: {status['error']}", file=sys.stderr)
+        else:
+            print(format_status(status))
+    return 2 if any("error" in status for status in statuses) else 0
 
 
 def add_generator_options(parser: argparse.ArgumentParser, handler) -> None:

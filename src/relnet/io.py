@@ -250,9 +250,12 @@ def directory_lock(directory: str | os.PathLike, what: str):
 
 def lock_holder(directory: str | os.PathLike) -> str | None:
     """The relnet process holding ``directory``'s lock ("pid PID, COMMAND"), or None when none does."""
-    try:
-        descriptor = os.open(Path(directory) / ".lock", os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:  # no lock file: nobody took the directory (or it is not ours to read)
+    try:  # (non-blocking: a FIFO planted as .lock must not hang us)
+        descriptor = os.open(Path(directory) / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # no lock file, a link or a directory: nobody took the directory as relnet does
+        return None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
         return None
     with os.fdopen(descriptor, errors="replace") as file:
         try:

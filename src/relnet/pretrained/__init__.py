@@ -20,8 +20,7 @@ from safetensors.torch import load_file, save
 
 from relnet.errors import ConfigError, shown
 from relnet.io import atomic_write, read_json_file, write_json
-from relnet.train.checkpoint import build_checked, load_checkpoint, weights_mismatch
-from relnet.train.loop import StartingWeights
+from relnet.train.checkpoint import StartingWeights, build_checked, load_checkpoint, weights_mismatch
 from relnet.train.preset import Preset
 
 FOLDER = Path(__file__).resolve().parent
@@ -109,11 +108,16 @@ def load_trained(spec: str, device: torch.device | str = "cpu"):
     return task, preset, info, model.to(device).eval()
 
 
+def source_name(spec: str) -> str:
+    """How a run records where its weights came from: ``pretrained:NAME`` as it is, a path absolute."""
+    return spec if spec.startswith(PREFIX) else str(Path(spec).resolve())
+
+
 def starting_weights(spec: str) -> StartingWeights:
     """A trained model (as ``load_trained`` reads ``spec``) as the weights a new run starts from
     (``relnet train --init-from``)."""
     task, _, info, model = load_trained(spec)
-    return StartingWeights(source=spec, task=task.name, weights=model.state_dict(), info=info)
+    return StartingWeights(source=source_name(spec), task=task.name, weights=model.state_dict(), info=info)
 
 
 def export(state: dict, metrics: dict, name: str, folder: Path, command: str, commit: str) -> list[Path]:

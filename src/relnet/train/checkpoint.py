@@ -7,8 +7,10 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -49,6 +51,38 @@ def load_checkpoint(path: Path) -> dict:
     if wrong:
         raise ConfigError(f"{path}: damaged checkpoint: {', '.join(wrong)} missing or of the wrong type")
     return state
+
+
+@dataclass(frozen=True)
+class StartingWeights:
+    """The weights a new run starts from instead of its seed's (``relnet train --init-from``): a
+    trained model's state dict, the task it was trained on, and the ``info`` its data was encoded
+    with, which the new run's data is encoded with too, so that a word keeps its number. ``source``
+    names the model (``pretrained:NAME``, or the absolute path of an exported file or a run
+    directory) in messages and, with the weights' digest, in the run's options."""
+
+    source: str
+    task: str
+    weights: dict
+    info: dict
+
+    def record(self) -> dict:
+        """What a run's options and its exported card keep of where its weights came from."""
+        digest = hashlib.sha256()
+        for key in sorted(self.weights):
+            digest.update(key.encode())
+            digest.update(self.weights[key].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return {"source": self.source, "weights_sha256": digest.hexdigest()}
+
+
+def other_starting_weights(stored: dict | None, source: str, run_dir: Path) -> str | None:
+    """Why --init-from ``source`` does not apply to the run in ``run_dir``, which started from
+    ``stored`` (its options' init_from; None: its seed's weights), or None when it is the same."""
+    if stored and stored.get("source") == source:
+        return None
+    started = f"from {stored['source']}" if stored else "from its seed's weights"
+    return (f"{run_dir}: the run there started {started}; --resume goes on from its checkpoint, so "
+            f"--init-from {source} does not apply (leave it out, or choose another --out)")
 
 
 def weights_mismatch(error: Exception) -> str:

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ from relnet.errors import ConfigError, DataError
 from relnet.io import atomic_write, directory_lock, write_json
 from relnet.nn.cpu import native_bf16_cpu
 from relnet.train import distributed
-from relnet.train.checkpoint import build_checked, load_checkpoint, save_checkpoint, weights_mismatch
+from relnet.train.checkpoint import (StartingWeights, build_checked, load_checkpoint, other_starting_weights,
+                                     save_checkpoint, weights_mismatch)
 from relnet.train.events import EventLog
 from relnet.train.memory import TRAINING_COPIES
 from relnet.train.plots import plot_curves
 from relnet.train.preset import EVALUATION_FIELDS, Preset
+from relnet.train.status import where_in_horizon
 
 if TYPE_CHECKING:
     from relnet.tasks.base import Split, Task
@@ -213,20 +216,6 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-@dataclass(frozen=True)
-class StartingWeights:
-    """The weights a new run starts from instead of its seed's (``relnet train --init-from``): a
-    trained model's state dict, the task it was trained on, and the ``info`` its data was encoded
-    with, which the new run's data is encoded with too, so that a word keeps its number. ``source``
-    names the model (``pretrained:NAME``, an exported file or a run directory) in messages and in
-    the run's config."""
-
-    source: str
-    task: str
-    weights: dict
-    info: dict
-
-
 @dataclass
 class _Progress:
     epoch: int = 0
@@ -398,7 +387,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
                "device": str(torch_device), "data": str(data_dir), "processes": world.size,
                "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
                "command": command, "data_fingerprint": data_fingerprint, "train_examples": len(train_split),
-               "init_from": init_from}
+               "init_from": init_from, "cwd": state["options"].get("cwd") if state else os.getcwd()}
     if world.is_main:
         write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info,
                                              "environment": environment(torch_device)})
@@ -440,11 +429,6 @@ def _warn_if_horizon_moves(preset: Preset, stored: dict, epochs: int, max_minute
                    f"learning rate continues as that of the new horizon (--slice-minutes ends a sitting without this)")
 
 
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
-
-
 def _off_plan(preset: Preset, train_examples: int) -> bool:
     """Whether the training split is more than 10% off the size the preset's epochs are planned for."""
     planned = preset.planned_train_examples
@@ -452,21 +436,9 @@ def _off_plan(preset: Preset, train_examples: int) -> bool:
 
 
 def _where_in_horizon(run: _Run) -> str:
+    """How far the run is through its epochs (and budget), and the training time left at its pace."""
     return where_in_horizon(run.progress.step, run.steps_per_epoch, run.epochs, run.progress.train_seconds,
                             run.options["max_minutes"])
-
-
-def where_in_horizon(step: int, steps_per_epoch: int, epochs: int, seconds: float, max_minutes: float | None) -> str:
-    """How far a run is through its epochs (and budget), and the training time left at its pace."""
-    total = epochs * steps_per_epoch
-    left = (total - step) * seconds / step if step else None
-    if max_minutes:
-        budget = max_minutes * 60
-        left = min(left, budget - seconds) if left is not None else budget - seconds
-    of_budget = f" of the {max_minutes:g} min budget" if max_minutes else ""
-    return (f"horizon: {step / steps_per_epoch:.2f} of {epochs} epoch{'s' * (epochs != 1)} ({step / max(total, 1):.0%}); "
-            f"{_duration(seconds)} trained{of_budget}"
-            + (f", about {_duration(max(left, 0.0))} of training left" if left is not None else ""))
 
 
 def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict | None:
@@ -483,19 +455,17 @@ def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict |
     return state
 
 
-def _check_starting_weights(init: StartingWeights | None, task, state: dict | None, out_dir: Path) -> str | None:
-    """The source of the run's starting weights (None: its seed's); a resumed run's stays as it was."""
+def _check_starting_weights(init: StartingWeights | None, task, state: dict | None, out_dir: Path) -> dict | None:
+    """Where the run's starting weights came from (None: its seed); a resumed run's stays as it was."""
     if state:
-        stored = state["options"].get("init_from")
-        if init and init.source != stored:
-            started = f"from {stored}" if stored else "from its seed's weights"
-            raise ConfigError(f"{out_dir}: the run there started {started}; --resume goes on from its checkpoint, "
-                              f"so --init-from {init.source} does not apply (leave it out, or choose another --out)")
-        return stored
+        problem = init and other_starting_weights(state["options"].get("init_from"), init.source, out_dir)
+        if problem:
+            raise ConfigError(problem)
+        return state["options"].get("init_from")
     if init and init.task != task.name:
         raise ConfigError(f"--init-from {init.source}: a model of task {init.task!r}; preset "
                           f"trains task {task.name!r}")
-    return init.source if init else None
+    return init.record() if init else None
 
 
 def _check_options(preset: Preset, world: distributed.World, epochs: int, max_minutes: float | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from relnet.errors import ConfigError, shown
+from relnet.errors import ConfigError, DataError, shown
 from relnet.nn.text import WordPermutation
 from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
 from relnet.tasks.babi.models import SENTENCE_WORDS, TextRN
@@ -115,7 +115,16 @@ class Babi(Task):
         if info is None:  # vocabularies always come from the training files
             train_examples = examples if split == "train" else read_tasks(Path(data_dir), "train", tasks, max_story)
             info = self.vocabulary_info(train_examples, tasks, max_story)
+        elif info["max_story"] != max_story:  # (a model's, as --init-from gives: its position tags are fixed)
+            raise ConfigError(f"preset {preset.name!r}: data.max_story={max_story}, but the model reads "
+                              f"{info['max_story']} statements")
+        else:
+            info = {**info, "tasks": tasks}
         tensors, unknown_counts = encode(examples, info, max_story)
+        if split == "train" and unknown_counts["answers"]:
+            raise DataError(f"{data_dir}: {unknown_counts['answers']} training answers are not among the model's "
+                            f"{info['num_answers']} answers (it was built on other data): train on data whose "
+                            f"answers it knows, or start a model of its own")
         if unknown_counts["words"] or unknown_counts["answers"]:
             print(f"warning: bAbI {split} split of {data_dir}: {unknown_counts['words']} words mapped to <unk>, "
                   f"{unknown_counts['answers']} answers never seen in training (counted as wrong)", file=sys.stderr)
