@@ -70,12 +70,13 @@ def add_side_by_side_options(parser: argparse.ArgumentParser, runs: str, eval_ev
 
 def run_state(run_dir: Path) -> str:
     """Where a `relnet train` run directory stands: 'new' (no checkpoint), 'sliced' (stopped at
-    a slice's end, by a signal or a crash: to be resumed) or 'finished' (its horizon reached)."""
+    a slice's end, by a signal or a crash: to be resumed) or 'finished' (its horizon reached, as
+    its checkpoint says: `relnet status`)."""
+    from relnet.train.status import run_status
+
     if not (run_dir / "checkpoint.pt").exists():
         return "new"
-    metrics = run_dir / "metrics.json"
-    ended_by = json.loads(metrics.read_text()).get("ended_by") if metrics.exists() else None
-    return "finished" if ended_by in ("time budget", "epochs") else "sliced"
+    return "finished" if run_status(run_dir)["state"] == "finished" else "sliced"
 
 
 def train_step(task, model, optimizer, inputs, targets, precision: str) -> None:

@@ -236,9 +236,12 @@ def test_clevr_small_benchmark_smoke_resumes_only_unfinished_runs(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and "| clevr-small-question |" in result.stdout
     again = subprocess.run(command, capture_output=True, text=True)  # finished runs are not trained again
     assert again.returncode == 0 and "$ -m relnet.cli train" not in again.stdout
-    # A run stopped at a slice's end is resumed at the next sitting, its log kept.
-    metrics = tmp_path / "clevr-small-question" / "metrics.json"
-    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "ended_by": "slice"}))
+    # A run stopped at a slice's end (one sitting of a longer horizon) is resumed at the next sitting, its log kept.
+    question = tmp_path / "clevr-small-question"
+    shutil.rmtree(question)
+    subprocess.run([sys.executable, "-m", "relnet.cli", "train", "--preset", "clevr-small-question", "--data",
+                    str(tmp_path / "cache"), "--out", str(question), "--epochs", "3", "--slice-minutes", "1e-9",
+                    "--no-progress", "--precision", "fp32"], capture_output=True, check=True)
     log = (tmp_path / "clevr-small-question.log").read_text()
     resumed = subprocess.run(command, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
