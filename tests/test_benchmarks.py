@@ -444,3 +444,16 @@ def test_study_summarizes_a_run_stopped_before_its_first_full_evaluation(tmp_pat
     assert summary["final"]["curves"]["binary"] == [[20_000, 120.0, 0.6]]
     row = table(summary).splitlines()[-1]
     assert row.startswith("| final |") and "no full evaluation yet" in row and row.count("|") == 12
+
+
+def test_physics_symmetries_benchmark_smoke(tmp_path):
+    from relnet.tasks.physics.data import write_dataset
+
+    write_dataset(tmp_path / "data", train_scenes=1, test_scenes=40, seed=5, progress=False)
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "physics_symmetries.py"), "--data", str(tmp_path / "data"),
+                             "--json", str(tmp_path / "out.json")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads((tmp_path / "out.json").read_text())
+    assert figures["scenes"] == 40 and len(figures["single_maps"]) == 8
+    assert figures["single_maps"][0] == figures["as_trained"]  # the identity first: the model as trained
+    assert "the mean over the box's 8 symmetries" in result.stdout

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from relnet.cli import main
-from relnet.errors import DataError
+from relnet.errors import ConfigError, DataError
 from relnet.io import save_npz
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.physics.data import load_split, write_dataset
@@ -109,6 +109,49 @@ def test_connection_logits_are_symmetric_and_follow_the_balls():
     swapped = balls[:, [1, 0, *range(2, NUM_BALLS)]]  # exchange balls 0 and 1: pair (0,1) keeps its logit
     torch.testing.assert_close(model(swapped)[:, 0], logits[:, 0])
     torch.testing.assert_close(model(swapped)[:, 1:9], logits[:, 9:17])  # (0, j) became (1, j)
+
+
+def test_the_box_symmetries_are_the_eight_mirrors_and_turns_of_the_square():
+    from relnet.nn.symmetry import box_symmetries, random_box_symmetry
+
+    path = torch.randn(1, 2 * NUM_FRAMES)
+    x, y = path[:, :NUM_FRAMES], path[:, NUM_FRAMES:]
+    images = box_symmetries(path)
+    assert torch.equal(images[0], path) and torch.equal(images[4], torch.cat([y, x], -1))  # identity, the swap
+    assert torch.equal(images[3], -path)  # the half turn
+    as_set = lambda tensors: {tuple(t.flatten().tolist()) for t in tensors}
+    assert len(as_set(images)) == 8
+    assert all(as_set(box_symmetries(image)) == as_set(images) for image in images)  # a group: closed
+    torch.manual_seed(0)
+    drawn = random_box_symmetry(path.expand(400, 3, -1))  # each example one map, all its balls alike
+    assert all(tuple(example[0].tolist()) in as_set(images) and torch.equal(example[0], example[2])
+               for example in drawn)
+    assert len(as_set(drawn[:, 0])) == 8
+
+
+@pytest.mark.parametrize("kind", ["connections", "count"])
+def test_a_model_made_to_respect_the_box_symmetries_answers_alike_for_every_mirror_and_turn(kind):
+    from relnet.nn.symmetry import box_symmetries
+    from relnet.tasks.physics.models import CountRN
+
+    def build(symmetries):
+        torch.manual_seed(0)
+        return (ConnectionRN(g_widths=[16, 16], symmetries=symmetries) if kind == "connections" else
+                CountRN(5, g_widths=[16, 16], f_widths=[16], symmetries=symmetries)).eval()
+
+    balls = torch.randn(3, NUM_BALLS, 2 * NUM_FRAMES)
+    plain, symmetric = build("none"), build("d4")
+    assert plain.state_dict().keys() == symmetric.state_dict().keys()  # no weights of its own: a trained model takes it
+    with torch.no_grad():
+        answers = [symmetric(image) for image in box_symmetries(balls)]
+        assert all(torch.allclose(answer, answers[0], atol=1e-5) for answer in answers)
+        assert not all(torch.allclose(plain(image), plain(balls), atol=1e-3) for image in box_symmetries(balls))
+        torch.testing.assert_close(answers[0], torch.stack([plain(image) for image in box_symmetries(balls)]).mean(0))
+    with pytest.raises(ValueError, match="one of"):
+        ConnectionRN(symmetries="c4")
+    with pytest.raises(ConfigError, match="model.symmetries='c4': expected one of none, d4"):
+        get_task(f"physics-{kind}").build_model(get_preset(f"physics-{kind}").with_overrides(["model.symmetries=c4"]),
+                                                {"num_classes": 5})
 
 
 def test_motion_features_are_positions_and_scaled_differences():

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from relnet.errors import ConfigError, DataError, shown
 from relnet.nn.conv import CONV_ORDERS
+from relnet.nn.symmetry import SYMMETRIES
 from relnet.nn.text import SENTENCE_ENCODERS
 from relnet.rn import AGGREGATIONS
 from relnet.train.preset import Preset, is_number, is_whole
@@ -27,7 +28,8 @@ MAX_SCALE = 1e4  # a real-valued option other than dropout (CLEVR's position_sca
 MAX_DATA_SIZE = 10_000_000  # a size the data gives the model: a vocabulary, the answers, an image's side
 NONEMPTY = ("g_widths", "conv_channels")  # an empty list of these builds no model
 COUNTS = ("hops", "sentence_words")  # options that count steps or slots: at most MAX_LAYERS
-CHOICES = {"aggregation": AGGREGATIONS, "conv_order": CONV_ORDERS, "sentence_encoder": SENTENCE_ENCODERS}
+CHOICES = {"aggregation": AGGREGATIONS, "conv_order": CONV_ORDERS, "sentence_encoder": SENTENCE_ENCODERS,
+           "symmetries": SYMMETRIES}
 
 
 def option_problem(name: str, default, value) -> str | None:

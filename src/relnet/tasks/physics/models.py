@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from relnet.nn import mlp
+from relnet.nn.symmetry import SYMMETRIES, symmetrized
 from relnet.rn import RelationFunction, RelationNetwork
 
 from relnet.tasks.physics.simulate import NUM_BALLS, NUM_FRAMES
@@ -35,12 +36,20 @@ def upper_pairs(num_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.triu_indices(num_objects, num_objects, offset=1).unbind(0)
 
 
+def _checked(symmetries: str) -> str:
+    if symmetries not in SYMMETRIES:
+        raise ValueError(f"symmetries must be one of {SYMMETRIES}, got {symmetries!r}")
+    return symmetries
+
+
 class ConnectionRN(nn.Module):
     """Reads each pair's connection from g: a linear head on g(o_i, o_j), averaged over the two
-    orders of the pair, gives one logit per unordered pair [B, 45]."""
+    orders of the pair, gives one logit per unordered pair [B, 45]. ``symmetries="d4"`` makes it
+    respect the box's mirrors and turns (``relnet.nn.symmetry``), which leave the springs as they are."""
 
-    def __init__(self, g_widths: Sequence[int] = (256,) * 4):
+    def __init__(self, g_widths: Sequence[int] = (256,) * 4, symmetries: str = "none"):
         super().__init__()
+        self.symmetries = _checked(symmetries)
         self.g = RelationFunction(MOTION_DIM, 0, g_widths)
         self.head = nn.Linear(self.g.out_dim, 1)
         first, second = upper_pairs(NUM_BALLS)
@@ -48,20 +57,28 @@ class ConnectionRN(nn.Module):
         self.register_buffer("second", second, persistent=False)
 
     def forward(self, trajectories: torch.Tensor) -> torch.Tensor:
+        return symmetrized(self.logits, trajectories, self.symmetries, self.training)
+
+    def logits(self, trajectories: torch.Tensor) -> torch.Tensor:
         left, right = self.g.project(motion_features(trajectories), None)
         logits = self.head(self.g.pairs(left, right)).squeeze(-1)  # [B, N, N], ordered pairs
         return 0.5 * (logits[:, self.first, self.second] + logits[:, self.second, self.first])
 
 
 class CountRN(nn.Module):
-    """The paper's RN, f over the summed relations: logits over the number of systems."""
+    """The paper's RN, f over the summed relations: logits over the number of systems;
+    ``symmetries`` as for ``ConnectionRN``."""
 
     def __init__(self, num_classes: int, g_widths: Sequence[int] = (256,) * 4,
-                 f_widths: Sequence[int] = (256, 256)):
+                 f_widths: Sequence[int] = (256, 256), symmetries: str = "none"):
         super().__init__()
+        self.symmetries = _checked(symmetries)
         self.rn = RelationNetwork(MOTION_DIM, num_classes, 0, g_widths, f_widths)
 
     def forward(self, trajectories: torch.Tensor) -> torch.Tensor:
+        return symmetrized(self.logits, trajectories, self.symmetries, self.training)
+
+    def logits(self, trajectories: torch.Tensor) -> torch.Tensor:
         return self.rn(motion_features(trajectories))
 
 
