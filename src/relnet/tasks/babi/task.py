@@ -118,7 +118,7 @@ class Babi(Task):
         elif info["max_story"] != max_story:  # (a model's, as --init-from gives: its position tags are fixed)
             raise ConfigError(f"preset {preset.name!r}: data.max_story={max_story}, but the model reads "
                               f"{info['max_story']} statements")
-        else:
+        elif info["tasks"] != tasks:  # a model trained on other tasks, now trained or evaluated on these
             info = {**info, "tasks": tasks}
         tensors, unknown_counts = encode(examples, info, max_story)
         if split == "train" and unknown_counts["answers"]:
