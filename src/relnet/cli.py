@@ -569,11 +569,12 @@ def cmd_status(args) -> int:
             statuses.append({"run": run, "error": one_line(error)})
     if args.json:
         print(json.dumps(statuses, indent=2))
-    for status in statuses if not args.json else []:
-        if "error" in status:
-            print(f"relnet: error: {status['error']}", file=sys.stderr)
-        else:
-            print(format_status(status))
+    else:
+        for status in statuses:
+            if "error" in status:
+                print(f"relnet: error: {status['error']}", file=sys.stderr)
+            else:
+                print(format_status(status))
     return 2 if any("error" in status for status in statuses) else 0
 
 
