@@ -100,6 +100,40 @@ def test_a_model_without_an_rn_is_refused():
         pair_attribution(torch.nn.Linear(3, 2), {"input": torch.zeros(1, 3)})
 
 
+def test_a_model_calling_its_rn_once_per_symmetry_has_the_calls_added_up():
+    """The counting RN with the box's symmetries averages its RN over eight maps of the scene: the
+    pairs add up to the sum of the eight linearizations, and equal the sum of each map explained alone."""
+    from relnet.nn.symmetry import box_symmetries
+    from relnet.tasks.physics.simulate import NUM_BALLS, NUM_FRAMES
+    from relnet.tasks.physics.models import CountRN
+
+    torch.manual_seed(0)
+    symmetric = CountRN(5, g_widths=[16, 16], f_widths=[16], symmetries="d4")
+    plain = CountRN(5, g_widths=[16, 16], f_widths=[16])
+    plain.load_state_dict(symmetric.state_dict())
+    balls = torch.randn(2, NUM_BALLS, 2 * NUM_FRAMES)
+    result = pair_attribution(symmetric, {"trajectories": balls})
+    assert torch.allclose(result.pairs.sum((1, 2)), result.linearized, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(result.answer, symmetric.eval()(balls).argmax(-1))
+    # The mean over the maps makes each map's direction its own divided by 8: exactly, f need not be linear.
+    maps = [pair_attribution(plain, {"trajectories": image}, answer=result.answer) for image in box_symmetries(balls)]
+    assert torch.allclose(result.pairs, sum(one.pairs for one in maps) / 8, atol=1e-5)
+
+
+def test_calls_of_the_rn_on_different_objects_are_refused():
+    class TwoViews(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rn = RelationNetwork(5, 6, 0, (8,), (8,))
+
+        def forward(self, objects):
+            return self.rn(objects) + self.rn(objects[:, :-1])
+
+    with pytest.raises(ValueError, match="2 times on different objects"):
+        pair_attribution(TwoViews(), {"objects": torch.randn(2, 4, 5)})
+
+
 RN_PRESETS = sorted(name for name, preset in PRESETS.items()
                     if preset.model.get("architecture", "rn") == "rn" and preset.model.get("kind", "rn").endswith("rn"))
 

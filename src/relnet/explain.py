@@ -22,6 +22,12 @@ why this answer rather than the next best. `relnet explain` and `relnet serve` s
 Each object's share is the sum of its pairs, a pair split evenly between its two objects (a pair
 (i, i) goes wholly to i), so the shares also add up to d · r.
 
+A model may call its RN several times on the same objects in the same order, e.g. once per mirror
+or turn of a scene with the answers averaged (the physics RNs with ``model.symmetries=d4``). Then
+each call k has its own aggregate r_k and direction d_k = ∂ logit_a / ∂ r_k (which carries the
+1/8 of the mean), and c_ij = Σ_k w_ij d_k · g_k(o_i, o_j, q) adds up to Σ_k d_k · r_k: pair (i, j)
+is the same two objects in every call.
+
     from relnet.explain import pair_attribution
     result = pair_attribution(model, inputs)      # inputs: the model's keyword arguments
     result.pairs[0]                               # [N, N] contributions of example 0
@@ -69,19 +75,21 @@ def pair_attribution(model: nn.Module, inputs: dict[str, torch.Tensor], answer: 
     answer's logit over that class's.
 
     The model may call its RN (``rn(...)``) or only its aggregate (``rn.relations(...)``) with a
-    head of its own. A model with a single output logit (binary, BCE) has its logit explained
+    head of its own, once or several times on the same objects (their pairs are added up). A
+    model with a single output logit (binary, BCE) has its logit explained
     (``answer`` is 1 where it is positive). Runs in eval mode (dropout off), in the parameters'
     dtype without autocast; the model's mode is restored afterwards."""
     rn = find_relation_network(model)
-    captured: dict[str, torch.Tensor] = {}
+    calls: list[dict[str, torch.Tensor]] = []  # the arguments and aggregate of each call of the RN
     signature = inspect.signature(rn.relations)
     aggregate_relations = rn.relations
 
     def relations_as_a_leaf(*args, **kwargs):
         # The aggregate r is replaced by a leaf, so that one backward pass gives d = ∂ value / ∂ r.
-        captured.update(signature.bind(*args, **kwargs).arguments)
-        captured["aggregate"] = aggregate_relations(*args, **kwargs).detach().requires_grad_(True)
-        return captured["aggregate"]
+        call = dict(signature.bind(*args, **kwargs).arguments)
+        call["aggregate"] = aggregate_relations(*args, **kwargs).detach().requires_grad_(True)
+        calls.append(call)
+        return call["aggregate"]
 
     was_training = model.training
     model.eval()
@@ -89,23 +97,41 @@ def pair_attribution(model: nn.Module, inputs: dict[str, torch.Tensor], answer: 
     try:
         with torch.enable_grad(), torch.autocast(next(model.parameters()).device.type, enabled=False):
             outputs = model(**inputs)
-            if "aggregate" not in captured:
-                raise ValueError(f"{type(model).__name__}'s forward did not call its RelationNetwork")
+            _check_calls(model, calls)
             chosen, other, logit = _explained_value(outputs.float(), answer, versus)
-            direction, = torch.autograd.grad(logit.sum(), captured["aggregate"])
+            directions = torch.autograd.grad(logit.sum(), [call["aggregate"] for call in calls], allow_unused=True)
             with torch.no_grad():  # no autocast: the pairs must add up to what the forward pass summed
-                pairs = _pair_contributions(rn, captured, direction.float())
+                directions = [torch.zeros_like(call["aggregate"]) if direction is None else direction.float()
+                              for call, direction in zip(calls, directions)]
+                pairs = sum(_pair_contributions(rn, call, direction) for call, direction in zip(calls, directions))
+                linearized = sum((direction * call["aggregate"].detach().float()).sum(-1)
+                                 for call, direction in zip(calls, directions))
     finally:
         del rn.relations
         model.train(was_training)
-    padding = captured.get("padding_mask")
+    padding = calls[0].get("padding_mask")
     real = torch.ones(pairs.shape[:2], dtype=torch.bool, device=pairs.device) if padding is None else ~padding
     single = outputs.dim() == 1 or outputs.shape[-1] == 1
     probabilities = outputs.detach().float().reshape(len(chosen), -1)
     probabilities = probabilities.sigmoid() if single else probabilities.softmax(-1)
     return PairAttribution(answer=chosen, versus=other, probabilities=probabilities, logit=logit.detach(),
-                           linearized=(direction.float() * captured["aggregate"].detach().float()).sum(-1),
-                           pairs=pairs, objects=0.5 * (pairs.sum(2) + pairs.sum(1)), real=real)
+                           linearized=linearized, pairs=pairs, objects=0.5 * (pairs.sum(2) + pairs.sum(1)), real=real)
+
+
+def _check_calls(model: nn.Module, calls: list[dict]) -> None:
+    """The RN was called, and every call saw the same objects (count and padding), so that the
+    pairs of all calls can be added up."""
+    if not calls:
+        raise ValueError(f"{type(model).__name__}'s forward did not call its RelationNetwork")
+    first = calls[0]
+    for call in calls[1:]:
+        padding, first_padding = call.get("padding_mask"), first.get("padding_mask")
+        same_padding = padding is first_padding or (
+            padding is not None and first_padding is not None and torch.equal(padding, first_padding))
+        if call["objects"].shape[:2] != first["objects"].shape[:2] or not same_padding:
+            raise ValueError(f"{type(model).__name__} called its RelationNetwork {len(calls)} times on different objects "
+                             f"(shapes {tuple(first['objects'].shape)} and {tuple(call['objects'].shape)}, or other padding): "
+                             "pair attribution adds the calls up pair by pair, so each must see the same objects in the same order")
 
 
 def _explained_value(outputs: torch.Tensor, answer, versus):
