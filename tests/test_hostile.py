@@ -355,6 +355,8 @@ def damaged(state: dict, name: str) -> dict:
         state["preset"] = {**state["preset"], "shiny_new_option": 1}
     elif name == "preset without name":
         state["preset"] = {key: value for key, value in state["preset"].items() if key != "name"}
+    elif name == "preset without description":
+        state["preset"] = {key: value for key, value in state["preset"].items() if key != "description"}
     elif name == "history not a list":
         state["history"] = {"a": 1}
     elif name == "weights of another shape":
@@ -377,6 +379,7 @@ CHECKPOINT_CASES = {
        ("preset", "info", "options", "model", "optimizer", "progress", "rng", "history", "loss_log")},
     "extra preset field": "fields this relnet does not know: shiny_new_option",
     "preset without name": "no preset with a name and a task",
+    "preset without description": "the stored preset lacks description",
     "history not a list": "damaged checkpoint: history",
     "info without sizes": "do not describe a sort-of-clevr-state model",
     "model options not an object": "wrong type or out of range for model",

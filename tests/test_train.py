@@ -46,6 +46,45 @@ def test_time_budget_is_checked_between_slow_steps(tiny_sort_of_clevr, tmp_path,
     assert metrics["steps"] == 1 and metrics["ended_by"] == "time budget"
 
 
+def test_a_run_its_budget_ended_trains_no_further_when_resumed(tiny_sort_of_clevr, tmp_path, monkeypatch):
+    """Rerunning a budgeted run's command with --resume (as a script of slices does) takes no step:
+    the budget is spent before the first one. Stopped during the evaluation that ended it, it
+    evaluates, still without a step, and `relnet status` calls it stopped until then."""
+    import relnet.train.loop as loop
+    from relnet.train.status import run_status
+
+    monkeypatch.setattr("relnet.train.loop.LOG_EVERY_SECONDS", 0.0)
+    preset = small("sort-of-clevr-state", epochs=5, batch_size=2)
+    out = tmp_path / "run"
+    run(preset, tiny_sort_of_clevr, out, max_minutes=1e-9)
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    again = run(preset, tiny_sort_of_clevr, out, max_minutes=1e-9, resume=True)
+    assert again["steps"] == 1 and again["ended_by"] == "time budget"
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
+
+    evaluate = loop.evaluate
+
+    def interrupted_evaluation(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", interrupted_evaluation)
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        run(preset, tiny_sort_of_clevr, tmp_path / "stopped", max_minutes=1e-9)
+    status = run_status(tmp_path / "stopped")
+    assert status["state"] == "stopped" and status["last_full_evaluation"] is None
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    resumed = run(preset, tiny_sort_of_clevr, tmp_path / "stopped", max_minutes=1e-9, resume=True)
+    assert resumed["steps"] == 1 and resumed["ended_by"] == "time budget"
+    assert run_status(tmp_path / "stopped")["state"] == "finished"
+
+
+def test_a_slice_that_ends_on_the_last_step_ends_the_run_by_its_epochs(tiny_sort_of_clevr, tmp_path):
+    preset = small("sort-of-clevr-state", epochs=1, batch_size=10**6)  # one step: the whole train split
+    metrics = run(preset, tiny_sort_of_clevr, tmp_path / "run", slice_minutes=1e-9)  # over after any step
+    assert metrics["steps"] == 1 and metrics["ended_by"] == "epochs"
+
+
 def test_run_directory_contents(tiny_sort_of_clevr, tmp_path):
     out = tmp_path / "run"
     metrics = run(small("sort-of-clevr-state", epochs=2), tiny_sort_of_clevr, out)
@@ -323,3 +362,45 @@ def test_freed_blocks_stay_with_the_process_for_the_next_step():
     # back to the kernel and their 7,800 pages are faulted in again each time.
     applied, returned = faults(MALLOC_TRIM_THRESHOLD_="131072")
     assert applied == "False" and min(returned[-3:]) > 4000
+
+
+def test_the_commit_recorded_is_relnets_own(tmp_path, monkeypatch):
+    """A relnet installed inside another project's git repository (its .venv) records no commit,
+    not that project's."""
+    import subprocess
+    from pathlib import Path
+
+    import relnet
+    from relnet.train.loop import git_commit
+
+    checkout = Path(relnet.__file__).resolve().parents[2]
+    if (checkout / ".git").exists():
+        assert len(git_commit()) == 40
+    other = tmp_path / "project"
+    package = other / ".venv" / "lib" / "relnet"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q",
+                    "--allow-empty", "-m", "theirs"], check=True)
+    monkeypatch.setattr(relnet, "__file__", str(package / "__init__.py"))
+    assert git_commit() is None
+
+
+def test_processes_that_find_different_checkpoints_are_stopped(tmp_path):
+    """Under torchrun each process reads the run directory itself: on machines that do not share it,
+    a resume would start the ranks at different steps and hang in a later collective."""
+    from relnet.train.distributed import World
+    from relnet.train.loop import check_same_start
+
+    class RankOneOfTwo(World):  # rank 0 resumed at step 7: what the collectives would tell rank 1
+        def broadcast(self, value):
+            return 7
+
+        def any(self, flag, device):
+            return flag
+
+    world = RankOneOfTwo(rank=1, size=2, launched=True)
+    check_same_start(world, 7, torch.device("cpu"), tmp_path)
+    with pytest.raises(ConfigError, match=r"rank 0 at step 7, rank 1 at step 0\): every machine of a torchrun world"):
+        check_same_start(world, 0, torch.device("cpu"), tmp_path)

@@ -37,7 +37,7 @@ from relnet.train.events import EventLog
 from relnet.train.memory import TRAINING_COPIES
 from relnet.train.plots import plot_curves
 from relnet.train.preset import EVALUATION_FIELDS, Preset
-from relnet.train.status import where_in_horizon
+from relnet.train.status import is_evaluated_at, where_in_horizon
 
 if TYPE_CHECKING:
     from relnet.tasks.base import Split, Task
@@ -93,11 +93,16 @@ def git_commit() -> str | None:
 
     import relnet
 
+    package = Path(relnet.__file__).resolve().parent
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(relnet.__file__).parent).stdout.strip() or None
+        found = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True,
+                               timeout=10, cwd=package).stdout.split()
     except (OSError, subprocess.TimeoutExpired):  # no git
         return None
+    # A relnet installed inside another project's repository (a .venv there) is not that project's commit.
+    if len(found) != 2 or Path(found[0]).resolve() / "src" / "relnet" != package:
+        return None
+    return found[1]
 
 
 def _read_text(path: str) -> str:
@@ -315,18 +320,30 @@ def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> 
     run.model.train()
     try:
         with _StopRequest() as stop:
-            while run.progress.epoch < run.epochs:
+            ended_by = _budget_spent_before(run, stop)
+            while not ended_by and run.progress.epoch < run.epochs:
                 if run.world.any(stop.requested, run.device):  # Ctrl-C between epochs stops here too
                     _stop(run)
                 ended_by = _train_epoch(run, stop, checkpoint_minutes)
-                if ended_by:
-                    break
-            else:
-                ended_by = "epochs"
-        return _finish(run, wall_start, ended_by)
+                if run.progress.epoch >= run.epochs:  # its last step ended the horizon, whatever ended with it
+                    ended_by = None
+        return _finish(run, wall_start, ended_by or "epochs")
     finally:
         if run.events:
             run.events.close()
+
+
+def _budget_spent_before(run: "_Run", stop: "_StopRequest") -> str | None:
+    """"time budget" when a resumed run's budget was already spent: it trains no further step, and
+    only evaluates if a stop came during the evaluation that ended it."""
+    spent = run.world.any(bool(run.budget) and run.world.is_main and run.progress.train_seconds >= run.budget,
+                          run.device)
+    if not spent:
+        return None
+    if not is_evaluated_at(run.history, run.progress.step):
+        _evaluate_into_history(run, subset=False, stop=stop)
+        _save(run)
+    return "time budget"
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
@@ -360,6 +377,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     if torch_device.type == "cuda":
         torch.set_float32_matmul_precision("high")
     distributed.start(world, torch_device, dist_timeout)
+    check_same_start(world, state["progress"]["step"] if state else 0, torch_device, out_dir)
 
     # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
     known_info = state["info"] if state else init.info if init else None
@@ -453,6 +471,16 @@ def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict |
     if stored.name != preset.name:
         raise ConfigError(f"{path}: checkpoint is of preset {stored.name!r}, not {preset.name!r}")
     return state
+
+
+def check_same_start(world: distributed.World, step: int, device: torch.device, out_dir: Path) -> None:
+    """Every process starts at rank 0's step. Each reads the checkpoint in ``out_dir`` itself, so the
+    processes of machines that do not share that directory would otherwise train apart, and hang."""
+    first = world.broadcast(step)
+    if world.any(first != step, device):
+        raise ConfigError(f"{out_dir}: the processes found different checkpoints there (rank 0 at step {first}, "
+                          f"rank {world.rank} at step {step}): every machine of a torchrun world must see the "
+                          "same run directory (a shared file system)")
 
 
 def _check_starting_weights(init: StartingWeights | None, task, state: dict | None, out_dir: Path) -> dict | None:

@@ -126,8 +126,13 @@ class Preset:
     def from_dict(cls, fields, where: str) -> "Preset":
         """A preset stored in a checkpoint or card (``where`` names it), or a ConfigError."""
         known = {f.name for f in dataclasses.fields(cls)}
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if not isinstance(fields, dict) or not {"name", "task"} <= set(fields):
             raise ConfigError(f"{where}: no preset with a name and a task stored there")
+        missing = [name for name in required if name not in fields]
+        if missing:
+            raise ConfigError(f"{where}: the stored preset lacks {', '.join(missing)}")
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ConfigError(f"{where}: the stored preset has fields this relnet does not know: {', '.join(unknown)}")

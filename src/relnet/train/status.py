@@ -33,7 +33,7 @@ def run_status(run_dir: str | Path) -> dict:
     if not isinstance(train_examples, int) or train_examples < 1:
         raise ConfigError(f"{run_dir / 'checkpoint.pt'}: its options lack the training split's size")
     steps_per_epoch = max(train_examples // min(state["preset"]["batch_size"], train_examples), 1)
-    ended_by = _ended_by(progress, steps_per_epoch, options)
+    ended_by = _ended_by(progress, steps_per_epoch, options, state["history"])
     full = [entry for entry in state["history"] if not entry.get("subset")]
     return {"run": str(run_dir), "preset": state["preset"]["name"], "checkpoint": True, "holder": holder,
             "state": "training" if holder else "finished" if ended_by else "stopped", "ended_by": ended_by,
@@ -44,9 +44,17 @@ def run_status(run_dir: str | Path) -> dict:
             "resume": resume_command(options)}
 
 
-def _ended_by(progress: dict, steps_per_epoch: int, options: dict) -> str | None:
-    """What ended the run for good, as its checkpoint says: all its epochs or its time budget; None
-    for a run that a slice, a signal or a crash stopped before either."""
+def is_evaluated_at(history: list[dict], step: int) -> bool:
+    """Whether the last evaluation in ``history`` is a full one at ``step`` (how every finished run ends)."""
+    return bool(history) and not history[-1].get("subset") and history[-1]["step"] == step
+
+
+def _ended_by(progress: dict, steps_per_epoch: int, options: dict, history: list[dict]) -> str | None:
+    """What ended the run for good, as its checkpoint says: all its epochs or its time budget, and
+    the full evaluation after them; None for a run that a slice, a signal or a crash stopped before
+    (a stop during that last evaluation included: a resume evaluates)."""
+    if not is_evaluated_at(history, progress["step"]):
+        return None
     if progress["step"] >= options["epochs"] * steps_per_epoch:
         return "epochs"
     if options["max_minutes"] and progress["train_seconds"] >= options["max_minutes"] * 60:

@@ -8,7 +8,6 @@ main process, which keeps one answer-balancing tally over the whole split.
 from __future__ import annotations
 
 import contextlib
-import os
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -279,7 +278,3 @@ def summarize(questions: list[dict]) -> dict:
     for question in questions:
         answers.add(question)
     return answers.summary()
-
-
-def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
