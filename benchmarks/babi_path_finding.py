@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from relnet.preset import Preset
 from relnet.tasks import get_task
 from relnet.train.checkpoint import load_checkpoint
 from relnet.train.loop import predict
-from relnet.train.preset import Preset
 
 TASK = 19
 

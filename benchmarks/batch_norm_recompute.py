@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from relnet.preset import Preset  # noqa: E402
 from relnet.tasks import get_task  # noqa: E402
 from relnet.train.checkpoint import load_checkpoint  # noqa: E402
 from relnet.train.loop import evaluate, recompute_batch_norm, resolve_precision  # noqa: E402
-from relnet.train.preset import Preset  # noqa: E402
 
 
 def main(argv=None) -> int:

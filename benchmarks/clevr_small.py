@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from common import add_precision_option, run, run_side_by_side, run_state  # noqa: E402
+from relnet.figures import save_figure  # noqa: E402
 from relnet.tasks.clevr.schema import CATEGORIES, CATEGORY_TITLES  # noqa: E402
-from relnet.train.plots import save_figure  # noqa: E402
 
 PRESETS = ["clevr-small-pixels", "clevr-small-cnn-lstm", "clevr-small-cnn-lstm-sa", "clevr-small-question"]
 IMAGE_SIZE = 80

@@ -21,7 +21,7 @@ from pathlib import Path
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 sys.path.insert(0, SRC)
 
-from relnet.train.plots import save_figure  # noqa: E402
+from relnet.figures import save_figure  # noqa: E402
 
 SMALL = ["model.g_widths=[256,256,256,256]", "model.f_widths=[256,256]", "model.lstm=128",
          "model.position_scale=0.3333", "batch_size=256", "warmup_steps=100", "lr=1e-3"]

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from common import add_side_by_side_options, run_side_by_side, run_state  # noqa: E402
-from relnet.train.plots import save_figure  # noqa: E402
+from relnet.figures import save_figure  # noqa: E402
 
 # Every epoch the usual mix of questions, as before round 3's curriculum.
 MIXED = ["data.non_relational_epochs=0", "data.relational_share=null"]

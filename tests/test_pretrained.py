@@ -10,12 +10,12 @@ import torch
 
 from relnet import pretrained
 from relnet.cli import main
+from relnet.preset import Preset
 from relnet.tasks import get_task
 from relnet.tasks.babi.data import TASK_NAMES
 from relnet.tasks.physics.data import write_dataset as write_physics
 from relnet.tasks.sort_of_clevr.data import write_dataset
 from relnet.train import evaluate
-from relnet.train.preset import Preset
 
 FRESH_SEED = 20261126  # the shipped models trained on seed 0's data
 SHARED_BABI = Path(__file__).resolve().parents[2] / "shared" / "data" / "babi" / "en-valid-10k"

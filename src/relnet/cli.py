@@ -275,7 +275,7 @@ def _check_resumed_preset(checkpoint: Path, registered, given, set_keys: list[st
     only its evaluations. Only the fields they set are compared with the run's: those named by
     --set and those where ``given`` differs from the ``registered`` preset."""
     from relnet.train.checkpoint import load_checkpoint
-    from relnet.train.preset import EVALUATION_FIELDS, Preset
+    from relnet.preset import EVALUATION_FIELDS, Preset
 
     def flat(fields: dict, prefix: str = "") -> dict:
         return {key: value for name, item in fields.items()
@@ -426,7 +426,7 @@ def cmd_export(args) -> int:
     from relnet.io import checked_name
     from relnet.train.checkpoint import load_checkpoint
     from relnet.train.loop import git_commit
-    from relnet.train.preset import Preset
+    from relnet.preset import Preset
 
     name = checked_name(args.name, "--name")  # it becomes NAME.safetensors and NAME.json
     folder = Path(args.dir)
@@ -593,9 +593,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"relnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_data_parsers(commands)
+    _add_train_parser(commands)
+    _add_run_parsers(commands)
+    _add_look_parsers(commands)
+    return parser
+
+
+def _add_data_parsers(commands) -> None:
+    """`relnet data DATASET`: generate or prepare each benchmark's data."""
     data = commands.add_parser("data", help="generate or prepare a benchmark's data",
                                description="Generate or prepare a benchmark's data.")
     datasets = data.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    _add_generated_data_parsers(datasets)
+    _add_clevr_data_parsers(datasets)
+
+
+def _add_generated_data_parsers(datasets) -> None:
+    """`relnet data sort-of-clevr`, `babi` and `physics`."""
     soc = datasets.add_parser("sort-of-clevr", help="generate Sort-of-CLEVR (train.npz, test.npz)",
                               description="Generate Sort-of-CLEVR into DIR/train.npz and DIR/test.npz "
                                           "(30 questions per image; see docs/sort-of-clevr.md).")
@@ -621,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     physics.add_argument("--test-scenes", type=bounded_int(1, 1_000_000), default=10_000, metavar="N", help="test scenes (default 10000)")
     add_generator_options(physics, cmd_data_physics)
 
+
+def _add_clevr_data_parsers(datasets) -> None:
+    """`relnet data clevr-gen`, `clevr`, `clevr-verify` and `clevr-stats`."""
     gen = datasets.add_parser(
         "clevr-gen", help="generate a CLEVR-format dataset (images, scenes, questions; --no-images: no images)",
         description="Render CLEVR-style scenes on the CPU and write questions from CLEVR-format templates, in the "
@@ -689,6 +707,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--compare-split", metavar="S", help="split of DIR2 (default: --split)")
     stats.set_defaults(handler=cmd_data_clevr_stats)
 
+
+def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a preset",
                                 description="Train a preset; the run lives in --out. Under `torchrun "
                                             "--nproc_per_node N -m relnet.cli train ...` the batch is shared by N "
@@ -741,6 +761,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 
+
+def _add_run_parsers(commands) -> None:
+    """The commands that read a run: `relnet status`, `eval`, `predict` and `export`."""
     status = commands.add_parser("status", help="where runs stand: training, stopped or finished, horizon, last "
                                                  "evaluations, the command that resumes them",
                                  description="Where each RUN stands, read from its directory (nothing is written): "
@@ -792,6 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
     export.set_defaults(handler=cmd_export)
 
+
+def _add_look_parsers(commands) -> None:
+    """`relnet explain`, `serve` and `presets`."""
     explain = commands.add_parser(
         "explain", help="draw one example with the pairs of objects that carried the answer",
         description="Answer one example and draw it: the scene (image, story or trajectories) with each object "
@@ -827,7 +853,6 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list the experiment presets and pretrained models",
                                   description="List the experiment presets and the pretrained models that ship.")
     presets.set_defaults(handler=cmd_presets)
-    return parser
 
 
 def one_line(error: Exception) -> str:

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from relnet.errors import ConfigError
+from relnet.preset import Preset
 from relnet.tasks.base import RelationMap, Split, Task, View
-from relnet.train.preset import Preset
 
 
 @dataclass

@@ -12,8 +12,8 @@ from matplotlib import colormaps
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import FancyArrowPatch
 
+from relnet.figures import plt
 from relnet.look import Explained
-from relnet.train.plots import plt  # matplotlib's file-only backend
 
 SIZE_INCHES, DPI = (10.0, 5.0), 100  # every picture is 1000 x 500 pixels
 STRONGEST_PAIRS = 5

@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save
 
 from relnet.errors import ConfigError, shown
 from relnet.io import atomic_write, read_json_file, write_json
+from relnet.preset import Preset
 from relnet.train.checkpoint import StartingWeights, build_checked, load_checkpoint, weights_mismatch
-from relnet.train.preset import Preset
 
 FOLDER = Path(__file__).resolve().parent
 PREFIX = "pretrained:"

@@ -1,13 +1,13 @@
 """The benchmarks. Each adds its data, its model wiring and its metrics to the shared trainer."""
 
 from relnet.errors import ConfigError, shown
+from relnet.preset import Preset
 from relnet.tasks.babi import Babi
-from relnet.tasks.physics import PhysicsConnections, PhysicsCount
 from relnet.tasks.base import Split, Task
 from relnet.tasks.clevr import Clevr
+from relnet.tasks.physics import PhysicsConnections, PhysicsCount
 from relnet.tasks.sort_of_clevr import SortOfClevr
 from relnet.tasks.tensors import TensorSplit, TensorTask
-from relnet.train.preset import Preset
 
 TASKS: dict[str, Task] = {task.name: task for task in (SortOfClevr(), Babi(), PhysicsConnections(), PhysicsCount(), Clevr())}
 PRESETS: dict[str, Preset] = {name: preset for task in TASKS.values() for name, preset in task.presets.items()}

@@ -15,11 +15,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from relnet.errors import ConfigError, DataError, shown
+from relnet.explain import find_relation_network, pair_attribution
 from relnet.nn.conv import CONV_ORDERS
 from relnet.nn.symmetry import SYMMETRIES
 from relnet.nn.text import SENTENCE_ENCODERS
+from relnet.preset import Preset, is_number, is_whole
 from relnet.rn import AGGREGATIONS
-from relnet.train.preset import Preset, is_number, is_whole
 
 # The ranges of model options, checked before a model is built (docs/reliability.md).
 MAX_WIDTH = 16_384  # the widest layer, channel count, embedding or LSTM state
@@ -259,8 +260,6 @@ class Task:
     def relation_map(self, model: nn.Module, inputs: dict[str, torch.Tensor], info: dict) -> RelationMap:
         """The pair attribution of one example (a batch of one): relnet.explain's method, on the
         margin of the answer's logit over the runner-up's."""
-        from relnet.explain import find_relation_network, pair_attribution
-
         try:
             find_relation_network(model)
         except ValueError as error:

@@ -17,8 +17,8 @@ import torch
 
 from relnet.errors import ConfigError
 from relnet.io import atomic_write
+from relnet.preset import is_number, is_whole
 from relnet.train.memory import check_fits, is_out_of_memory
-from relnet.train.preset import is_number, is_whole
 
 FORMAT = "relnet-checkpoint"
 # 2: loss_log rows are [examples seen, loss, accuracy] (1: [epoch, running loss]).

@@ -22,7 +22,6 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -30,17 +29,15 @@ from tqdm.auto import tqdm
 from relnet.errors import ConfigError, DataError
 from relnet.io import atomic_write, directory_lock, write_json
 from relnet.nn.cpu import native_bf16_cpu
+from relnet.preset import EVALUATION_FIELDS, Preset
+from relnet.tasks.base import Split, Task, nonempty
 from relnet.train import distributed
 from relnet.train.checkpoint import (StartingWeights, build_checked, load_checkpoint, other_starting_weights,
                                      save_checkpoint, weights_mismatch)
 from relnet.train.events import EventLog
 from relnet.train.memory import TRAINING_COPIES
 from relnet.train.plots import plot_curves
-from relnet.train.preset import EVALUATION_FIELDS, Preset
 from relnet.train.status import is_evaluated_at, where_in_horizon
-
-if TYPE_CHECKING:
-    from relnet.tasks.base import Split, Task
 
 PRECISIONS = ("auto", "fp32", "bf16")
 LOG_EVERY_STEPS = 50
@@ -134,14 +131,14 @@ class _Stopped(Exception):
     """A stop request (Ctrl-C, SIGTERM) arrived during an evaluation."""
 
 
-def evaluate(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
+def evaluate(task: Task, model: torch.nn.Module, split: Split, batch_size: int,
              device: torch.device | str, precision: str = "fp32", progress: bool = True, stop=None) -> dict:
     """Metrics of ``model`` on every example of ``split`` (the last partial batch included)."""
     return task.metrics(split, predict(task, model, split, batch_size, device, precision, progress, stop))
 
 
 @torch.no_grad()
-def recompute_batch_norm(model: torch.nn.Module, split: "Split", examples: int, batch_size: int,
+def recompute_batch_norm(model: torch.nn.Module, split: Split, examples: int, batch_size: int,
                          device: torch.device | str, precision: str, seed: int) -> None:
     """Replace the running statistics of the model's batch norms by those of its current weights
     over ``examples`` examples of ``split`` drawn with ``seed``, rounded down to whole batches
@@ -172,7 +169,7 @@ def recompute_batch_norm(model: torch.nn.Module, split: "Split", examples: int, 
 
 
 @torch.no_grad()
-def predict(task: "Task", model: torch.nn.Module, split: "Split", batch_size: int,
+def predict(task: Task, model: torch.nn.Module, split: Split, batch_size: int,
             device: torch.device | str, precision: str = "fp32", progress: bool = True, stop=None) -> torch.Tensor:
     """The model's prediction for every example of ``split``, in the split's order (on the CPU).
     ``stop`` (a stop request, checked every batch) ends it early with _Stopped."""
@@ -233,7 +230,7 @@ class _Progress:
 class _Run:
     """Everything a training run holds; built by ``_setup``."""
 
-    task: "Task"
+    task: Task
     preset: Preset
     world: distributed.World
     device: torch.device
@@ -241,8 +238,8 @@ class _Run:
     out_dir: Path
     options: dict
     info: dict
-    train_split: "Split"
-    eval_split: "Split"
+    train_split: Split
+    eval_split: Split
     eval_subset: "Split | None"  # what the evaluations every `eval_every` questions read
     model: torch.nn.Module
     step_model: torch.nn.Module  # the model as stepped: wrapped by DDP and/or torch.compile
@@ -269,7 +266,7 @@ class _Run:
         return self.progress.step * self.batch_size
 
 
-def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Path, *, epochs: int | None = None,
+def train(task: Task, preset: Preset, data_dir: Path | str | None, out_dir: Path, *, epochs: int | None = None,
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
           compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000,
@@ -316,7 +313,7 @@ def train(task: "Task", preset: Preset, data_dir: Path | str | None, out_dir: Pa
         return _train_epochs(run, checkpoint_minutes, wall_start)
 
 
-def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> dict:
+def _train_epochs(run: _Run, checkpoint_minutes: float, wall_start: float) -> dict:
     run.model.train()
     try:
         with _StopRequest() as stop:
@@ -333,7 +330,7 @@ def _train_epochs(run: "_Run", checkpoint_minutes: float, wall_start: float) -> 
             run.events.close()
 
 
-def _budget_spent_before(run: "_Run", stop: "_StopRequest") -> str | None:
+def _budget_spent_before(run: _Run, stop: _StopRequest) -> str | None:
     """"time budget" when a resumed run's budget was already spent: it trains no further step, and
     only evaluates if a stop came during the evaluation that ended it."""
     spent = run.world.any(bool(run.budget) and run.world.is_main and run.progress.train_seconds >= run.budget,
@@ -349,8 +346,6 @@ def _budget_spent_before(run: "_Run", stop: "_StopRequest") -> str | None:
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
            accumulate, compile, eval_every, eval_subset, command, slice_end, dist_timeout, init) -> _Run:
     """Validate the options, load the data and build (or restore) the model and optimizer."""
-    from relnet.tasks.base import nonempty  # (relnet.tasks imports the trainer's presets)
-
     world = distributed.world_from_environment()
     state = _checkpoint_to_resume(out_dir, preset, resume)
     init_from = _check_starting_weights(init, task, state, out_dir)

@@ -3,15 +3,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display is needed or wanted
-from matplotlib import pyplot as plt  # noqa: E402
-
-from relnet.io import atomic_write  # noqa: E402
+from relnet.figures import plt, save_figure
 
 SMOOTHING = 0.7  # weight of the past in the exponential moving average of the logged values
 
@@ -58,11 +52,3 @@ def plot_curves(history: list[dict], loss_log: list[list[float]], path: Path, gr
     figure.suptitle(title)
     save_figure(figure, path, dpi=100)
 
-
-def save_figure(figure, path: Path, dpi: int) -> None:
-    """Write ``figure`` as a PNG atomically (a reader never sees half a file) and close it."""
-    figure.tight_layout()
-    buffer = io.BytesIO()  # rendered in memory, then written under a fresh temporary name (never through a link)
-    figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
-    atomic_write(path, lambda file: file.write(buffer.getvalue()))

@@ -9,10 +9,10 @@ import torch
 
 from relnet.errors import ConfigError, DataError, shown
 from relnet.nn.text import WordPermutation
+from relnet.preset import Preset
 from relnet.tasks.babi.data import MAX_STORY, TASK_NAMES, UNK, build_vocabularies, encode, read_tasks, tokenize
 from relnet.tasks.babi.models import SENTENCE_WORDS, TextRN
 from relnet.tasks.base import Split, Task, View, construct, word_ids
-from relnet.train.preset import Preset
 
 # A task counts as passed above 95% accuracy (Weston et al., 2015; the RN paper's criterion).
 PASS_ACCURACY = 0.95

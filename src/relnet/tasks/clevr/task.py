@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 
 from relnet.errors import ConfigError, DataError, shown
+from relnet.preset import Preset
 from relnet.tasks.base import Split, Task, View, construct, word_ids
 from relnet.tasks.clevr.data import (MAX_OBJECTS, OBJECT_FEATURES, UNK, encode_questions, load_cache, object_table,
                                      read_vocab, tokenize)
 from relnet.tasks.clevr.models import CNNLSTM, PixelRN, QuestionOnly, StackedAttention, StateRN
 from relnet.tasks.clevr.scene import SCENE_PRESETS
 from relnet.tasks.clevr.schema import ANSWERS, ATTRIBUTES, CATEGORIES, CATEGORY_TITLES
-from relnet.train.preset import Preset
 
 # Paper, Table 1 (test split), and its state-description figure.
 PAPER = {"clevr-pixels": {"overall": 0.955, "count": 0.901, "exist": 0.978, "compare_numbers": 0.936,

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from matplotlib import pyplot as plt
 
+from relnet.figures import save_figure
 from relnet.tasks.physics.models import upper_pairs
 from relnet.tasks.physics.simulate import NUM_BALLS, NUM_FRAMES
-from relnet.train.plots import save_figure  # also selects matplotlib's file-only backend
 
 SCENES_SHOWN = 4
 

@@ -10,12 +10,12 @@ import torch
 from torch.nn import functional as F
 
 from relnet.errors import ConfigError
+from relnet.preset import Preset
 from relnet.tasks.base import RelationMap, Split, Task, View, construct
 from relnet.tasks.physics.data import load_split
 from relnet.tasks.physics.figures import draw_scenes
 from relnet.tasks.physics.models import ConnectionRN, CountRN, TrajectoryMLP, upper_pairs
 from relnet.tasks.physics.simulate import MAX_SYSTEMS, NUM_BALLS, NUM_FRAMES, count_systems, generate
-from relnet.train.preset import Preset
 
 # A ball as an object: its 16 x positions, then its 16 y positions.
 OBJECT_DIM = 2 * NUM_FRAMES

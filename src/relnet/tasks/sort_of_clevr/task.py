@@ -10,12 +10,12 @@ import torch
 from torch.nn import functional as F
 
 from relnet.errors import ConfigError, DataError, shown
+from relnet.preset import Preset, is_number
 from relnet.tasks.base import Split, Task, View, construct
 from relnet.tasks.sort_of_clevr.data import load_split
 from relnet.tasks.sort_of_clevr.generate import (ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES,
                                                   answer, generate, question_text, render)
 from relnet.tasks.sort_of_clevr.models import CNNMLP, PixelRN, StateMLP, StateRN
-from relnet.train.preset import Preset, is_number
 
 NUM_COLORS = len(COLORS)
 # Question vector: one-hot color of X, of Y (zeros when unused), kind, subtype.

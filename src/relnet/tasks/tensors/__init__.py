@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from relnet.errors import ConfigError, DataError
+from relnet.preset import Preset
 from relnet.tasks.base import Split, Task
-from relnet.train.preset import Preset
 
 
 class TensorSplit(Split):
