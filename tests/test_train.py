@@ -173,14 +173,14 @@ def test_accumulated_micro_batches_follow_the_same_curve(tiny_sort_of_clevr, tmp
         run(preset, tiny_sort_of_clevr, tmp_path / "bad", accumulate=5)
 
 
-def torchrun(processes, preset, data, out):
+def torchrun(processes, preset, data, out, *flags, epochs=3):
     import subprocess
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                              str(processes), "-m", "relnet.cli", "train", "--preset", preset.name, "--data", str(data),
-                             "--out", str(out), "--epochs", "3", "--no-progress", "--precision", "fp32"],
+                             "--out", str(out), "--epochs", str(epochs), "--no-progress", "--precision", "fp32", *flags],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
@@ -201,6 +201,23 @@ def test_torchrun_matches_a_plain_run(tiny_sort_of_clevr, tmp_path, processes):
     assert json.loads((tmp_path / "one" / "config.json").read_text())["options"]["backend"] is None
     for name, weights in one["model"].items():
         torch.testing.assert_close(two["model"][name], weights, rtol=1e-4, atol=1e-6)
+
+
+def test_a_torchrun_run_resumed_keeps_each_process_random_stream(tiny_sort_of_clevr, tmp_path):
+    """Two processes with dropout: each saves its own random state in the checkpoint, so a run
+    resumed after each epoch ends with the weights of the run in one piece, bit for bit. (A
+    constant rate: a longer --epochs on resume then changes no step's rate.)"""
+    preset = get_preset("sort-of-clevr-state")
+    flags = ["--set", "model.dropout=0.5", "--set", "schedule=constant"]
+    torchrun(2, preset, tiny_sort_of_clevr, tmp_path / "whole", *flags, epochs=3)
+    torchrun(2, preset, tiny_sort_of_clevr, tmp_path / "parts", *flags, epochs=1)
+    for epochs in (2, 3):
+        torchrun(2, preset, tiny_sort_of_clevr, tmp_path / "parts", *flags, "--resume", epochs=epochs)
+    whole, parts = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("whole", "parts"))
+    assert parts["progress"] == whole["progress"] | {"train_seconds": parts["progress"]["train_seconds"]}
+    for name, weights in whole["model"].items():
+        assert torch.equal(parts["model"][name], weights), name
+    assert len(whole["rng"]["ranks"]) == 2 and not torch.equal(*(rank["torch"] for rank in whole["rng"]["ranks"]))
 
 
 def test_tensorboard_events_follow_the_logs_and_drop_what_a_resume_trains_again(tiny_sort_of_clevr, tmp_path):

@@ -61,6 +61,14 @@ class World:
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
+    def gather(self, value) -> list:
+        """Every process's value of a small picklable object, in rank order, on every process."""
+        if not self.launched:
+            return [value]
+        values = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
     def barrier(self) -> None:
         if self.launched:
             dist.barrier()

@@ -523,16 +523,31 @@ def _build_model(task, preset, info, device, state, seed, world, path, init):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             run_progress = _Progress(**state["progress"])
-            torch.set_rng_state(state["rng"]["torch"])
-        except (RuntimeError, TypeError, ValueError, KeyError) as error:
+            _set_random_state(_saved_random_state(state["rng"], world), device)
+        except (RuntimeError, TypeError, ValueError, KeyError, IndexError) as error:
             raise ConfigError(f"{path}: damaged checkpoint, or not of this preset's model "
                               f"({type(error).__name__}: {weights_mismatch(error)})") from None
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
-    if world.size > 1:
-        # Dropout masks differ between processes; a single process keeps the seed's stream.
+    if world.size > 1 and not (state and _saved_random_state(state["rng"], world)):
+        # Dropout masks differ between processes: each its own stream, from the seed, step and rank.
         torch.manual_seed(seed * 1_000_003 + run_progress.step * 101 + world.rank)
     return model, optimizer, run_progress
+
+
+def _saved_random_state(rng: dict, world: distributed.World) -> dict | None:
+    """This process's random state in a checkpoint's ``rng``; None when it was saved by another
+    number of processes (each then gets a fresh stream)."""
+    if world.size == 1:
+        return rng
+    ranks = rng.get("ranks")
+    return ranks[world.rank] if isinstance(ranks, list) and len(ranks) == world.size else None
+
+
+def _set_random_state(saved: dict | None, device: torch.device) -> None:
+    if saved is None:
+        return
+    torch.set_rng_state(saved["torch"])
+    if device.type == "cuda" and saved.get("cuda") is not None:
+        torch.cuda.set_rng_state(saved["cuda"])
 
 
 def _step(run: _Run, mine: torch.Tensor) -> torch.Tensor:
@@ -714,12 +729,17 @@ def _evaluate_into_history(run: _Run, subset: bool, stop: _StopRequest) -> None:
             tqdm.write(_where_in_horizon(run))
 
 
+def _random_state(device: torch.device) -> dict:
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
+
+
 def _save(run: _Run) -> None:
-    """Checkpoint the full training state (rank 0 only), atomically."""
+    """Checkpoint the full training state, atomically: rank 0 writes it, with every process's
+    random state (so a collective: every process saves at the same step)."""
+    ranks = run.world.gather(_random_state(run.device))
     if not run.world.is_main:
         return
-    rng = {"torch": torch.get_rng_state(),
-           "cuda": torch.cuda.get_rng_state() if run.device.type == "cuda" else None}
+    rng = {**ranks[0], "ranks": ranks} if run.world.size > 1 else ranks[0]
     save_checkpoint(run.out_dir / "checkpoint.pt", {
         "preset": run.preset.to_dict(), "info": run.info, "options": run.options, "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(), "progress": vars(run.progress).copy(), "rng": rng,
