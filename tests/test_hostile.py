@@ -1427,6 +1427,17 @@ def test_a_tiny_evaluation_subset_keeps_its_curve_and_its_size(soc, tmp_path):
     assert json.loads((run / "config.json").read_text())["options"]["eval_subset"] == 1
 
 
+def test_a_resumed_run_keeps_its_evaluation_subset(soc, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_argv(soc["small"], run, "--epochs", "1", "--eval-every", "16", "--eval-subset", "3")) == 0
+    capsys.readouterr()
+    assert main(train_argv(soc["small"], run, "--epochs", "2", "--resume", "--eval-subset", "5")) == 0
+    assert "evaluates its subset of 3 examples, as it began; --eval-subset 5 is not taken" in capsys.readouterr().out
+    history = json.loads((run / "history.json").read_text())
+    assert {entry["eval_examples"] for entry in history if entry["subset"]} == {3}
+    assert json.loads((run / "config.json").read_text())["options"]["eval_subset"] == 3
+
+
 @pytest.mark.parametrize("environment, message", [
     ({"LOCAL_RANK": "zz"}, "LOCAL_RANK='zz'"), ({"RANK": "abc", "WORLD_SIZE": "1"}, "RANK='abc'"),
     ({"RANK": "0", "WORLD_SIZE": "0"}, "RANK=0 is not below WORLD_SIZE=0"), ({"RANK": "1"}, "set together"),

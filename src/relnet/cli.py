@@ -749,8 +749,9 @@ def _add_train_parser(commands) -> None:
                                                         "(lr = 3e-4, [model] g_widths = [64, 64]); --set applies after")
     train.add_argument("--eval-every", type=bounded_int(1, 10 ** 12), metavar="N",
                        help="also evaluate every N training examples seen, on a fixed subset of the evaluation split")
-    train.add_argument("--eval-subset", type=bounded_int(1, 10 ** 9), default=4000, metavar="K",
-                       help="size of that subset (default 4000)")
+    train.add_argument("--eval-subset", type=bounded_int(1, 10 ** 9), metavar="K",
+                       help="size of that subset (default 4000; a resumed run keeps its own, so that its curve "
+                            "stays comparable)")
     train.add_argument("--threads", type=bounded_int(1, 1024), metavar="N",
                        help="CPU threads PyTorch may use (default: its own choice, one per core; recorded in "
                             "config.json)")

@@ -41,6 +41,7 @@ from relnet.train.status import is_evaluated_at, where_in_horizon
 
 PRECISIONS = ("auto", "fp32", "bf16")
 LOG_EVERY_STEPS = 50
+EVAL_SUBSET = 4000  # examples of the evaluation split read every `eval_every` examples seen
 # Stock is also taken after this many seconds, so runs with slow steps (CLEVR's batch of 640 on a
 # CPU takes ~20 s a step) still meet their time budget and checkpoint cadence.
 LOG_EVERY_SECONDS = 30.0
@@ -269,7 +270,7 @@ class _Run:
 def train(task: Task, preset: Preset, data_dir: Path | str | None, out_dir: Path, *, epochs: int | None = None,
           max_minutes: float | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
           resume: bool = False, progress: bool = True, checkpoint_minutes: float = 5.0, accumulate: int = 1,
-          compile: bool = False, eval_every: int | None = None, eval_subset: int = 4000,
+          compile: bool = False, eval_every: int | None = None, eval_subset: int | None = None,
           command: str | None = None, slice_minutes: float | None = None,
           dist_timeout: float = distributed.JOIN_TIMEOUT, init: StartingWeights | None = None) -> dict:
     """Train ``preset`` on ``data_dir`` into the run directory ``out_dir``; returns the final metrics.
@@ -280,8 +281,8 @@ def train(task: Task, preset: Preset, data_dir: Path | str | None, out_dir: Path
     ``preset.batch_size`` examples, so the run follows the same curve as one process would. The
     processes meet within ``dist_timeout`` seconds, or the run ends with a ConfigError. Rank 0
     alone evaluates, writes files and checkpoints. ``eval_every`` (examples seen) adds
-    evaluations on a fixed subset of ``eval_subset`` examples of the evaluation split, for
-    learning curves against examples seen. A resumed run keeps the preset it was started with,
+    evaluations on a fixed subset of ``eval_subset`` examples (default 4,000; a resumed run keeps its
+    own) of the evaluation split, for learning curves against examples seen. A resumed run keeps the preset it was started with,
     except for the fields that shape only its evaluations (``EVALUATION_FIELDS``), taken from ``preset``.
     ``command`` (the command line that started the run) is recorded in config.json. ``init`` starts
     a new run from a trained model's weights (fine-tuning, or a finished run trained on with a new
@@ -361,8 +362,9 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         if world.is_main:
             _warn_if_horizon_moves(preset, stored, epochs, max_minutes)
         eval_every = eval_every or stored.get("eval_every")
-        eval_subset = stored.get("eval_subset", eval_subset) if isinstance(stored.get("eval_subset"), int) else eval_subset
+        eval_subset = _kept_eval_subset(stored, eval_subset, world)
     epochs = epochs or preset.epochs
+    eval_subset = eval_subset or EVAL_SUBSET
     task.check_preset(preset)  # (before its data is loaded and the processes of a torchrun world meet)
     _check_options(preset, world, epochs, max_minutes, eval_every, accumulate)
     torch_device = resolve_device(device)
@@ -466,6 +468,18 @@ def _checkpoint_to_resume(out_dir: Path, preset: Preset, resume: bool) -> dict |
     if stored.name != preset.name:
         raise ConfigError(f"{path}: checkpoint is of preset {stored.name!r}, not {preset.name!r}")
     return state
+
+
+def _kept_eval_subset(stored: dict, given: int | None, world: distributed.World) -> int | None:
+    """A resumed run's evaluation subset: the one it started with (the same examples at every
+    evaluation), with a note when another was asked for."""
+    kept = stored.get("eval_subset")
+    if not isinstance(kept, int):
+        return given
+    if given and given != kept and world.is_main:
+        tqdm.write(f"note: this run evaluates its subset of {kept:,} examples, as it began; --eval-subset {given:,} "
+                   "is not taken, so that its curve stays comparable")
+    return kept
 
 
 def check_same_start(world: distributed.World, step: int, device: torch.device, out_dir: Path) -> None:
