@@ -282,8 +282,8 @@ def train(task: Task, preset: Preset, data_dir: Path | str | None, out_dir: Path
     processes meet within ``dist_timeout`` seconds, or the run ends with a ConfigError. Rank 0
     alone evaluates, writes files and checkpoints. ``eval_every`` (examples seen) adds
     evaluations on a fixed subset of ``eval_subset`` examples (default 4,000; a resumed run keeps its
-    own) of the evaluation split, for learning curves against examples seen. A resumed run keeps the preset it was started with,
-    except for the fields that shape only its evaluations (``EVALUATION_FIELDS``), taken from ``preset``.
+    own) of the evaluation split, for learning curves against examples seen. A resumed run keeps the
+    preset it was started with, except for the fields that shape only its evaluations (``EVALUATION_FIELDS``), taken from ``preset``.
     ``command`` (the command line that started the run) is recorded in config.json. ``init`` starts
     a new run from a trained model's weights (fine-tuning, or a finished run trained on with a new
     schedule); a resumed run goes on from its checkpoint, and ``init`` must then name its source.
@@ -334,14 +334,19 @@ def _train_epochs(run: _Run, checkpoint_minutes: float, wall_start: float) -> di
 def _budget_spent_before(run: _Run, stop: _StopRequest) -> str | None:
     """"time budget" when a resumed run's budget was already spent: it trains no further step, and
     only evaluates if a stop came during the evaluation that ended it."""
-    spent = run.world.any(bool(run.budget) and run.world.is_main and run.progress.train_seconds >= run.budget,
-                          run.device)
-    if not spent:
+    if not _budget_spent(run):
         return None
     if not is_evaluated_at(run.history, run.progress.step):
         _evaluate_into_history(run, subset=False, stop=stop)
         _save(run)
     return "time budget"
+
+
+def _budget_spent(run: _Run) -> bool:
+    """Whether the run's training time has reached its --max-minutes; rank 0's clock decides, so that
+    every process stops at the same step."""
+    return run.world.any(bool(run.budget) and run.world.is_main and run.progress.train_seconds >= run.budget,
+                         run.device)
 
 
 def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device, precision, resume, progress,
@@ -637,9 +642,7 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> st
             if eval_due and progress.batch_in_epoch < run.steps_per_epoch:
                 _evaluate_into_history(run, subset=True, stop=stop)
                 step_start = time.perf_counter()  # evaluation time is not training time
-            # Rank 0's clock decides, so that every process stops at the same step.
-            budget_spent = world.any(bool(run.budget) and world.is_main and progress.train_seconds >= run.budget,
-                                     run.device)
+            budget_spent = _budget_spent(run)
             if budget_spent or slice_over:
                 ended_by = "time budget" if budget_spent else "slice"
                 if world.is_main:
