@@ -355,81 +355,43 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     world = distributed.world_from_environment()
     state = _checkpoint_to_resume(out_dir, preset, resume)
     init_from = _check_starting_weights(init, task, state, out_dir)
-    if state:  # a resumed run keeps its preset, seed and recording options; budgets may be given anew
-        evaluation = {name: getattr(preset, name) for name in EVALUATION_FIELDS}
-        preset = dataclasses.replace(Preset.from_dict(state["preset"], str(out_dir / "checkpoint.pt")), **evaluation)
-        stored = state["options"]
-        if not isinstance(stored.get("seed"), int) or not isinstance(stored.get("epochs"), int):
-            raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: its options lack the seed or epochs")
-        seed, command = stored["seed"], stored.get("command")
-        epochs = epochs or stored["epochs"]
-        max_minutes = max_minutes if max_minutes is not None else stored["max_minutes"]
-        if world.is_main:
-            _warn_if_horizon_moves(preset, stored, epochs, max_minutes)
-        eval_every = eval_every or stored.get("eval_every")
-        eval_subset = _kept_eval_subset(stored, eval_subset, world)
-    epochs = epochs or preset.epochs
-    eval_subset = eval_subset or EVAL_SUBSET
+    given = {"seed": seed, "command": command, "epochs": epochs, "max_minutes": max_minutes,
+             "eval_every": eval_every, "eval_subset": eval_subset}
+    preset, given = _resumed_options(state, preset, given, out_dir, world) if state else (preset, given)
+    epochs, eval_every = given["epochs"] or preset.epochs, given["eval_every"]
     task.check_preset(preset)  # (before its data is loaded and the processes of a torchrun world meet)
-    _check_options(preset, world, epochs, max_minutes, eval_every, accumulate)
-    torch_device = resolve_device(device)
-    if torch_device.type == "cuda" and world.launched:
-        torch_device = torch.device("cuda", world.local_rank)
-    requested_precision, precision = precision, resolve_precision(precision, torch_device)
-    if torch_device.type == "cuda":
-        torch.set_float32_matmul_precision("high")
-    distributed.start(world, torch_device, dist_timeout)
+    _check_options(preset, world, epochs, given["max_minutes"], eval_every, accumulate)
+    torch_device, run_precision = _start_device(device, precision, world, dist_timeout)
     check_same_start(world, state["progress"]["step"] if state else 0, torch_device, out_dir)
-
-    # A resumed run keeps the vocabularies it was built with; the eval split always uses the train split's.
-    known_info = state["info"] if state else init.info if init else None
-    train_split = nonempty(task.load(data_dir, "train", preset, known_info), data_dir)
-    data_fingerprint = train_split.fingerprint()
-    if state and state["options"].get("data_fingerprint", data_fingerprint) != data_fingerprint:
-        raise ConfigError(f"{out_dir / 'checkpoint.pt'}: the run was trained on other data "
-                          f"({state['options'].get('train_examples')} training examples, fingerprint "
-                          f"{state['options']['data_fingerprint']}); {data_dir} holds {len(train_split)} "
-                          f"(fingerprint {data_fingerprint}): resume with the data it started with")
-    train_split = train_split.to(torch_device)
+    train_split, eval_split, fingerprint = _load_splits(task, preset, data_dir, state, init, torch_device, out_dir)
     info = train_split.info()
-    eval_split = nonempty(task.load(data_dir, task.eval_split, preset, info), data_dir).to(torch_device)
-    if not eval_split.scorable():  # found now, not after an epoch of training
-        raise DataError(f"{data_dir}: the {eval_split.name} split has questions without answers; training "
-                        f"evaluates on it and needs every answer")
-    model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, seed, world,
+    model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, given["seed"], world,
                                                   out_dir / "checkpoint.pt", None if state else init)
     # DDP copies rank 0's weights to every process when it wraps the model.
     step_model = torch.nn.parallel.DistributedDataParallel(model) if world.launched else model
     if compile:
         step_model = torch.compile(step_model)
 
-    options = {"seed": seed, "epochs": epochs, "max_minutes": max_minutes, "precision": precision,
-               "device": str(torch_device), "data": str(data_dir), "processes": world.size,
-               "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile, "eval_every": eval_every, "eval_subset": eval_subset,
-               "command": command, "data_fingerprint": data_fingerprint, "train_examples": len(train_split),
+    options = {"seed": given["seed"], "epochs": epochs, "max_minutes": given["max_minutes"],
+               "precision": run_precision, "device": str(torch_device), "data": str(data_dir), "processes": world.size,
+               "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile,
+               "eval_every": eval_every, "eval_subset": given["eval_subset"] or EVAL_SUBSET,
+               "command": given["command"], "data_fingerprint": fingerprint, "train_examples": len(train_split),
                "init_from": init_from, "cwd": state["options"].get("cwd") if state else os.getcwd()}
     if world.is_main:
-        write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info,
-                                             "environment": environment(torch_device)})
-        _trim_log(out_dir, run_progress.step)
+        _write_config(preset, options, info, torch_device, out_dir, run_progress.step)
         tqdm.write(f"{preset.name}: {len(train_split):,} training examples, device {torch_device}, "
-                   f"precision {precision} (--precision {requested_precision})")
-        if _off_plan(preset, len(train_split)):
-            tqdm.write(f"note: preset {preset.name} is planned for epochs of {preset.planned_train_examples:,} training "
-                       f"examples (its horizon, curriculum and schedule count epochs), and {data_dir} has "
-                       f"{len(train_split):,}: this run trains on {epochs * len(train_split):,} in all. "
-                       f"{preset.description}")
+                   f"precision {run_precision} (--precision {precision})")
+        _note_if_off_plan(preset, len(train_split), epochs, data_dir)
     batch_size = min(preset.batch_size, len(train_split))
     if run_progress.batch_in_epoch > len(train_split) // batch_size:
         raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: step {run_progress.batch_in_epoch} of an "
                           f"epoch of {len(train_split) // batch_size} steps")
     share = batch_size // world.size
-    subset = None
-    if eval_every:  # the same examples at every evaluation and in every run: comparable curves
-        chosen = torch.randperm(len(eval_split), generator=torch.Generator().manual_seed(0))[:eval_subset]
-        subset = eval_split.subset(chosen.sort().values.to(torch_device))
-    return _Run(task=task, preset=preset, world=world, device=torch_device, precision=precision, out_dir=out_dir,
-                options=options, info=info, train_split=train_split, eval_split=eval_split, eval_subset=subset,
+    max_minutes = given["max_minutes"]
+    return _Run(task=task, preset=preset, world=world, device=torch_device, precision=run_precision, out_dir=out_dir,
+                options=options, info=info, train_split=train_split, eval_split=eval_split,
+                eval_subset=_fixed_subset(eval_split, options["eval_subset"], torch_device) if eval_every else None,
                 model=model, step_model=step_model, optimizer=optimizer, progress=run_progress,
                 history=state["history"] if state else [], loss_log=state["loss_log"] if state else [],
                 batch_size=batch_size, share=share, micro_batch=max(share // accumulate, 1),
@@ -437,6 +399,70 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
                 eval_every_steps=max(1, round(eval_every / batch_size)) if eval_every else None,
                 show_progress=progress and world.is_main, slice_end=slice_end,
                 events=EventLog(out_dir, run_progress.step * batch_size) if world.is_main else None)
+
+
+def _resumed_options(state: dict, preset: Preset, given: dict, out_dir: Path,
+                     world: distributed.World) -> tuple[Preset, dict]:
+    """A resumed run keeps its preset (but for the fields that shape only its evaluations), seed,
+    command and evaluation subset; its budgets and evaluation cadence may be given anew."""
+    evaluation = {name: getattr(preset, name) for name in EVALUATION_FIELDS}
+    preset = dataclasses.replace(Preset.from_dict(state["preset"], str(out_dir / "checkpoint.pt")), **evaluation)
+    stored = state["options"]
+    if not isinstance(stored.get("seed"), int) or not isinstance(stored.get("epochs"), int):
+        raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: its options lack the seed or epochs")
+    kept = {"seed": stored["seed"], "command": stored.get("command"),
+            "epochs": given["epochs"] or stored["epochs"],
+            "max_minutes": given["max_minutes"] if given["max_minutes"] is not None else stored["max_minutes"],
+            "eval_every": given["eval_every"] or stored.get("eval_every"),
+            "eval_subset": _kept_eval_subset(stored, given["eval_subset"], world)}
+    if world.is_main:
+        _warn_if_horizon_moves(preset, stored, kept["epochs"], kept["max_minutes"])
+    return preset, kept
+
+
+def _start_device(device: str, precision: str, world: distributed.World,
+                  dist_timeout: float) -> tuple[torch.device, str]:
+    """The device and precision of this process; joins the torchrun world, if launched in one."""
+    torch_device = resolve_device(device)
+    if torch_device.type == "cuda" and world.launched:
+        torch_device = torch.device("cuda", world.local_rank)
+    if torch_device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    distributed.start(world, torch_device, dist_timeout)
+    return torch_device, resolve_precision(precision, torch_device)
+
+
+def _load_splits(task, preset, data_dir, state, init, device, out_dir) -> tuple[Split, Split, str]:
+    """The train and evaluation splits on ``device``, and the train split's fingerprint. A resumed
+    run keeps the vocabularies it was built with (and must find the data it started with); the
+    evaluation split always uses the train split's."""
+    known_info = state["info"] if state else init.info if init else None
+    train_split = nonempty(task.load(data_dir, "train", preset, known_info), data_dir)
+    fingerprint = train_split.fingerprint()
+    if state and state["options"].get("data_fingerprint", fingerprint) != fingerprint:
+        raise ConfigError(f"{out_dir / 'checkpoint.pt'}: the run was trained on other data "
+                          f"({state['options'].get('train_examples')} training examples, fingerprint "
+                          f"{state['options']['data_fingerprint']}); {data_dir} holds {len(train_split)} "
+                          f"(fingerprint {fingerprint}): resume with the data it started with")
+    train_split = train_split.to(device)
+    eval_split = nonempty(task.load(data_dir, task.eval_split, preset, train_split.info()), data_dir).to(device)
+    if not eval_split.scorable():  # found now, not after an epoch of training
+        raise DataError(f"{data_dir}: the {eval_split.name} split has questions without answers; training "
+                        f"evaluates on it and needs every answer")
+    return train_split, eval_split, fingerprint
+
+
+def _write_config(preset: Preset, options: dict, info: dict, device: torch.device, out_dir: Path, step: int) -> None:
+    """config.json (what the run is), and a train_log.jsonl that ends at the step the run starts from."""
+    write_json(out_dir / "config.json", {"preset": preset.to_dict(), "options": options, "info": info,
+                                         "environment": environment(device)})
+    _trim_log(out_dir, step)
+
+
+def _fixed_subset(eval_split: Split, size: int, device: torch.device) -> Split:
+    """The same examples at every evaluation and in every run: comparable curves."""
+    chosen = torch.randperm(len(eval_split), generator=torch.Generator().manual_seed(0))[:size]
+    return eval_split.subset(chosen.sort().values.to(device))
 
 
 def _warn_if_horizon_moves(preset: Preset, stored: dict, epochs: int, max_minutes: float | None) -> None:
@@ -449,10 +475,13 @@ def _warn_if_horizon_moves(preset: Preset, stored: dict, epochs: int, max_minute
                    f"learning rate continues as that of the new horizon (--slice-minutes ends a sitting without this)")
 
 
-def _off_plan(preset: Preset, train_examples: int) -> bool:
-    """Whether the training split is more than 10% off the size the preset's epochs are planned for."""
+def _note_if_off_plan(preset: Preset, train_examples: int, epochs: int, data_dir) -> None:
+    """Say so when the training split is more than 10% off the size the preset's epochs are planned for."""
     planned = preset.planned_train_examples
-    return bool(planned) and abs(train_examples - planned) > 0.1 * planned
+    if planned and abs(train_examples - planned) > 0.1 * planned:
+        tqdm.write(f"note: preset {preset.name} is planned for epochs of {planned:,} training examples (its "
+                   f"horizon, curriculum and schedule count epochs), and {data_dir} has {train_examples:,}: this "
+                   f"run trains on {epochs * train_examples:,} in all. {preset.description}")
 
 
 def _where_in_horizon(run: _Run) -> str:
@@ -628,26 +657,12 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> st
             now = time.perf_counter()
             progress.train_seconds += now - step_start
             step_start = now
-            loss_sum, correct, seen = (total - before for total, before in zip(summed, logged))
-            logged = summed
-            if seen:
-                run.loss_log.append([run.questions_seen, loss_sum / seen, correct / seen])
-                if world.is_main:
-                    _append_to_log(run, {"questions_seen": run.questions_seen, "step": progress.step,
-                                         "epoch": progress.epoch + progress.batch_in_epoch / run.steps_per_epoch,
-                                         "train_seconds": round(progress.train_seconds, 3), "loss": loss_sum / seen,
-                                         "accuracy": correct / seen, "lr": run.optimizer.param_groups[0]["lr"]})
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+            logged = _log_steps(run, summed, logged, bar)
             if eval_due and progress.batch_in_epoch < run.steps_per_epoch:
                 _evaluate_into_history(run, subset=True, stop=stop)
                 step_start = time.perf_counter()  # evaluation time is not training time
-            budget_spent = _budget_spent(run)
-            if budget_spent or slice_over:
-                ended_by = "time budget" if budget_spent else "slice"
-                if world.is_main:
-                    tqdm.write(f"time budget of {run.options['max_minutes']:g} min reached at step {progress.step}"
-                               if budget_spent else f"this slice's time is up at step {progress.step}")
+            ended_by = _limit_reached(run, slice_over)
+            if ended_by:
                 break
             if world.any(world.is_main and now - last_checkpoint >= checkpoint_minutes * 60, run.device):
                 _save(run)
@@ -665,6 +680,34 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> st
         progress.batch_in_epoch = 0
     _save(run)
     return ended_by
+
+
+def _log_steps(run: _Run, summed: list, logged: list, bar) -> list:
+    """Log the steps since the previous entry (the loss log, train_log.jsonl and the bar) from all
+    processes' totals ``summed`` and those at the previous entry ``logged``; returns ``summed``."""
+    loss_sum, correct, seen = (total - before for total, before in zip(summed, logged))
+    if seen:
+        lr = run.optimizer.param_groups[0]["lr"]
+        run.loss_log.append([run.questions_seen, loss_sum / seen, correct / seen])
+        if run.world.is_main:
+            progress = run.progress
+            _append_to_log(run, {"questions_seen": run.questions_seen, "step": progress.step,
+                                 "epoch": progress.epoch + progress.batch_in_epoch / run.steps_per_epoch,
+                                 "train_seconds": round(progress.train_seconds, 3), "loss": loss_sum / seen,
+                                 "accuracy": correct / seen, "lr": lr})
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", lr=f"{lr:.2e}")
+    return summed
+
+
+def _limit_reached(run: _Run, slice_over: bool) -> str | None:
+    """The time limit that ends the run here ("time budget", or "slice": this sitting's), if one does."""
+    budget_spent = _budget_spent(run)
+    if not (budget_spent or slice_over):
+        return None
+    if run.world.is_main:
+        tqdm.write(f"time budget of {run.options['max_minutes']:g} min reached at step {run.progress.step}"
+                   if budget_spent else f"this slice's time is up at step {run.progress.step}")
+    return "time budget" if budget_spent else "slice"
 
 
 LOG = "train_log.jsonl"
