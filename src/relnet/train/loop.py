@@ -355,28 +355,28 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     world = distributed.world_from_environment()
     state = _checkpoint_to_resume(out_dir, preset, resume)
     init_from = _check_starting_weights(init, task, state, out_dir)
-    given = {"seed": seed, "command": command, "epochs": epochs, "max_minutes": max_minutes,
+    chosen = {"seed": seed, "command": command, "epochs": epochs, "max_minutes": max_minutes,
              "eval_every": eval_every, "eval_subset": eval_subset}
-    preset, given = _resumed_options(state, preset, given, out_dir, world) if state else (preset, given)
-    epochs, eval_every = given["epochs"] or preset.epochs, given["eval_every"]
+    preset, chosen = _resumed_options(state, preset, chosen, out_dir, world) if state else (preset, chosen)
+    epochs, eval_every = chosen["epochs"] or preset.epochs, chosen["eval_every"]
     task.check_preset(preset)  # (before its data is loaded and the processes of a torchrun world meet)
-    _check_options(preset, world, epochs, given["max_minutes"], eval_every, accumulate)
+    _check_options(preset, world, epochs, chosen["max_minutes"], eval_every, accumulate)
     torch_device, run_precision = _start_device(device, precision, world, dist_timeout)
     check_same_start(world, state["progress"]["step"] if state else 0, torch_device, out_dir)
     train_split, eval_split, fingerprint = _load_splits(task, preset, data_dir, state, init, torch_device, out_dir)
     info = train_split.info()
-    model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, given["seed"], world,
+    model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, chosen["seed"], world,
                                                   out_dir / "checkpoint.pt", None if state else init)
     # DDP copies rank 0's weights to every process when it wraps the model.
     step_model = torch.nn.parallel.DistributedDataParallel(model) if world.launched else model
     if compile:
         step_model = torch.compile(step_model)
 
-    options = {"seed": given["seed"], "epochs": epochs, "max_minutes": given["max_minutes"],
+    options = {"seed": chosen["seed"], "epochs": epochs, "max_minutes": chosen["max_minutes"],
                "precision": run_precision, "device": str(torch_device), "data": str(data_dir), "processes": world.size,
                "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile,
-               "eval_every": eval_every, "eval_subset": given["eval_subset"] or EVAL_SUBSET,
-               "command": given["command"], "data_fingerprint": fingerprint, "train_examples": len(train_split),
+               "eval_every": eval_every, "eval_subset": chosen["eval_subset"] or EVAL_SUBSET,
+               "command": chosen["command"], "data_fingerprint": fingerprint, "train_examples": len(train_split),
                "init_from": init_from, "cwd": state["options"].get("cwd") if state else os.getcwd()}
     if world.is_main:
         _write_config(preset, options, info, torch_device, out_dir, run_progress.step)
@@ -388,7 +388,7 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
         raise ConfigError(f"{out_dir / 'checkpoint.pt'}: damaged checkpoint: step {run_progress.batch_in_epoch} of an "
                           f"epoch of {len(train_split) // batch_size} steps")
     share = batch_size // world.size
-    max_minutes = given["max_minutes"]
+    max_minutes = chosen["max_minutes"]
     return _Run(task=task, preset=preset, world=world, device=torch_device, precision=run_precision, out_dir=out_dir,
                 options=options, info=info, train_split=train_split, eval_split=eval_split,
                 eval_subset=_fixed_subset(eval_split, options["eval_subset"], torch_device) if eval_every else None,
@@ -413,10 +413,10 @@ def _resumed_options(state: dict, preset: Preset, given: dict, out_dir: Path,
     kept = {"seed": stored["seed"], "command": stored.get("command"),
             "epochs": given["epochs"] or stored["epochs"],
             "max_minutes": given["max_minutes"] if given["max_minutes"] is not None else stored["max_minutes"],
-            "eval_every": given["eval_every"] or stored.get("eval_every"),
-            "eval_subset": _kept_eval_subset(stored, given["eval_subset"], world)}
+            "eval_every": given["eval_every"] or stored.get("eval_every")}
     if world.is_main:
         _warn_if_horizon_moves(preset, stored, kept["epochs"], kept["max_minutes"])
+    kept["eval_subset"] = _kept_eval_subset(stored, given["eval_subset"], world)
     return preset, kept
 
 
@@ -426,10 +426,11 @@ def _start_device(device: str, precision: str, world: distributed.World,
     torch_device = resolve_device(device)
     if torch_device.type == "cuda" and world.launched:
         torch_device = torch.device("cuda", world.local_rank)
+    run_precision = resolve_precision(precision, torch_device)  # refused before anything is set or joined
     if torch_device.type == "cuda":
         torch.set_float32_matmul_precision("high")
     distributed.start(world, torch_device, dist_timeout)
-    return torch_device, resolve_precision(precision, torch_device)
+    return torch_device, run_precision
 
 
 def _load_splits(task, preset, data_dir, state, init, device, out_dir) -> tuple[Split, Split, str]:
@@ -657,7 +658,8 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> st
             now = time.perf_counter()
             progress.train_seconds += now - step_start
             step_start = now
-            logged = _log_steps(run, summed, logged, bar)
+            _log_steps(run, summed, logged, bar)
+            logged = summed
             if eval_due and progress.batch_in_epoch < run.steps_per_epoch:
                 _evaluate_into_history(run, subset=True, stop=stop)
                 step_start = time.perf_counter()  # evaluation time is not training time
@@ -682,9 +684,9 @@ def _train_epoch(run: _Run, stop: _StopRequest, checkpoint_minutes: float) -> st
     return ended_by
 
 
-def _log_steps(run: _Run, summed: list, logged: list, bar) -> list:
+def _log_steps(run: _Run, summed: list, logged: list, bar) -> None:
     """Log the steps since the previous entry (the loss log, train_log.jsonl and the bar) from all
-    processes' totals ``summed`` and those at the previous entry ``logged``; returns ``summed``."""
+    processes' totals ``summed`` and those at the previous entry ``logged``."""
     loss_sum, correct, seen = (total - before for total, before in zip(summed, logged))
     if seen:
         lr = run.optimizer.param_groups[0]["lr"]
@@ -696,7 +698,6 @@ def _log_steps(run: _Run, summed: list, logged: list, bar) -> list:
                                  "train_seconds": round(progress.train_seconds, 3), "loss": loss_sum / seen,
                                  "accuracy": correct / seen, "lr": lr})
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", lr=f"{lr:.2e}")
-    return summed
 
 
 def _limit_reached(run: _Run, slice_over: bool) -> str | None:
