@@ -363,8 +363,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
     _check_options(preset, world, epochs, chosen["max_minutes"], eval_every, accumulate)
     torch_device, run_precision = _start_device(device, precision, world, dist_timeout)
     check_same_start(world, state["progress"]["step"] if state else 0, torch_device, out_dir)
-    train_split, eval_split, fingerprint = _load_splits(task, preset, data_dir, state, init, torch_device, out_dir)
-    info = train_split.info()
+    train_split, eval_split, info, fingerprint = _load_splits(task, preset, data_dir, state, init, torch_device,
+                                                              out_dir)
     model, optimizer, run_progress = _build_model(task, preset, info, torch_device, state, chosen["seed"], world,
                                                   out_dir / "checkpoint.pt", None if state else init)
     # DDP copies rank 0's weights to every process when it wraps the model.
@@ -433,8 +433,8 @@ def _start_device(device: str, precision: str, world: distributed.World,
     return torch_device, run_precision
 
 
-def _load_splits(task, preset, data_dir, state, init, device, out_dir) -> tuple[Split, Split, str]:
-    """The train and evaluation splits on ``device``, and the train split's fingerprint. A resumed
+def _load_splits(task, preset, data_dir, state, init, device, out_dir) -> tuple[Split, Split, dict, str]:
+    """The train and evaluation splits on ``device``, the train split's info and its fingerprint. A resumed
     run keeps the vocabularies it was built with (and must find the data it started with); the
     evaluation split always uses the train split's."""
     known_info = state["info"] if state else init.info if init else None
@@ -446,11 +446,12 @@ def _load_splits(task, preset, data_dir, state, init, device, out_dir) -> tuple[
                           f"{state['options']['data_fingerprint']}); {data_dir} holds {len(train_split)} "
                           f"(fingerprint {fingerprint}): resume with the data it started with")
     train_split = train_split.to(device)
-    eval_split = nonempty(task.load(data_dir, task.eval_split, preset, train_split.info()), data_dir).to(device)
+    info = train_split.info()
+    eval_split = nonempty(task.load(data_dir, task.eval_split, preset, info), data_dir).to(device)
     if not eval_split.scorable():  # found now, not after an epoch of training
         raise DataError(f"{data_dir}: the {eval_split.name} split has questions without answers; training "
                         f"evaluates on it and needs every answer")
-    return train_split, eval_split, fingerprint
+    return train_split, eval_split, info, fingerprint
 
 
 def _write_config(preset: Preset, options: dict, info: dict, device: torch.device, out_dir: Path, step: int) -> None:
