@@ -101,7 +101,7 @@ def test_cards_count_trainable_parameters_once():
 def test_the_shipped_models_are_small():
     files = [path for path in pretrained.FOLDER.iterdir() if path.suffix in (".safetensors", ".json")]
     assert sum(path.stat().st_size for path in files) < 10 * 2**20
-    assert set(SHIPPED) | {"babi", "physics-connections", "clevr-state"} <= set(pretrained.names())
+    assert set(SHIPPED) | {"babi", "physics-connections", "physics-count", "clevr-state"} <= set(pretrained.names())
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +149,10 @@ def test_shipped_babi_model_evaluates_official_test_files_of_the_en_layout(tmp_p
     assert metrics["tasks_passed"] >= card["tasks_passed"] - 1
 
 
-def test_shipped_physics_model_on_fresh_scenes(tmp_path):
+@pytest.mark.parametrize("name", ["physics-connections", "physics-count"])
+def test_shipped_physics_model_on_fresh_scenes(tmp_path, name):
     write_physics(tmp_path, train_scenes=1, test_scenes=2000, seed=FRESH_SEED, progress=False)
-    model, card = pretrained.load("physics-connections")
+    model, card = pretrained.load(name)
     preset = Preset(**card["preset"])
     task = get_task(preset.task)
     metrics = evaluate(task, model, task.load(tmp_path, "test", preset, card["info"]), 1024, torch.device("cpu"),
