@@ -1,4 +1,5 @@
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -231,6 +232,14 @@ def test_slice_minutes_ends_a_sitting_and_resume_goes_on(tiny_sort_of_clevr, tmp
     assert main(common + ["--resume"]) == 0
     assert "trained all 2 epochs" in capsys.readouterr().out
     assert json.loads((run / "metrics.json").read_text())["ended_by"] == "epochs"
+    # Each sitting's command is recorded, and an exported model's card lists them.
+    first = "relnet " + shlex.join(common + ["--slice-minutes", "1e-9"])
+    sittings = [{"command": first, "from_step": 0}, {"command": "relnet " + shlex.join(common + ["--resume"]),
+                                                     "from_step": 1}]
+    options = json.loads((run / "config.json").read_text())["options"]
+    assert options["sittings"] == sittings and options["command"] == first
+    assert main(["export", str(run), "--name", "sliced", "--dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "sliced.json").read_text())["sittings"] == sittings
 
 
 def test_init_from_starts_a_new_run_from_a_trained_models_weights(tiny_sort_of_clevr, tmp_path, capsys):
@@ -275,7 +284,6 @@ def test_init_from_starts_a_new_run_from_a_trained_models_weights(tiny_sort_of_c
 
 def test_status_says_where_a_run_stands_and_how_to_resume_it(tiny_sort_of_clevr, tmp_path, capsys, monkeypatch):
     import os
-    import shlex
 
     from relnet.io import directory_lock
 

@@ -421,3 +421,18 @@ def test_processes_that_find_different_checkpoints_are_stopped(tmp_path):
     check_same_start(world, 7, torch.device("cpu"), tmp_path)
     with pytest.raises(ConfigError, match=r"rank 0 at step 7, rank 1 at step 0\): every machine of a torchrun world"):
         check_same_start(world, 0, torch.device("cpu"), tmp_path)
+
+
+def test_sittings_name_each_command_once_and_read_older_checkpoints():
+    from relnet.train.loop import _sittings
+
+    first = _sittings(None, "relnet train A", 0)
+    assert first == [{"command": "relnet train A", "from_step": 0}]
+    second = _sittings({"options": {"command": "relnet train A", "sittings": first}}, "relnet train A --resume", 7)
+    assert [sitting["from_step"] for sitting in second] == [0, 7]
+    # A sitting that trained nothing (stopped before its first step) is replaced by the next.
+    assert _sittings({"options": {"sittings": second}}, "again", 7)[-1] == {"command": "again", "from_step": 7}
+    assert len(_sittings({"options": {"sittings": second}}, "again", 7)) == 2
+    # A checkpoint from before sittings were recorded: the command that started the run, then this one.
+    assert _sittings({"options": {"command": "relnet train A"}}, "B", 9) == [
+        {"command": "relnet train A", "from_step": 0}, {"command": "B", "from_step": 9}]

@@ -135,6 +135,8 @@ def export(state: dict, metrics: dict, name: str, folder: Path, command: str, co
         # The preset with the horizon the run trained to (--epochs may differ from the preset's).
         "name": name, "preset": {**state["preset"], "epochs": state["options"]["epochs"]}, "info": state["info"],
         "command": command,
+        # A run trained over several sittings (--resume): each one's command and the step it began at.
+        "sittings": state["options"].get("sittings"),
         "data_seed": metrics.get("data_seed", 0), "training_seed": state["options"]["seed"],
         "device": state["options"]["device"], "precision": state["options"]["precision"], "commit": commit,
         # The model its training started from (relnet train --init-from), or None: its seed's weights.

@@ -376,7 +376,8 @@ def _setup(task, preset, data_dir, out_dir, *, epochs, max_minutes, seed, device
                "precision": run_precision, "device": str(torch_device), "data": str(data_dir), "processes": world.size,
                "backend": distributed.backend(world), "accumulate": accumulate, "compile": compile,
                "eval_every": eval_every, "eval_subset": chosen["eval_subset"] or EVAL_SUBSET,
-               "command": chosen["command"], "data_fingerprint": fingerprint, "train_examples": len(train_split),
+               "command": chosen["command"], "sittings": _sittings(state, command, run_progress.step),
+               "data_fingerprint": fingerprint, "train_examples": len(train_split),
                "init_from": init_from, "cwd": state["options"].get("cwd") if state else os.getcwd()}
     if world.is_main:
         _write_config(preset, options, info, torch_device, out_dir, run_progress.step)
@@ -418,6 +419,16 @@ def _resumed_options(state: dict, preset: Preset, given: dict, out_dir: Path,
         _warn_if_horizon_moves(preset, stored, kept["epochs"], kept["max_minutes"])
     kept["eval_subset"] = _kept_eval_subset(stored, given["eval_subset"], world)
     return preset, kept
+
+
+def _sittings(state: dict | None, command: str | None, step: int) -> list[dict]:
+    """The command of every sitting of the run and the step it began at (a run trained in slices
+    with --resume; a pretrained model's card lists them). A checkpoint written before sittings were
+    recorded names only the command that started the run; a sitting that trained nothing is replaced."""
+    if not state:
+        return [{"command": command, "from_step": 0}]
+    earlier = state["options"].get("sittings") or [{"command": state["options"].get("command"), "from_step": 0}]
+    return [*[sitting for sitting in earlier if sitting["from_step"] != step], {"command": command, "from_step": step}]
 
 
 def _start_device(device: str, precision: str, world: distributed.World,
