@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from relnet.cli import main
-from relnet.errors import DataError
+from relnet.errors import ConfigError, DataError
 from relnet.tasks import get_preset, get_task
 from relnet.tasks.clevr.data import OBJECT_FEATURES, cache_images, prepare, tokenize
 from relnet.tasks.clevr.generate import GeneratorOptions, QuestionWriter, generate, make_scene
@@ -17,7 +17,7 @@ from relnet.tasks.clevr.program import ProgramError, answer_text, execute, expan
 from relnet.tasks.clevr.questions import builtin_templates_dir, check_metadata, load_synonyms, load_templates
 from relnet.tasks.clevr.scene import SCENE_PRESETS, SceneOptions, relationships, sample_camera
 from relnet.tasks.clevr.schema import ANSWERS, CATEGORIES
-from relnet.tasks.clevr.task import reverse_words
+from relnet.tasks.clevr.task import ONE_OBJECT_FAMILIES, ClevrSplit, reverse_words
 from relnet.tasks.clevr.verify import verify
 from relnet.train.checkpoint import load_checkpoint
 from relnet.train.loop import learning_rate
@@ -223,6 +223,12 @@ def test_cache_and_every_preset_trains(generated, tmp_path, capsys):
         assert main(["train", "--preset", "clevr-small-question", "--data", str(cache), "--out", str(refused),
                      "--epochs", "1", "--no-progress", "--set", setting]) == 2
         assert message in capsys.readouterr().err
+    # A curriculum of families the training split does not hold is refused by name, before any step.
+    assert main(["train", "--preset", "clevr-small-pixels", "--data", str(cache), "--out", str(refused),
+                 "--epochs", "1", "--no-progress", "--set", "data.image_size=64", "--set",
+                 "data.curriculum_families=[99]"]) == 2
+    assert "no training question is of the families [99]" in capsys.readouterr().err
+    assert not (refused / "checkpoint.pt").exists()
     for name in ("clevr-state", "clevr-pixels", "clevr-cnn-lstm", "clevr-cnn-lstm-sa", "clevr-small-pixels",
                  "clevr-small-cnn-lstm", "clevr-small-cnn-lstm-sa", "clevr-small-question"):
         run = tmp_path / name
@@ -358,3 +364,39 @@ def test_the_small_scene_preset_holds_three_to_six_objects_unless_told_otherwise
     help_text = subprocess.run([sys.executable, "-m", "relnet", "data", "clevr-gen", "--help"], capture_output=True,
                                text=True).stdout
     assert "{" + ",".join(SCENE_PRESETS) + "}" in help_text
+
+
+def test_the_curriculum_asks_its_families_first_then_every_question():
+    family = torch.arange(100) % 10
+    split = ClevrSplit("train", {"family": family, "answer": torch.zeros(100, dtype=torch.long)}, {}, "question",
+                       curriculum_families=(2, 5), curriculum_epochs=1.5)
+    first = split.epoch_order(0, 0, 8)
+    # A whole epoch of the two families: each of their 20 questions once, then again in new shuffles.
+    assert len(first) == 100 and set(family[first].tolist()) == {2, 5}
+    assert sorted(first[:20].tolist()) == torch.nonzero((family == 2) | (family == 5)).flatten().tolist()
+    second = split.epoch_order(0, 1, 8)
+    assert set(family[second[:50]].tolist()) == {2, 5} and set(family[second[50:]].tolist()) - {2, 5}
+    assert sorted(split.epoch_order(0, 2, 8).tolist()) == list(range(100))  # the curriculum is over
+    assert torch.equal(split.epoch_order(0, 1, 8), second)  # a function of (seed, epoch): resumable
+
+
+def test_one_object_families_are_the_templates_that_find_one_set_of_objects_without_relations():
+    templates = load_templates(builtin_templates_dir())
+    one_object = [t.family for t in templates if [n["type"] for n in t.nodes].count("scene") == 1
+                  and not any(n["type"].startswith(("relate", "same_")) for n in t.nodes)]
+    assert tuple(one_object) == ONE_OBJECT_FAMILIES
+    assert {templates[f].category for f in one_object} == {"count", "exist", "query_attribute"}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"curriculum_epochs": -1}, "data.curriculum_epochs must be a number"),
+    ({"curriculum_epochs": True}, "data.curriculum_epochs must be a number"),
+    ({"curriculum_epochs": 1, "curriculum_families": []}, "data.curriculum_families must be a list"),
+    ({"curriculum_families": [1.5]}, "data.curriculum_families must be a list"),
+    ({"curriculum_families": "7"}, "data.curriculum_families must be a list")])
+def test_a_malformed_curriculum_is_refused_by_name(data, message):
+    import dataclasses
+    preset = get_preset("clevr-small-pixels")
+    preset = dataclasses.replace(preset, data={**preset.data, **data})
+    with pytest.raises(ConfigError, match=message):
+        get_task("clevr").check_preset(preset)

@@ -78,6 +78,19 @@ def construct(model_class: type, preset: Preset, options: dict, *args, **given) 
     return model_class(*args, **given, **options)
 
 
+def filled(examples: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` of ``examples``: all of them in their order, then in further shuffles (a
+    curriculum or a fixed share of one kind of question fills an epoch this way)."""
+    if not count:
+        return examples[:0]
+    if not len(examples):
+        raise DataError(f"the training split has no questions of a kind its epochs must draw {count:,} of (a "
+                        f"curriculum or a share of one kind of question needs questions of that kind)")
+    passes = [examples] + [examples[torch.randperm(len(examples), generator=generator)]
+                           for _ in range(-(-count // len(examples)) - 1)]
+    return torch.cat(passes)[:count]
+
+
 class Split:
     """One split of a benchmark, held as tensors in memory.
 

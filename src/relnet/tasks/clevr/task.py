@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from relnet.errors import ConfigError, DataError, shown
-from relnet.preset import Preset
-from relnet.tasks.base import Split, Task, View, construct, word_ids
+from relnet.preset import Preset, is_number, is_whole
+from relnet.tasks.base import Split, Task, View, construct, filled, word_ids
 from relnet.tasks.clevr.data import (MAX_OBJECTS, OBJECT_FEATURES, UNK, encode_questions, load_cache, object_table,
                                      read_vocab, tokenize)
 from relnet.tasks.clevr.models import CNNLSTM, PixelRN, QuestionOnly, StackedAttention, StateRN
@@ -36,13 +36,23 @@ def reverse_words(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class ClevrSplit(Split):
+    """All questions of one split; a batch gathers each question's image or object table.
+
+    With ``curriculum_epochs`` e > 0 the first e epochs ask only the questions of the families
+    ``curriculum_families`` (each epoch keeps its length: they are asked again, in further
+    shuffles); a fractional e ends the curriculum within an epoch.
+    """
+
     shared = ("images", "objects", "object_count")
 
-    def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict, inputs: str):
+    def __init__(self, name: str, tensors: dict[str, torch.Tensor], info: dict, inputs: str,
+                 curriculum_families: tuple[int, ...] = (), curriculum_epochs: float = 0):
         self.name = name
         self.tensors = tensors
         self._info = info
         self.inputs = inputs
+        self.curriculum_families = curriculum_families
+        self.curriculum_epochs = curriculum_epochs
 
     def __len__(self) -> int:
         return len(self.tensors["answer"])
@@ -59,6 +69,17 @@ class ClevrSplit(Split):
             inputs["object_mask"] = torch.arange(MAX_OBJECTS, device=image.device) < t["object_count"][image].unsqueeze(1)
         return inputs, t["answer"][index]
 
+    def epoch_order(self, seed: int, epoch: int, batch_size: int) -> torch.Tensor:
+        order = super().epoch_order(seed, epoch, batch_size)
+        # How many of this epoch's questions the curriculum still asks: all, none, or its first part.
+        asked = round(min(max(self.curriculum_epochs - epoch, 0), 1) * len(order))
+        if not asked:
+            return order
+        family = self.tensors["family"].cpu()[order]
+        chosen = order[torch.isin(family, torch.tensor(self.curriculum_families, dtype=family.dtype))]
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
+        return torch.cat([filled(chosen, asked, generator), order[asked:]])
+
     def info(self) -> dict:
         return self._info
 
@@ -66,9 +87,19 @@ class ClevrSplit(Split):
         return bool((self.tensors["answer"] >= 0).all())
 
 
+# The families of relnet's CLEVR templates that ask about one object found by its attributes (count,
+# exist, and query color, shape, size, material): the attribute-first curriculum of the CPU-sized
+# presets, as Sort-of-CLEVR's non-relational epochs.
+ONE_OBJECT_FAMILIES = (7, 13, 18, 20, 22, 24)
+
 # The CNN of the CPU-sized presets: no augmentation (the scenes are many for the steps a CPU
 # affords), the public Sort-of-CLEVR order of ReLU and batch norm.
 SMALL_CNN = {"conv_channels": [24] * 4, "conv_order": "relu-bn", "augment": False}
+
+
+# What the CPU-sized pixel presets read: 80x80 images, and for their first two epochs (400,000
+# questions) only the one-object families, so that the CNN learns to see before it learns relations.
+SMALL_CURRICULUM = {"image_size": 80, "curriculum_families": list(ONE_OBJECT_FAMILIES), "curriculum_epochs": 2}
 
 
 def _preset(name, description, **fields) -> Preset:
@@ -80,7 +111,7 @@ class Clevr(Task):
     curve_group = "by_category"
     eval_split = "val"
     typed_questions = True
-    data_entries = ("inputs", "reverse_question", "scenes", "image_size")
+    data_entries = ("inputs", "reverse_question", "scenes", "image_size", "curriculum_families", "curriculum_epochs")
     # The data.inputs each model kind reads.
     kind_inputs = {"pixel-rn": "pixels", "state-rn": "state", "cnn-lstm": "pixels", "cnn-lstm-sa": "pixels",
                    "question-only": "question"}
@@ -106,11 +137,12 @@ class Clevr(Task):
                 eval_batch_size=512),
         # CLEVR sized for a CPU (docs/clevr.md): scenes of `relnet data clevr-gen --preset small` cached at
         # 80x80, so four stride-2 convolutions leave 5x5 cells as in Sort-of-CLEVR, and that study's recipe
-        # (g 4x128, ReLU before batch norm, no dropout, batch 64, lr 3e-4 held, then decayed). The
-        # baselines read the same CNN and train on the same data for the same minutes.
+        # (g 4x128, ReLU before batch norm, no dropout, batch 64, lr 3e-4 held, then decayed, the
+        # one-object questions first). The baselines read the same CNN and train on the same data and
+        # curriculum for the same minutes.
         *[_preset(f"clevr-small-{name}", f"CPU-sized CLEVR: {description}", model={"kind": kind, **model},
                   data={"inputs": "question" if kind == "question-only" else "pixels", "reverse_question": True,
-                        "scenes": "small", **({} if kind == "question-only" else {"image_size": 80})},
+                        "scenes": "small", **({} if kind == "question-only" else SMALL_CURRICULUM)},
                   batch_size=64, epochs=30, lr=lr, schedule="cosine", decay_start=0.5, warmup_steps=500,
                   grad_clip=50.0, eval_batch_size=512)
           for name, kind, description, model, lr in (
@@ -132,6 +164,16 @@ class Clevr(Task):
         if isinstance(kind, str) and kind in self.kind_inputs and inputs != self.kind_inputs[kind]:
             raise ConfigError(f"preset {preset.name!r}: the {kind} model reads data.inputs="
                               f"{self.kind_inputs[kind]!r}, not {shown(inputs)}")
+        families, epochs = preset.data.get("curriculum_families", []), preset.data.get("curriculum_epochs", 0)
+        if not is_number(epochs, 0, 10 ** 6):
+            raise ConfigError(f"preset {preset.name!r}: data.curriculum_epochs must be a number of epochs from 0 (no "
+                              f"curriculum) up, not {shown(epochs)}")
+        if not isinstance(families, list) or not all(is_whole(family, 0, 10 ** 4) for family in families) or \
+                (epochs and not families):
+            raise ConfigError(f"preset {preset.name!r}: data.curriculum_families must be a list of question family "
+                              f"numbers (the cache's family of each question; with relnet's templates "
+                              f"{list(ONE_OBJECT_FAMILIES)} ask about one object), not empty while "
+                              f"data.curriculum_epochs is above 0; got {shown(families)}")
 
     def load(self, data_dir: Path, split: str, preset: Preset, info: dict | None = None) -> ClevrSplit:
         inputs = preset.data.get("inputs")
@@ -154,6 +196,10 @@ class Clevr(Task):
         if split == "train" and (arrays["answer"] < 0).any():
             raise DataError(f"{data_dir / 'train_questions.npz'}: {int((arrays['answer'] < 0).sum())} training "
                             f"questions have no answer; a training split needs every answer")
+        families = preset.data.get("curriculum_families", [])
+        if split == "train" and preset.data.get("curriculum_epochs", 0) and not np.isin(arrays["family"], families).any():
+            raise DataError(f"{data_dir / 'train_questions.npz'}: no training question is of the families "
+                            f"{families} that data.curriculum_families asks first")
         if info is not None and inputs == "pixels" and vocab["image_size"] != info["image_size"]:
             raise ConfigError(f"{data_dir / 'vocab.json'}: the cache holds {vocab['image_size']}-pixel images; the "
                               f"model reads {info['image_size']}-pixel ones (`relnet data clevr --image-size "
@@ -201,7 +247,10 @@ class Clevr(Task):
                    for key, array in arrays.items()}
         if preset.data.get("reverse_question"):
             tensors["tokens"] = reverse_words(tensors["tokens"], tensors["lengths"])
-        return ClevrSplit(name, tensors, info, preset.data["inputs"])
+        if name != "train":
+            return ClevrSplit(name, tensors, info, preset.data["inputs"])
+        return ClevrSplit(name, tensors, info, preset.data["inputs"], tuple(preset.data.get("curriculum_families", [])),
+                          preset.data.get("curriculum_epochs", 0))
 
     def generated_split(self, preset: Preset, info: dict, count: int, seed: int) -> ClevrSplit:
         """New scenes rendered and asked questions from the built-in templates, as `relnet data

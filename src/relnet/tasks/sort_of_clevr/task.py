@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from relnet.errors import ConfigError, DataError, shown
 from relnet.preset import Preset, is_number
-from relnet.tasks.base import Split, Task, View, construct
+from relnet.tasks.base import Split, Task, View, construct, filled
 from relnet.tasks.sort_of_clevr.data import load_split
 from relnet.tasks.sort_of_clevr.generate import (ANSWERS, COLORS, IMAGE_SIZE, KINDS, NUM_OBJECTS, SHAPES, SUBTYPES,
                                                   answer, generate, question_text, render)
@@ -65,18 +65,6 @@ def encode_objects(object_color: torch.Tensor, object_shape: torch.Tensor, objec
     position = (object_xy.float() - center) / center
     return torch.cat([F.one_hot(object_color.long(), NUM_COLORS).float(),
                       F.one_hot(object_shape.long(), len(SHAPES)).float(), position], dim=-1)
-
-
-def _filled(questions: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` of ``questions``: all of them in their order, then in further shuffles."""
-    if not count:
-        return questions[:0]
-    if not len(questions):
-        raise DataError(f"the training split has no questions of a kind its epochs must draw {count:,} of (a "
-                        f"curriculum or data.relational_share needs both non-relational and relational questions)")
-    passes = [questions] + [questions[torch.randperm(len(questions), generator=generator)]
-                            for _ in range(-(-count // len(questions)) - 1)]
-    return torch.cat(passes)[:count]
 
 
 class SortOfClevrSplit(Split):
@@ -179,7 +167,7 @@ class SortOfClevrSplit(Split):
         """As many questions as ``order``: its non-relational ones in its order, then in further
         shuffles of them until the epoch's length is filled."""
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
-        return _filled(order[self._is_non_relational(order)], len(order), generator)
+        return filled(order[self._is_non_relational(order)], len(order), generator)
 
     def _relational_share_of(self, order: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
         """As many questions as ``order``, ``relational_share`` of them relational: each kind's
@@ -188,8 +176,8 @@ class SortOfClevrSplit(Split):
         non_relational = self._is_non_relational(order)
         relational = round(self.relational_share * len(order))
         parts = (self._relational_mix_of(order, relational, generator) if self.relational_mix
-                 else [_filled(order[~non_relational], relational, generator)])
-        mixed = torch.cat([*parts, _filled(order[non_relational], len(order) - relational, generator)])
+                 else [filled(order[~non_relational], relational, generator)])
+        mixed = torch.cat([*parts, filled(order[non_relational], len(order) - relational, generator)])
         return mixed[torch.randperm(len(mixed), generator=generator)]
 
     def _relational_mix_of(self, order: torch.Tensor, count: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -197,7 +185,7 @@ class SortOfClevrSplit(Split):
         (rounded at the running totals, so that the parts add up to ``count``)."""
         ends = [round(min(total, 1.0) * count) for total in itertools.accumulate(self.relational_mix.values())]
         ends[-1] = count
-        return [_filled(self._of_subtype(order, name), end - start, generator)
+        return [filled(self._of_subtype(order, name), end - start, generator)
                 for name, start, end in zip(self.relational_mix, [0, *ends], ends)]
 
     def _of_subtype(self, order: torch.Tensor, name: str) -> torch.Tensor:
