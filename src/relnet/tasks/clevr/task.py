@@ -97,9 +97,9 @@ ONE_OBJECT_FAMILIES = (7, 13, 18, 20, 22, 24)
 SMALL_CNN = {"conv_channels": [24] * 4, "conv_order": "relu-bn", "augment": False}
 
 
-# What the CPU-sized pixel presets read: 80x80 images, and for their first two epochs (400,000
+# What the CPU-sized pixel presets read: 80x80 images, and for their first four epochs (800,000
 # questions) only the one-object families, so that the CNN learns to see before it learns relations.
-SMALL_CURRICULUM = {"image_size": 80, "curriculum_families": list(ONE_OBJECT_FAMILIES), "curriculum_epochs": 2}
+SMALL_CURRICULUM = {"image_size": 80, "curriculum_families": list(ONE_OBJECT_FAMILIES), "curriculum_epochs": 4}
 
 
 def _preset(name, description, **fields) -> Preset:
