@@ -12,7 +12,8 @@ whole horizon), --parallel at a time on one thread each so that they share the m
 With --slice-minutes S each sitting trains every unfinished run for at most S more minutes and
 ends it with a checkpoint (four runs two at a time: a sitting of about 2 S); running the same
 command again resumes each run where it stopped, on the schedule of its whole horizon. Writes OUT/summary.json (final metrics and validation curves),
-OUT/curves.png, and prints the Table-1 layout of every run side by side.
+OUT/curves.png, and prints the Table-1 layout of every run side by side (every run in OUT, whichever
+call trained it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from common import add_precision_option, run, run_side_by_side, run_state  # noqa: E402
 from relnet.figures import save_figure  # noqa: E402
+from relnet.io import write_json  # noqa: E402
 from relnet.tasks.clevr.schema import CATEGORIES, CATEGORY_TITLES  # noqa: E402
 
 PRESETS = ["clevr-small-pixels", "clevr-small-cnn-lstm", "clevr-small-cnn-lstm-sa", "clevr-small-question"]
@@ -60,10 +62,12 @@ def commands_for(cache: Path, args) -> dict[str, list[str]]:
     return commands
 
 
-def summarize(args) -> dict:
+def summarize(out: Path) -> dict:
+    """Every run in ``out``, whichever call trained it: two calls, one preset each, side by side
+    write the same full table."""
     summary = {}
-    for preset in args.presets:
-        run_dir = args.out / preset
+    for preset in PRESETS:
+        run_dir = out / preset
         if not (run_dir / "metrics.json").exists():
             continue
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -124,8 +128,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_train:
         run_side_by_side(commands_for(make_data(args), args), args.out, args.parallel, resume=True)
-    summary = summarize(args)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary = summarize(args.out)
+    write_json(args.out / "summary.json", summary)
     plot(summary, args.out / "curves.png")
     print(table(summary))
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'curves.png'}")

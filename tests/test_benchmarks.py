@@ -236,6 +236,9 @@ def test_clevr_small_benchmark_smoke_resumes_only_unfinished_runs(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and "| clevr-small-question |" in result.stdout
     again = subprocess.run(command, capture_output=True, text=True)  # finished runs are not trained again
     assert again.returncode == 0 and "$ -m relnet.cli train" not in again.stdout
+    # A call for one preset (two such calls run side by side) still writes every run's row.
+    one = subprocess.run([*command[:-2], "clevr-small-question", "--no-train"], capture_output=True, text=True)
+    assert one.returncode == 0 and set(json.loads((tmp_path / "summary.json").read_text())) == set(summary)
     # A run stopped at a slice's end (one sitting of a longer horizon) is resumed at the next sitting, its log kept.
     question = tmp_path / "clevr-small-question"
     shutil.rmtree(question)
